@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create .venv and install.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run test bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(INSTALLED)
+
+run: install
+	mkdir -p recordings
+	$(VENV)/bin/battsim run --preset thailand-9x24 --days 7 --out recordings/thailand-9x24-7d.duckdb --overwrite
+
+test: install
+	$(PY) -m pytest -n 2
+
+bench: install
+	$(PY) bench/bench_batch.py
+
+clean:
+	rm -rf $(VENV) recordings .pytest_cache

@@ -1,0 +1,252 @@
+"""What the simulated world is made of: sites, strings of jars, and the jars themselves.
+
+A fleet is described by a :class:`FleetSpec` (a preset or a TOML file) and expanded by
+:func:`build_fleet` into flat tables of sites, strings and batteries with stable, readable ids
+(``BKK_DC1_SYS01_STR01_BAT001``) and per-jar random draws (profile, manufacturing spread, age)
+taken from each jar's own random stream, so a jar is the same whatever fleet it is part of.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from battsim.engine.battery import PROFILE_FADE_MULTIPLIER
+from battsim.engine.physics import END_OF_LIFE_SOH_PCT
+from battsim.engine.models import (
+    BUILT_IN_MODELS,
+    BatteryModel,
+    ModelFileError,
+    describe_validation_error,
+    read_toml,
+)
+
+
+class FleetFileError(ValueError):
+    """A fleet file that cannot be used; the message names the file and the key."""
+
+
+class ClimateSpec(BaseModel):
+    """Outdoor climate of a site relative to Bangkok's monthly normals."""
+
+    model_config = ConfigDict(extra="forbid")
+    offset_c: float = Field(default=0.0, ge=-20, le=20, description="Added to Bangkok's monthly mean, °C.")
+    seasonal_scale: float = Field(default=1.0, ge=0, le=5, description="Scales the seasonal swing.")
+    diurnal_range_c: float = Field(default=8.0, ge=0, le=30, description="Daily max minus min, °C.")
+
+
+class SiteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    site_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    name: str = ""
+    longitude_deg: float = Field(default=100.5, ge=-180, le=180, description="Sets solar time of the daily cycle.")
+    timezone: str = "Asia/Bangkok"
+    climate: ClimateSpec = ClimateSpec()
+    strings: int = Field(default=1, ge=1, le=100, description="Strings of jars at the site.")
+    jars_per_string: int = Field(default=24, ge=1, le=400)
+    model: str = Field(default="CSB HX12-120", description="Battery model of every jar at the site.")
+    load_kw_per_string: float = Field(default=10.0, gt=0, le=10_000, description="UPS load a string carries.")
+    room_setpoint_c: float = Field(default=24.0, ge=10, le=40)
+    outages_per_year: float = Field(default=4.0, ge=0, le=365, description="Regional grid-outage rate.")
+
+
+class FleetSpec(BaseModel):
+    """A whole fleet: sites (each with its strings) plus any custom battery models."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "custom"
+    description: str = ""
+    sites: list[SiteSpec] = Field(min_length=1)
+    profile_mix: tuple[float, float, float] = Field(
+        default=(0.85, 0.12, 0.03), description="Share of healthy, accelerated and failing jars."
+    )
+    capacity_spread_pct: float = Field(default=3.0, ge=0, le=30, description="1 σ manufacturing spread.")
+    resistance_spread_pct: float = Field(default=5.0, ge=0, le=30, description="1 σ manufacturing spread.")
+    max_initial_age_years: float = Field(default=0.0, ge=0, le=30, description="Jars installed up to this long ago.")
+    models: list[BatteryModel] = Field(default_factory=list, description="Custom battery models.")
+
+    @field_validator("profile_mix")
+    @classmethod
+    def _mix_sums_to_one(cls, mix):
+        if any(share < 0 for share in mix) or abs(sum(mix) - 1.0) > 1e-6:
+            raise ValueError("profile_mix must be three non-negative shares that sum to 1")
+        return mix
+
+    @model_validator(mode="after")
+    def _ids_unique_and_models_known(self):
+        seen = set()
+        known = set(BUILT_IN_MODELS) | {model.name for model in self.models}
+        for index, site in enumerate(self.sites):
+            if site.site_id in seen:
+                raise ValueError(f"sites[{index}].site_id {site.site_id!r} is used twice")
+            seen.add(site.site_id)
+            if site.model not in known:
+                raise ValueError(f"sites[{index}].model {site.model!r} is unknown; known: {', '.join(sorted(known))}")
+        return self
+
+    def model_named(self, name: str) -> BatteryModel:
+        custom = {model.name: model for model in self.models}
+        return custom.get(name) or BUILT_IN_MODELS[name]
+
+
+# The nine Thai data-centre sites (vrla-facts.md). Climate offsets from Thai Meteorological
+# Department normals: the north has a larger seasonal swing and cool nights, the south is milder.
+THAI_SITES = (
+    # (site id, longitude °E, name, climate, grid outages a year)
+    ("CNX_DC1", 98.98, "Chiang Mai", ClimateSpec(offset_c=-1.5, seasonal_scale=2.2, diurnal_range_c=12.0), 2.0),
+    ("KKC_DC1", 102.83, "Khon Kaen", ClimateSpec(offset_c=-0.5, seasonal_scale=1.8, diurnal_range_c=10.0), 4.0),
+    ("NBI_DC1", 100.51, "Nonthaburi", ClimateSpec(offset_c=0.0, seasonal_scale=1.0, diurnal_range_c=8.0), 3.0),
+    ("BKK_DC1", 100.52, "Bangkok (Bangrak)", ClimateSpec(offset_c=0.3, seasonal_scale=1.0, diurnal_range_c=7.0), 2.0),
+    ("BKK_DC2", 100.6, "Bangkok (Phra Khanong)", ClimateSpec(offset_c=0.2, seasonal_scale=1.0, diurnal_range_c=7.5), 2.0),
+    ("SRC_DC1", 100.93, "Sriracha", ClimateSpec(offset_c=-0.2, seasonal_scale=0.7, diurnal_range_c=7.0), 4.0),
+    ("URT_DC1", 99.33, "Surat Thani", ClimateSpec(offset_c=-0.8, seasonal_scale=0.5, diurnal_range_c=8.0), 6.0),
+    ("HKT_DC1", 98.39, "Phuket", ClimateSpec(offset_c=-0.6, seasonal_scale=0.4, diurnal_range_c=6.0), 8.0),
+    ("HDY_DC1", 100.47, "Hat Yai", ClimateSpec(offset_c=-0.7, seasonal_scale=0.4, diurnal_range_c=7.0), 6.0),
+)
+
+
+def _thai_fleet(name: str, description: str, strings: int, sites=THAI_SITES) -> FleetSpec:
+    return FleetSpec(
+        name=name,
+        description=description,
+        max_initial_age_years=3.0,
+        sites=[
+            SiteSpec(
+                site_id=site_id,
+                name=site_name,
+                longitude_deg=longitude,
+                climate=climate,
+                strings=strings,
+                model="CSB HX12-120" if index % 2 == 0 else "GS GPL12-100",
+                outages_per_year=outages,
+            )
+            for index, (site_id, longitude, site_name, climate, outages) in enumerate(sites)
+        ],
+    )
+
+
+PRESETS: dict[str, FleetSpec] = {
+    "thailand-9x24": _thai_fleet("thailand-9x24", "The 9 Thai sites, one string of 24 jars each (216 jars).", 1),
+    "thailand-full": _thai_fleet(
+        "thailand-full", "9 Thai sites × 9 strings × 24 jars (1,944 jars), fleet mix 85/12/3 %.", 9
+    ),
+    "single-string": _thai_fleet("single-string", "One Bangkok site, one string of 24 jars.", 1, THAI_SITES[3:4]),
+}
+
+
+def get_preset(name: str) -> FleetSpec:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise FleetFileError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}") from None
+
+
+def load_fleet_file(path: str | Path) -> FleetSpec:
+    """Read a fleet from TOML: top-level keys of :class:`FleetSpec`, ``[[sites]]`` and ``[[models]]``."""
+    path = Path(path)
+    try:
+        data = read_toml(path)
+    except ModelFileError as error:
+        raise FleetFileError(str(error)) from None
+    try:
+        return FleetSpec.model_validate(data)
+    except ValidationError as error:
+        raise FleetFileError(describe_validation_error(error, str(path))) from None
+
+
+# --------------------------------------------------------------------------------------------
+def stable_key(text: str) -> int:
+    """A 64-bit integer from an id, the same in every process and Python version (unlike hash())."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def entity_rng(seed: int, entity_id: str, purpose: str) -> np.random.Generator:
+    """The random stream of one entity (site, jar) for one purpose, independent of all others."""
+    sequence = np.random.SeedSequence(entropy=seed, spawn_key=(stable_key(entity_id), stable_key(purpose)))
+    return np.random.default_rng(sequence)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A fleet expanded into flat, ordered tables. Jars of a string and strings of a site are contiguous."""
+
+    spec: FleetSpec
+    models: list[BatteryModel]
+    site_ids: list[str]
+    string_ids: list[str]
+    string_site: np.ndarray  # site index of each string
+    battery_ids: list[str]
+    battery_string: np.ndarray  # string index of each jar
+    battery_site: np.ndarray  # site index of each jar
+    battery_model: np.ndarray  # index into ``models``
+    battery_position: np.ndarray  # 1-based position of the jar in its string
+    profile: np.ndarray
+    capacity_spread: np.ndarray
+    resistance_spread: np.ndarray
+    initial_age_years: np.ndarray
+    initial_soh_pct: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.battery_ids)
+
+    def site(self, index: int) -> SiteSpec:
+        return self.spec.sites[index]
+
+
+def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
+    """Expand a spec into jars; every random draw of a jar comes from that jar's own stream."""
+    model_names = sorted({site.model for site in spec.sites})
+    models = [spec.model_named(name) for name in model_names]
+    site_ids, string_ids, string_site = [], [], []
+    battery_ids, battery_string, battery_site, battery_model, battery_position = [], [], [], [], []
+    draws = []
+    for site_index, site in enumerate(spec.sites):
+        site_ids.append(site.site_id)
+        for string_number in range(1, site.strings + 1):
+            string_id = f"{site.site_id}_SYS01_STR{string_number:02d}"
+            string_ids.append(string_id)
+            string_site.append(site_index)
+            for position in range(1, site.jars_per_string + 1):
+                battery_id = f"{string_id}_BAT{position:03d}"
+                battery_ids.append(battery_id)
+                battery_string.append(len(string_ids) - 1)
+                battery_site.append(site_index)
+                battery_model.append(model_names.index(site.model))
+                battery_position.append(position)
+                rng = entity_rng(seed, battery_id, "manufacture")
+                draws.append((rng.random(), *rng.standard_normal(2), rng.random()))
+    profile_draw, capacity_z, resistance_z, age_draw = np.array(draws, dtype=np.float64).T
+    healthy_share, accelerated_share, _ = spec.profile_mix
+    profile = np.where(
+        profile_draw < healthy_share, 0, np.where(profile_draw < healthy_share + accelerated_share, 1, 2)
+    ).astype(np.int8)
+    initial_age_years = age_draw * spec.max_initial_age_years
+    design_life_years = np.array([models[m].design_life_years for m in battery_model])
+    return Fleet(
+        spec=spec,
+        models=models,
+        site_ids=site_ids,
+        string_ids=string_ids,
+        string_site=np.array(string_site, dtype=np.int32),
+        battery_ids=battery_ids,
+        battery_string=np.array(battery_string, dtype=np.int32),
+        battery_site=np.array(battery_site, dtype=np.int32),
+        battery_model=np.array(battery_model, dtype=np.int32),
+        battery_position=np.array(battery_position, dtype=np.int32),
+        profile=profile,
+        capacity_spread=np.clip(1.0 + spec.capacity_spread_pct / 100.0 * capacity_z, 0.8, 1.2),
+        resistance_spread=np.clip(1.0 + spec.resistance_spread_pct / 100.0 * resistance_z, 0.7, 1.3),
+        initial_age_years=initial_age_years,
+        initial_soh_pct=initial_soh_pct(initial_age_years, design_life_years, profile),
+    )
+
+
+def initial_soh_pct(age_years: np.ndarray, design_life_years: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """State of health of jars that have aged ``age_years`` on float at 25 °C under their profile."""
+    lost_pct = (100.0 - END_OF_LIFE_SOH_PCT) * age_years / design_life_years * PROFILE_FADE_MULTIPLIER[profile]
+    return np.clip(100.0 - lost_pct, 60.0, 100.0)

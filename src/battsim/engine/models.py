@@ -1,0 +1,158 @@
+"""Battery models as data: datasheet parameters of a VRLA block.
+
+A model is everything the physics needs to know about one *type* of block. Built-in models come
+from manufacturer datasheets (``../shared/reference/vrla-facts.md``); a user adds their own from a
+TOML file with the same keys. Parameters not given in a file take the documented defaults, which
+are those of a generic 12 V AGM block.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class BatteryModel(BaseModel):
+    """Datasheet parameters of one VRLA block type. Voltages are per cell, at 25 °C."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="Model name, e.g. 'CSB HX12-120'.")
+    cells: int = Field(ge=1, le=60, description="Cells in series in one block (6 for a 12 V block).")
+    capacity_ah_c10: float = Field(gt=0, le=10_000, description="Rated capacity at the 10 h rate, Ah.")
+    internal_resistance_mohm: float = Field(
+        gt=0, le=1_000, description="Ohmic resistance of the whole block when new and full, mΩ."
+    )
+    design_life_years: float = Field(gt=0, le=30, description="Float life to 80 % capacity at 25 °C, years.")
+    float_v_per_cell: float = Field(
+        default=2.25, ge=2.15, le=2.35, description="Float voltage at 25 °C, V/cell (Narada, USF12-100A: 2.25)."
+    )
+    boost_v_per_cell: float = Field(
+        default=2.35, ge=2.25, le=2.45, description="Boost/equalize voltage at 25 °C, V/cell (EN 50272-2: 2.35)."
+    )
+    float_compensation_mv_per_c: float = Field(
+        default=-3.0, ge=-10, le=0, description="Float temperature compensation, mV/°C/cell (Narada, Yuasa: -3)."
+    )
+    boost_compensation_mv_per_c: float = Field(
+        default=-5.0, ge=-10, le=0, description="Boost temperature compensation, mV/°C/cell (Narada: -5)."
+    )
+    boost_current_limit_c10: float = Field(
+        default=0.1, gt=0, le=0.5, description="Charger current limit as a fraction of C10 (USF12-100A: < 0.3)."
+    )
+    end_voltage_v_per_cell: float = Field(
+        default=1.75, ge=1.5, le=2.0, description="Low-voltage disconnect, V/cell (datasheets: 1.75 at <= 0.2 C)."
+    )
+    float_current_ma_per_ah: float = Field(
+        default=0.125, gt=0, le=5, description="Float current of a new block at 25 °C and float voltage, mA/Ah."
+    )
+    self_discharge_pct_per_month: float = Field(
+        default=3.0, gt=0, le=20, description="Open-circuit self-discharge at 25 °C, %/month (AGM: about 3)."
+    )
+    mass_kg: float | None = Field(
+        default=None, gt=0, le=2_000, description="Block mass, kg; default 0.3 kg/Ah × C10 (typical AGM)."
+    )
+    available_charge_fraction: float = Field(
+        default=0.45, gt=0.05, lt=1.0,
+        description="Kinetic battery model: share of the charge that is immediately available (Manwell 1993).",
+    )
+    diffusion_rate_per_h: float = Field(
+        default=1.2, gt=0, le=100, description="Kinetic battery model: rate constant between the wells, 1/h."
+    )
+    polarization_v_per_c_rate: float = Field(
+        default=0.06, ge=0, le=1, description="Activation/concentration overpotential per unit C-rate, V/cell."
+    )
+    depletion_v_per_cell: float = Field(
+        default=0.012, ge=0, le=1, description="Knee of the discharge curve near an empty available well, V/cell."
+    )
+    temperature_warning_c: float = Field(default=45.0, description="Manufacturer temperature warning, °C.")
+    temperature_critical_c: float = Field(default=50.0, description="Manufacturer temperature limit, °C.")
+
+    @property
+    def nominal_voltage_v(self) -> float:
+        return 2.0 * self.cells
+
+    @property
+    def block_mass_kg(self) -> float:
+        return self.mass_kg if self.mass_kg is not None else 0.3 * self.capacity_ah_c10
+
+
+BUILT_IN_MODELS: dict[str, BatteryModel] = {
+    model.name: model
+    for model in (
+        # CSB HX12-120: 12 V 120 Ah (C10), float 13.50-13.80 V, boost 14.40-14.70 V, warning 45 °C,
+        # critical 50 °C, 10-year design life (vrla-facts.md, "The fleet this simulator was first written for").
+        BatteryModel(
+            name="CSB HX12-120",
+            cells=6,
+            capacity_ah_c10=120.0,
+            internal_resistance_mohm=3.8,
+            design_life_years=10.0,
+            float_v_per_cell=2.27,
+            boost_v_per_cell=2.42,
+        ),
+        # GS GPL12-100: 12 V 100 Ah, 8-year design life (vrla-facts.md); resistance of a 100 Ah AGM block.
+        BatteryModel(
+            name="GS GPL12-100",
+            cells=6,
+            capacity_ah_c10=100.0,
+            internal_resistance_mohm=4.3,
+            design_life_years=8.0,
+        ),
+        # USF12-100A: the block whose discharge tables are in reference/usf12-100a-*.csv
+        # (C10 104 Ah, R about 4.3 mΩ, self-discharge 3 %/month at 25 °C).
+        BatteryModel(
+            name="USF12-100A",
+            cells=6,
+            capacity_ah_c10=104.0,
+            internal_resistance_mohm=4.3,
+            design_life_years=10.0,
+        ),
+    )
+}
+
+
+class ModelFileError(ValueError):
+    """A battery model file that cannot be used; the message names the file and the key."""
+
+
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: ``source: key: message``."""
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"{source}: {key}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def read_toml(path: Path) -> dict:
+    """Parse a TOML file, turning syntax errors into a message with the file and line."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ModelFileError(f"{path}: not valid TOML: {error}") from None
+
+
+def model_from_mapping(data: dict, source: str) -> BatteryModel:
+    try:
+        return BatteryModel.model_validate(data)
+    except ValidationError as error:
+        raise ModelFileError(describe_validation_error(error, source)) from None
+
+
+def load_model_file(path: str | Path) -> BatteryModel:
+    """Read a user's block from a TOML file whose keys are the fields of :class:`BatteryModel`."""
+    path = Path(path)
+    return model_from_mapping(read_toml(path), str(path))
+
+
+def get_model(name: str) -> BatteryModel:
+    try:
+        return BUILT_IN_MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(BUILT_IN_MODELS))
+        raise ModelFileError(f"unknown battery model {name!r}; built-in models: {known}") from None

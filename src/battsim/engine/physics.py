@@ -1,0 +1,124 @@
+"""Battery physics as small pure functions over numpy arrays.
+
+Every function takes arrays (or scalars) with the unit in the argument name and returns arrays.
+Voltages are per cell unless the name says otherwise; currents are positive when charging.
+Figures and their sources are collected in ``docs/physics.md`` and ``vrla-facts.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+REFERENCE_TEMPERATURE_C = 25.0
+KELVIN_OFFSET = 273.15
+GAS_CONSTANT_J_PER_MOL_K = 8.314462618
+
+# Float life halves for every 10 K above 25 °C (C&D; vrla-facts.md "Ageing"): an Arrhenius
+# activation energy of about 53 kJ/mol gives exactly that between 25 and 35 °C.
+AGEING_ACTIVATION_ENERGY_J_PER_MOL = 53_000.0
+
+# Open-circuit voltage of a rested AGM cell, roughly linear in state of charge
+# (vrla-facts.md: full 2.13-2.15 V/cell, empty about 1.93-1.97 V/cell).
+OCV_EMPTY_V_PER_CELL = 1.95
+OCV_FULL_V_PER_CELL = 2.14
+
+# Float current doubles per +10 °C and triples per +100 mV/cell (vrla-facts.md "Float current").
+FLOAT_CURRENT_DOUBLING_C = 10.0
+FLOAT_CURRENT_TRIPLING_V = 0.100
+
+# Temperature compensation applies only between 5 and 40 °C (Narada Acme; Yuasa).
+COMPENSATION_MIN_C = 5.0
+COMPENSATION_MAX_C = 40.0
+
+# Resistance at end of life (80 % capacity) is 1.3-1.6 × the new value (vrla-facts.md); 1.45 ×.
+RESISTANCE_RISE_AT_END_OF_LIFE = 0.45
+END_OF_LIFE_SOH_PCT = 80.0
+
+# Electrolyte conductivity falls about 1.2 %/K below 25 °C (lead-acid, typical).
+RESISTANCE_TEMPERATURE_COEFF_PER_C = -0.012
+
+SECONDS_PER_YEAR = 365.25 * 86_400.0
+SECONDS_PER_MONTH = SECONDS_PER_YEAR / 12.0
+
+
+def arrhenius_factor(temperature_c, activation_energy_j_per_mol=AGEING_ACTIVATION_ENERGY_J_PER_MOL):
+    """Rate multiplier relative to 25 °C for a process with the given activation energy."""
+    temperature_k = np.asarray(temperature_c, dtype=np.float64) + KELVIN_OFFSET
+    reference_k = REFERENCE_TEMPERATURE_C + KELVIN_OFFSET
+    return np.exp(activation_energy_j_per_mol / GAS_CONSTANT_J_PER_MOL_K * (1.0 / reference_k - 1.0 / temperature_k))
+
+
+def open_circuit_voltage_v_per_cell(soc):
+    """Rested open-circuit voltage at a state of charge ``soc`` (0..1), V/cell."""
+    return OCV_EMPTY_V_PER_CELL + (OCV_FULL_V_PER_CELL - OCV_EMPTY_V_PER_CELL) * np.clip(soc, 0.0, 1.0)
+
+
+def compensated_charge_voltage_v_per_cell(setpoint_v_per_cell, compensation_mv_per_c, temperature_c):
+    """Charger voltage after temperature compensation, clamped to the 5-40 °C window, V/cell."""
+    clamped_c = np.clip(temperature_c, COMPENSATION_MIN_C, COMPENSATION_MAX_C)
+    return setpoint_v_per_cell + compensation_mv_per_c * 1e-3 * (clamped_c - REFERENCE_TEMPERATURE_C)
+
+
+def float_current_a(capacity_ah, float_current_ma_per_ah, voltage_v_per_cell, float_v_per_cell, temperature_c):
+    """Overcharge (gassing and oxygen-recombination) current of a full cell held at a voltage, A.
+
+    ``float_current_ma_per_ah`` is the value at 25 °C and ``float_v_per_cell``; the current doubles
+    per +10 °C and triples per +100 mV (vrla-facts.md).
+    """
+    temperature_term = np.exp2((np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C) / FLOAT_CURRENT_DOUBLING_C)
+    voltage_term = np.power(3.0, (np.asarray(voltage_v_per_cell) - float_v_per_cell) / FLOAT_CURRENT_TRIPLING_V)
+    return capacity_ah * float_current_ma_per_ah * 1e-3 * temperature_term * voltage_term
+
+
+def resistance_mohm(new_resistance_mohm, soh_pct, temperature_c, soc):
+    """Ohmic resistance of an aged block at a temperature and state of charge, mΩ.
+
+    Rises linearly with capacity lost (1.45 × at 80 % state of health), about 1.2 %/K below 25 °C,
+    and towards the end of discharge (sulphate in the plates).
+    """
+    ageing = 1.0 + RESISTANCE_RISE_AT_END_OF_LIFE * (100.0 - np.asarray(soh_pct)) / (100.0 - END_OF_LIFE_SOH_PCT)
+    temperature = 1.0 + RESISTANCE_TEMPERATURE_COEFF_PER_C * (np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C)
+    depletion = 1.0 + 0.4 * np.square(1.0 - np.clip(soc, 0.0, 1.0))
+    return new_resistance_mohm * ageing * np.maximum(temperature, 0.5) * depletion
+
+
+def capacity_temperature_factor(temperature_c):
+    """Available capacity relative to 25 °C (10 h rate): 86 % at 0 °C, 103 % at 40 °C (vrla-facts.md)."""
+    table_c = np.array([-15.0, 0.0, 25.0, 40.0, 60.0])
+    table_factor = np.array([0.65, 0.86, 1.00, 1.03, 1.05])
+    return np.interp(temperature_c, table_c, table_factor)
+
+
+def calendar_fade_pct_per_s(design_life_years, temperature_c, stress_factor):
+    """Loss of state of health on float, percentage points per second.
+
+    A block loses 20 points (to end of life at 80 %) over its design life at 25 °C; the rate follows
+    the Arrhenius factor of the *instantaneous* temperature, so integrating it over time weights
+    hot hours correctly (vrla-facts.md: integrate the rate, do not average the temperature).
+    """
+    base = (100.0 - END_OF_LIFE_SOH_PCT) / (np.asarray(design_life_years) * SECONDS_PER_YEAR)
+    return base * arrhenius_factor(temperature_c) * stress_factor
+
+
+def cycle_fade_pct(depth_of_discharge_before, depth_of_discharge_after, fade_pct_per_full_cycle):
+    """State of health lost while the depth of discharge deepens from one value to another.
+
+    A cycle to depth D costs ``fade_pct_per_full_cycle · D²`` (vrla-facts.md: roughly with depth of
+    discharge squared). Charging it as the increment of D² makes it independent of the time step.
+    """
+    before = np.clip(depth_of_discharge_before, 0.0, 1.0)
+    after = np.clip(depth_of_discharge_after, 0.0, 1.0)
+    return fade_pct_per_full_cycle * np.maximum(np.square(after) - np.square(before), 0.0)
+
+
+def self_discharge_fraction_per_s(self_discharge_pct_per_month, temperature_c):
+    """Open-circuit self-discharge, fraction of capacity per second; doubles per +10 °C."""
+    return (
+        np.asarray(self_discharge_pct_per_month) / 100.0 / SECONDS_PER_MONTH
+        * np.exp2((np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C) / 10.0)
+    )
+
+
+def relax_towards(value, equilibrium, dt_s, time_constant_s):
+    """Exact step of a first-order lag: stable and time-step invariant for any ``dt_s``."""
+    return equilibrium + (value - equilibrium) * np.exp(-dt_s / time_constant_s)

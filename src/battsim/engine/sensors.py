@@ -1,0 +1,128 @@
+"""The battery monitor: turns the true state into measured values, and injects sensor faults.
+
+Noise and resolution are those of a typical string monitor (voltage ±0.1 % with 1 mV steps,
+temperature ±0.5 °C with 0.1 °C steps, ohmic resistance ±2 % with 0.01 mΩ steps, Hall-effect
+current ±0.5 % ± 2 mA with 1 mA steps, fine enough to follow float current). Measurement is applied to a whole batch of ticks at once, with
+each site drawing from its own random stream in tick order, so the values do not depend on how
+ticks are grouped into batches.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+from battsim.engine.physics import END_OF_LIFE_SOH_PCT, RESISTANCE_RISE_AT_END_OF_LIFE
+from battsim.engine.readings import ReadingBatch
+
+VOLTAGE_NOISE_V = 0.004
+CURRENT_NOISE_A = 0.002
+CURRENT_NOISE_FRACTION = 0.005
+TEMPERATURE_NOISE_C = 0.15
+RESISTANCE_NOISE_FRACTION = 0.01
+
+VOLTAGE_RESOLUTION_V = 0.001
+CURRENT_RESOLUTION_A = 0.001
+TEMPERATURE_RESOLUTION_C = 0.1
+RESISTANCE_RESOLUTION_MOHM = 0.01
+
+
+class SensorFault(IntEnum):
+    NONE = 0
+    STUCK = 1  # voltage and temperature frozen at their value when the fault began
+    DRIFT = 2  # temperature reading drifts away from the truth at a steady rate
+    SPIKE = 3  # occasional wild readings
+    DROPOUT = 4  # no value (NULL in recordings)
+
+
+SENSOR_FAULT_NAMES = tuple(fault.name.lower() for fault in SensorFault)
+
+
+def quantize(values: np.ndarray, step: float) -> np.ndarray:
+    return np.round(values / step) * step
+
+
+class BatteryMonitor:
+    """Measurement of every jar, with per-jar injectable faults."""
+
+    def __init__(self, site_slices: list[slice], site_rngs: list[np.random.Generator],
+                 baseline_resistance_mohm: np.ndarray):
+        self.site_slices = site_slices
+        self.site_rngs = site_rngs
+        self.baseline_resistance_mohm = baseline_resistance_mohm.astype(np.float32)
+        size = len(baseline_resistance_mohm)
+        self.fault = np.zeros(size, dtype=np.uint8)
+        self.fault_start_us = np.zeros(size, dtype=np.int64)
+        self.stuck_voltage_v = np.zeros(size, dtype=np.float32)
+        self.stuck_temperature_c = np.zeros(size, dtype=np.float32)
+        self.drift_c_per_h = np.zeros(size, dtype=np.float32)
+        self.spike_probability = np.zeros(size, dtype=np.float32)
+
+    def inject(self, jars: np.ndarray, fault: SensorFault, now_us: int, voltage_v: np.ndarray,
+               temperature_c: np.ndarray, drift_c_per_h: float = 0.5, spike_probability: float = 0.05) -> None:
+        """Start ``fault`` on ``jars``; ``voltage_v`` and ``temperature_c`` are their present true values."""
+        self.fault[jars] = fault
+        self.fault_start_us[jars] = now_us
+        self.stuck_voltage_v[jars] = voltage_v
+        self.stuck_temperature_c[jars] = temperature_c
+        self.drift_c_per_h[jars] = drift_c_per_h
+        self.spike_probability[jars] = spike_probability
+
+    def clear(self, jars: np.ndarray) -> None:
+        self.fault[jars] = SensorFault.NONE
+
+    def measure(self, batch: ReadingBatch) -> None:
+        """Fill the measured columns of ``batch`` from its true columns, in place."""
+        columns = batch.columns
+        ticks, size = batch.ticks, len(self.fault)
+        noise = np.empty((ticks, size, 4), dtype=np.float32)
+        for jars, rng in zip(self.site_slices, self.site_rngs):
+            noise[:, jars, :] = rng.standard_normal((ticks, jars.stop - jars.start, 4), dtype=np.float32)
+        noise = noise.reshape(ticks * size, 4)
+
+        voltage = columns["true_voltage_v"] + VOLTAGE_NOISE_V * noise[:, 0]
+        temperature = columns["true_temperature_c"] + TEMPERATURE_NOISE_C * noise[:, 1]
+        resistance = columns["internal_resistance_mohm"] * (1.0 + RESISTANCE_NOISE_FRACTION * noise[:, 2])
+        current = columns["current_a"] + (CURRENT_NOISE_A + CURRENT_NOISE_FRACTION * np.abs(columns["current_a"])) * noise[:, 3]
+
+        fault = np.tile(self.fault, ticks)
+        columns["sensor_fault"][:] = fault
+        if self.fault.any():
+            voltage, temperature, resistance, current = self._apply_faults(
+                batch, fault, voltage, temperature, resistance, current
+            )
+
+        columns["voltage_v"][:] = quantize(voltage, VOLTAGE_RESOLUTION_V)
+        columns["temperature_c"][:] = quantize(temperature, TEMPERATURE_RESOLUTION_C)
+        columns["internal_resistance_mohm"][:] = quantize(resistance, RESISTANCE_RESOLUTION_MOHM)
+        columns["current_a"][:] = quantize(current, CURRENT_RESOLUTION_A)
+        # A monitor estimates state of health from the rise of ohmic resistance over its baseline.
+        rise = columns["internal_resistance_mohm"] / np.tile(self.baseline_resistance_mohm, ticks) - 1.0
+        estimate = 100.0 - rise / RESISTANCE_RISE_AT_END_OF_LIFE * (100.0 - END_OF_LIFE_SOH_PCT)
+        columns["soh_pct"][:] = np.clip(np.round(estimate, 1), 0.0, 100.0)
+
+    def _apply_faults(self, batch, fault, voltage, temperature, resistance, current):
+        ticks = batch.ticks
+        stuck = fault == SensorFault.STUCK
+        voltage = np.where(stuck, np.tile(self.stuck_voltage_v, ticks), voltage)
+        temperature = np.where(stuck, np.tile(self.stuck_temperature_c, ticks), temperature)
+
+        drifting = fault == SensorFault.DRIFT
+        hours = (batch.columns["timestamp_us"] - np.tile(self.fault_start_us, ticks)) / 3.6e9
+        temperature = np.where(drifting, temperature + np.tile(self.drift_c_per_h, ticks) * hours, temperature)
+
+        spiking = fault == SensorFault.SPIKE
+        if spiking.any():
+            draws = np.empty((ticks, len(self.fault), 2), dtype=np.float32)
+            for jars, rng in zip(self.site_slices, self.site_rngs):
+                draws[:, jars, :] = rng.random((ticks, jars.stop - jars.start, 2), dtype=np.float32)
+            draws = draws.reshape(-1, 2)
+            spike = spiking & (draws[:, 0] < np.tile(self.spike_probability, ticks))
+            temperature = np.where(spike, temperature + 40.0 * (draws[:, 1] - 0.3), temperature)
+            voltage = np.where(spike, voltage * (0.5 + draws[:, 1]), voltage)
+
+        dropped = fault == SensorFault.DROPOUT
+        nothing = np.float32(np.nan)
+        return (np.where(dropped, nothing, voltage), np.where(dropped, nothing, temperature),
+                np.where(dropped, nothing, resistance), np.where(dropped, nothing, current))

@@ -1,0 +1,148 @@
+"""The ``battsim`` command line: a thin edge that parses flags and calls the core.
+
+Bad input is refused before anything runs, with a message naming the flag and what is allowed,
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from battsim.engine.fleet import PRESETS, FleetFileError, FleetSpec, get_preset, load_fleet_file
+from battsim.engine.world import DEFAULT_START
+from battsim.recordings.batch import BatchRun, record_run
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate stationary VRLA battery fleets.")
+console = Console(stderr=True)
+stdout = Console()
+
+
+def fail(flag: str, message: str) -> NoReturn:
+    """Refuse bad input: name the flag, say what is allowed, exit with code 2."""
+    console.print(f"[red]error:[/red] {flag}: {message}")
+    raise typer.Exit(code=2)
+
+
+def parse_instant(flag: str, text: str, default_zone: ZoneInfo = ZoneInfo("Asia/Bangkok")) -> datetime:
+    """An ISO 8601 date or date-time; without an offset it is read in Bangkok time."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(flag, f"{text!r} is not an ISO 8601 date-time (e.g. 2026-01-01T00:00+07:00)")
+    return moment if moment.tzinfo else moment.replace(tzinfo=default_zone)
+
+
+def resolve_fleet(preset: str | None, fleet_file: Path | None) -> tuple[FleetSpec, str | None]:
+    if preset and fleet_file:
+        fail("--preset/--fleet", "give one of them, not both")
+    if fleet_file:
+        try:
+            return load_fleet_file(fleet_file), None
+        except FleetFileError as error:
+            fail("--fleet", str(error))
+    name = preset or "thailand-9x24"
+    try:
+        return get_preset(name), name
+    except FleetFileError as error:
+        fail("--preset", str(error))
+
+
+def check_writable(flag: str, path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        fail(flag, f"{path} exists; pass --overwrite to replace it")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        fail(flag, f"directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        fail(flag, f"directory {directory} is not writable")
+
+
+@app.command()
+def run(
+    out: Annotated[Path, typer.Option("--out", help="Recording to write (a .duckdb file).")],
+    preset: Annotated[Optional[str], typer.Option(help=f"Fleet preset: {', '.join(PRESETS)}.")] = None,
+    fleet: Annotated[Optional[Path], typer.Option("--fleet", help="Fleet TOML file.")] = None,
+    start: Annotated[Optional[str], typer.Option(help="Start, ISO 8601 (default 2026-01-01T00:00+07:00).")] = None,
+    days: Annotated[Optional[float], typer.Option(help="Virtual days to simulate (default 7).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="End, ISO 8601, instead of --days.")] = None,
+    interval: Annotated[int, typer.Option(help="Seconds between readings, 1-3600.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same recording.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    batch_rows: Annotated[int, typer.Option(help="Readings per write to DuckDB (changes speed, not data).")] = 100_000,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Simulate a fleet over virtual time as fast as possible and record every reading."""
+    spec, preset_name = resolve_fleet(preset, fleet)
+    if not 1 <= interval <= 3600:
+        fail("--interval", f"{interval} is outside 1-3600 seconds")
+    if seed < 0 or seed >= 2**63:
+        fail("--seed", "must be between 0 and 2^63-1")
+    if batch_rows < 1:
+        fail("--batch-rows", "must be at least 1")
+    begin = parse_instant("--start", start) if start else DEFAULT_START
+    if days is not None and until is not None:
+        fail("--days/--until", "give one of them, not both")
+    if until is not None:
+        end = parse_instant("--until", until)
+        if end <= begin:
+            fail("--until", f"{end.isoformat()} is not after the start {begin.isoformat()}")
+    else:
+        days = 7.0 if days is None else days
+        if not days > 0:
+            fail("--days", f"{days} must be more than 0")
+        if days > 36_525:
+            fail("--days", f"{days} is more than 100 years")
+        end = begin + timedelta(days=days)
+    check_writable("--out", out, overwrite)
+
+    batch = BatchRun(fleet=spec, out=out, seed=seed, start=begin, end=end, interval_s=interval,
+                     preset=preset_name, overwrite=overwrite, batch_rows=batch_rows)
+    span_s = batch.span_s
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[virtual]}"),
+        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, disable=not progress,
+    ) as bar:
+        task = bar.add_task("simulating", total=span_s, virtual="", rate="")
+        began = datetime.now()
+
+        def show(done_s: float, readings: int) -> None:
+            elapsed = (datetime.now() - began).total_seconds() or 1e-9
+            moment = begin + timedelta(seconds=done_s)
+            bar.update(task, completed=done_s, virtual=moment.strftime("%Y-%m-%d %H:%M %Z"),
+                       rate=f"{readings / elapsed:,.0f} readings/s")
+
+        summary = record_run(batch, progress=show)
+
+    table = Table(show_header=False, box=None)
+    table.add_row("recording", str(summary.path))
+    table.add_row("run id", summary.run_id)
+    table.add_row("readings", f"{summary.readings:,}")
+    table.add_row("virtual span", f"{begin.isoformat()} → {end.isoformat()} ({span_s / 86400:g} days)")
+    table.add_row("wall time", f"{summary.wall_s:.2f} s")
+    table.add_row("rate", f"{summary.readings_per_s:,.0f} readings/s")
+    table.add_row("try", f"battsim query {summary.path} \"SELECT site_id, mode, count(*) FROM readings GROUP BY ALL\"")
+    stdout.print(table)
+
+
+@app.command()
+def presets() -> None:
+    """List the built-in fleet presets."""
+    table = Table("preset", "sites", "strings", "jars", "description")
+    for name, spec in PRESETS.items():
+        strings = sum(site.strings for site in spec.sites)
+        jars = sum(site.strings * site.jars_per_string for site in spec.sites)
+        table.add_row(name, str(len(spec.sites)), str(strings), str(jars), spec.description)
+    stdout.print(table)
+
+
+def main() -> None:
+    app()
