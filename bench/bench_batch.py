@@ -1,0 +1,110 @@
+"""Batch throughput: simulate and record the full fleet, against DuckDB's own ingest of the same rows.
+
+    .venv/bin/python bench/bench_batch.py [--days 7] [--memory-days 30]
+
+Prints, in one run on this machine:
+  * end-to-end readings/s of `thailand-full` at a 60 s interval into a fresh recording,
+  * DuckDB's ingest rate of the same number of rows with the same schema from in-memory Arrow tables
+    (same batch size, one transaction per batch), and the ratio of the two,
+  * peak resident memory of the simulating process (and of a longer run with --memory-days).
+Targets (issue 2): >= 1,000,000 readings/s, >= 0.5 × DuckDB's ingest rate, < 500 MB for 30 days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from battsim.engine.fleet import build_fleet, get_preset
+from battsim.engine.readings import ReadingBuffer
+from battsim.engine.world import DEFAULT_START
+from battsim.recordings.batch import BatchRun, record_run
+from battsim.recordings.recorder import batch_to_arrow
+from battsim.recordings.schema import create_statements
+
+
+def simulate(days: float, out: Path, batch_rows: int, result: multiprocessing.Queue) -> None:
+    run = BatchRun(fleet=get_preset("thailand-full"), out=out, seed=1, start=DEFAULT_START,
+                   end=DEFAULT_START + timedelta(days=days), interval_s=60, preset="thailand-full",
+                   batch_rows=batch_rows)
+    summary = record_run(run)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.put((summary.readings, summary.wall_s, peak_mb))
+
+
+def simulate_in_child(days: float, out: Path, batch_rows: int) -> tuple[int, float, float]:
+    """Run in a fresh process so its peak memory is its own."""
+    context = multiprocessing.get_context("spawn")
+    result = context.Queue()
+    child = context.Process(target=simulate, args=(days, out, batch_rows, result))
+    child.start()
+    outcome = result.get()
+    child.join()
+    return outcome
+
+
+def duckdb_ingest(rows: int, batch_rows: int, out: Path) -> tuple[int, float]:
+    """DuckDB's own rate for the same rows: realistic values, same schema, same batch size."""
+    fleet = build_fleet(get_preset("thailand-full"), seed=1)
+    buffer = ReadingBuffer(fleet.size, max(1, batch_rows // fleet.size))
+    rng = np.random.default_rng(0)
+    for tick in range(buffer.ticks_per_batch):
+        for name in buffer.columns:
+            if name == "timestamp_us":
+                buffer.tick_view(name)[:] = tick * 60_000_000
+            elif name != "battery_key":
+                view = buffer.tick_view(name)
+                view[:] = (rng.random(fleet.size) * 10).astype(view.dtype)
+        buffer.commit_tick()
+    batch = buffer.take()
+    table = batch_to_arrow(batch)
+    con = duckdb.connect(str(out))
+    for statement in create_statements():
+        con.execute(statement)
+    inserted = 0
+    began = time.perf_counter()
+    while inserted < rows:
+        con.begin()
+        con.register("batch", table)
+        con.execute("INSERT INTO reading_samples SELECT * FROM batch")
+        con.unregister("batch")
+        con.commit()
+        inserted += table.num_rows
+    con.close()
+    return inserted, time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=float, default=7.0, help="virtual days of the throughput run")
+    parser.add_argument("--memory-days", type=float, default=0.0, help="also run this many days for peak memory")
+    parser.add_argument("--batch-rows", type=int, default=100_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        readings, wall_s, peak_mb = simulate_in_child(args.days, scratch / "sim.duckdb", args.batch_rows)
+        sim_rate = readings / wall_s
+        ingested, ingest_s = duckdb_ingest(readings, args.batch_rows, scratch / "ingest.duckdb")
+        ingest_rate = ingested / ingest_s
+        print(f"fleet                 thailand-full, 1,944 jars, 60 s interval, {args.days:g} days")
+        print(f"simulate + record     {readings:,} readings in {wall_s:.2f} s = {sim_rate:,.0f} readings/s")
+        print(f"duckdb ingest alone   {ingested:,} rows in {ingest_s:.2f} s = {ingest_rate:,.0f} rows/s")
+        print(f"ratio                 {sim_rate / ingest_rate:.2f} of DuckDB's own ingest rate (target >= 0.5)")
+        print(f"peak memory           {peak_mb:,.0f} MB ({args.days:g} days)")
+        if args.memory_days:
+            readings, wall_s, peak_mb = simulate_in_child(args.memory_days, scratch / "long.duckdb", args.batch_rows)
+            print(f"peak memory           {peak_mb:,.0f} MB ({args.memory_days:g} days, {readings:,} readings, "
+                  f"{readings / wall_s:,.0f} readings/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Reading a recording from Python: runs, readings and events as polars DataFrames.
+
+    from battsim.recordings import open_recording
+    with open_recording("year.duckdb") as rec:
+        hot = rec.readings(sites=["BKK_DC1"], start="2026-04-01", end="2026-05-01").collect()
+
+Readings come back lazily (a polars LazyFrame over a DuckDB query) so a year of the full fleet is
+never loaded whole unless asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+
+class NotARecordingError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunMetadata:
+    id: str
+    seed: int
+    start: datetime
+    end: datetime | None
+    interval_s: int
+    status: str  # complete | running | incomplete
+    preset: str | None
+    readings: int
+    ticks: int
+    version: str
+
+
+class Recording:
+    """An open recording file (read-only unless ``read_only=False``)."""
+
+    def __init__(self, path: str | Path, read_only: bool = True):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such recording")
+        try:
+            self.connection = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as error:
+            if "lock" in str(error).lower():
+                raise
+            raise NotARecordingError(f"{self.path}: not a DuckDB file ({error})") from None
+        tables = {row[0] for row in self.connection.sql("SELECT table_name FROM information_schema.tables").fetchall()}
+        if not {"runs", "reading_samples", "batteries", "events"} <= tables:
+            self.connection.close()
+            raise NotARecordingError(f"{self.path}: not a battsim recording (no runs/readings tables)")
+
+    def __enter__(self) -> Recording:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.connection.close()
+
+    @property
+    def run(self) -> RunMetadata:
+        row = self.connection.sql(
+            'SELECT id, seed, start, "end", interval_s, status, preset, readings, ticks, version FROM runs'
+        ).fetchall()[0]
+        status = row[5]
+        # We could open the file, so no process is writing it: a run still 'running' was cut short.
+        if status == "running":
+            status = "incomplete"
+        return RunMetadata(row[0], row[1], row[2], row[3], row[4], status, row[6], row[7], row[8], row[9])
+
+    def sql(self, query: str, params: list | None = None) -> pl.DataFrame:
+        return self.connection.sql(query, params=params or None).pl()
+
+    def readings(self, start: str | datetime | None = None, end: str | datetime | None = None,
+                 sites: list[str] | None = None, batteries: list[str] | None = None,
+                 strings: list[str] | None = None, columns: list[str] | None = None) -> pl.LazyFrame:
+        """Readings in ``[start, end)`` for the given sites/strings/batteries, in time then jar order."""
+        where, params = self._filters(start, end, sites, batteries, strings)
+        selected = ", ".join(columns) if columns else "*"
+        query = f"SELECT {selected} FROM readings{where} ORDER BY timestamp, battery_id"
+        return self.connection.sql(query, params=params or None).pl(lazy=True)
+
+    def events(self, start=None, end=None, sites=None, batteries=None, strings=None,
+               kinds: list[str] | None = None) -> pl.DataFrame:
+        where, params = self._filters(start, end, sites, batteries, strings)
+        if kinds:
+            where += (" AND " if where else " WHERE ") + "kind IN (SELECT unnest(?))"
+            params.append(kinds)
+        return self.sql(f"SELECT * FROM events{where} ORDER BY timestamp", params)
+
+    def batteries(self) -> pl.DataFrame:
+        return self.sql("SELECT * FROM batteries ORDER BY battery_key")
+
+    @staticmethod
+    def _filters(start, end, sites, batteries, strings) -> tuple[str, list]:
+        clauses, params = [], []
+        if start is not None:
+            clauses.append("timestamp >= ?::TIMESTAMPTZ")
+            params.append(start)
+        if end is not None:
+            clauses.append("timestamp < ?::TIMESTAMPTZ")
+            params.append(end)
+        for column, values in (("site_id", sites), ("battery_id", batteries), ("string_id", strings)):
+            if values:
+                clauses.append(f"{column} IN (SELECT unnest(?))")
+                params.append(list(values))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def open_recording(path: str | Path, read_only: bool = True) -> Recording:
+    return Recording(path, read_only=read_only)

@@ -1,0 +1,108 @@
+"""The recording file: its tables, its status, the Python API, and surviving a kill mid-run."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import polars as pl
+import pytest
+
+from battsim.recordings import NotARecordingError, open_recording
+from tests.helpers import make_recording
+
+
+@pytest.fixture(scope="module")
+def day_recording(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rec") / "day.duckdb"
+    make_recording(path, preset="single-string", days=1, interval_s=60, seed=3)
+    return path
+
+
+def test_tables_and_views_of_the_contract(day_recording):
+    with duckdb.connect(str(day_recording), read_only=True) as con:
+        names = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        assert {"runs", "sites", "batteries", "readings", "events", "reading_samples"} <= names
+        run = con.execute('SELECT seed, interval_s, status, start, "end", readings FROM runs').fetchone()
+        assert run[0] == 3 and run[1] == 60 and run[2] == "complete"
+        assert run[5] == 24 * 1440
+        columns = [row[0] for row in con.execute("DESCRIBE readings").fetchall()]
+        for field in ("battery_id", "timestamp", "voltage_v", "current_a", "temperature_c",
+                      "internal_resistance_mohm", "soh_pct", "mode", "soc_pct", "site_id", "string_id", "ambient_c",
+                      "true_soh_pct", "sensor_fault", "scenario_mask"):
+            assert field in columns
+        assert con.execute("SELECT DISTINCT mode FROM readings").fetchall() == [("float",)]
+        kind = con.execute("SELECT data_type FROM information_schema.columns "
+                           "WHERE table_name = 'reading_samples' AND column_name = 'timestamp'").fetchone()[0]
+        assert kind == "TIMESTAMP WITH TIME ZONE"
+
+
+def test_values_are_physically_plausible_on_float(day_recording):
+    with duckdb.connect(str(day_recording), read_only=True) as con:
+        volts, amps, temp, soc = con.execute(
+            "SELECT avg(voltage_v), avg(current_a), avg(temperature_c), min(soc_pct) FROM readings").fetchone()
+    assert 13.3 < volts < 13.8  # 2.22-2.30 V/cell on float
+    assert 0 <= amps < 0.2  # float current of a 120 Ah block: tens of mA
+    assert 20 < temp < 30
+    assert soc > 99
+
+
+def test_python_api_filters_lazily(day_recording):
+    with open_recording(day_recording) as rec:
+        assert rec.run.status == "complete"
+        frame = rec.readings(start="2026-01-01T06:00+07:00", end="2026-01-01T07:00+07:00",
+                             batteries=["BKK_DC1_SYS01_STR01_BAT002"])
+        assert isinstance(frame, pl.LazyFrame)
+        rows = frame.collect()
+        assert rows.height == 60
+        assert rows["battery_id"].unique().to_list() == ["BKK_DC1_SYS01_STR01_BAT002"]
+        assert rows["timestamp"].is_sorted()
+
+
+def test_opening_something_else_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        open_recording(tmp_path / "missing.duckdb")
+    other = tmp_path / "other.duckdb"
+    duckdb.connect(str(other)).close()
+    with pytest.raises(NotARecordingError, match="not a battsim recording"):
+        open_recording(other)
+    text = tmp_path / "text.duckdb"
+    text.write_text("hello")
+    with pytest.raises(NotARecordingError):
+        open_recording(text)
+
+
+def test_a_run_killed_mid_way_keeps_every_flushed_batch(tmp_path):
+    path = tmp_path / "killed.duckdb"
+    script = textwrap.dedent(f"""
+        import sys
+        from datetime import timedelta
+        from pathlib import Path
+        from battsim.engine.fleet import get_preset
+        from battsim.engine.world import DEFAULT_START
+        from battsim.recordings.batch import BatchRun, record_run
+
+        def report(done_s, readings):
+            if readings:
+                print(readings, flush=True)
+
+        run = BatchRun(fleet=get_preset("thailand-9x24"), out=Path({str(path)!r}), seed=1,
+                       end=DEFAULT_START + timedelta(days=3650), batch_rows=20_000)
+        record_run(run, progress=report)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(3):  # wait until several batches have been handed to the writer
+            assert child.stdout.readline(), "the run ended before it was killed"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    with open_recording(path) as rec:
+        assert rec.run.status == "incomplete"
+        stored = rec.sql("SELECT count(*) AS n, count(DISTINCT timestamp) AS ticks FROM reading_samples").row(0)
+        readings, ticks = stored
+        assert readings > 0
+        assert readings == ticks * 216  # whole ticks only: no half-written batch
+        assert rec.run.readings <= readings  # the progress counter was committed with its batch
