@@ -100,6 +100,11 @@ class World:
         self.hvac_capacity_fraction = np.ones(self.site_count)
         self.room_override_c = np.full(self.site_count, np.nan)
         self.scenario_mask = np.zeros(fleet.size, dtype=np.uint32)
+        # Ohmic resistance rising while a scenario drifts it, in multiples of the new value per second
+        # (added to bank.resistance_multiplier each tick, so the rise stays when the drift stops).
+        self.resistance_drift_per_s = np.zeros(fleet.size)
+        # The scenario controller attached to this world (battsim.scenarios.Scenarios), if any.
+        self.scenarios = None
 
         now_s = self._unix_s(0)
         self.outdoor_c = self._outdoor_temperature(now_s)
@@ -132,6 +137,8 @@ class World:
             self.bank.discharge_voltage_v(np.zeros(fleet.size)), self.string_start
         )
         self.string_current_a = np.zeros(self.string_count)
+        # Each jar's terminal voltage at the last tick: what a sensor fault freezes.
+        self.jar_voltage_v = self.bank.discharge_voltage_v(np.zeros(fleet.size))
 
         site_slices = self._site_slices()
         self.monitor = BatteryMonitor(
@@ -303,15 +310,19 @@ class World:
     def _tick(self, dt_s: float) -> None:
         fleet, bank = self.fleet, self.bank
         self.outdoor_c = self._outdoor_temperature(self._unix_s(self.env.now))
-        self.room_c = climate.room_temperature_step_c(
+        room_c = climate.room_temperature_step_c(
             self.room_c, self.outdoor_c, self.room_setpoint_c, self.hvac_capacity_fraction, dt_s
         )
-        room_c = np.where(np.isnan(self.room_override_c), self.room_c, self.room_override_c)
-        jar_room_c = room_c[fleet.battery_site]
+        # A held room is the room's state, so when the hold ends the room relaxes from there.
+        self.room_c = np.where(np.isnan(self.room_override_c), room_c, self.room_override_c)
+        jar_room_c = self.room_c[fleet.battery_site]
+        if self.resistance_drift_per_s.any():
+            bank.resistance_multiplier += self.resistance_drift_per_s * dt_s
 
         jar_mode = self.string_mode[fleet.battery_string]
         string_current_a = self.string_load_w / np.maximum(self.string_voltage_v, 1.0)
         terminal = bank.advance(dt_s, jar_mode, string_current_a[fleet.battery_string], jar_room_c)
+        self.jar_voltage_v = terminal.voltage_v
         self.string_voltage_v = np.add.reduceat(terminal.voltage_v, self.string_start)
         self.string_current_a = np.add.reduceat(terminal.current_a, self.string_start) / np.diff(
             np.append(self.string_start, fleet.size)

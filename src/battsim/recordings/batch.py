@@ -15,6 +15,7 @@ from pathlib import Path
 from battsim.engine.fleet import FleetSpec, build_fleet
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START, World
 from battsim.recordings.recorder import Recorder, RunInfo
+from battsim.scenarios import SCENARIO_NAMES, Scenarios, Timeline
 
 # How much virtual time the world advances between progress reports.
 PROGRESS_STEP_S = 6 * 3600
@@ -32,6 +33,7 @@ class BatchRun:
     overwrite: bool = False
     batch_rows: int = DEFAULT_BATCH_ROWS
     configure_world: list[Callable[[World], None]] = field(default_factory=list)
+    timelines: list[Timeline] = field(default_factory=list)  # installed in order; they merge
     config_extra: dict = field(default_factory=dict)
 
     @property
@@ -46,6 +48,7 @@ class BatchRun:
             "end": self.end.isoformat(),
             "interval_s": self.interval_s,
             "preset": self.preset,
+            "timelines": [{"source": t.source, "toml": t.text} for t in self.timelines],
             **self.config_extra,
         }
 
@@ -70,10 +73,17 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
     If the simulation fails, what was flushed stays in the file and the run is marked incomplete.
     """
     fleet = build_fleet(run.fleet, run.seed)
+    for timeline in run.timelines:
+        timeline.check(fleet)  # refuse unknown targets before a file is created
     recorder = Recorder(run.out, fleet, RunInfo(run.seed, run.start, run.end, run.interval_s, run.config(),
-                                                run.preset), overwrite=run.overwrite)
+                                                run.preset), overwrite=run.overwrite,
+                        scenario_names=SCENARIO_NAMES)
     world = World(fleet, recorder, seed=run.seed, start=run.start, interval_s=run.interval_s,
                   batch_rows=run.batch_rows)
+    if run.timelines:
+        controller = Scenarios(world)
+        for timeline in run.timelines:
+            timeline.install(world, controller)
     for configure in run.configure_world:
         configure(world)
     began = time.perf_counter()

@@ -1,0 +1,324 @@
+"""The scenario catalogue: everything that can happen to the world, each as a change of *causes*.
+
+A scenario never writes a reading. It changes what the physics reads: the grid input of strings,
+the outdoor temperature, the HVAC's cooling capacity, the room temperature, how fast jars fade, how
+their resistance drifts, their overcharge current, or the sensors that measure them. The readings
+follow from the physics, and when a scenario is cleared its causes return to normal and the physics
+recovers from wherever it got to (a discharged string recharges; a drifted resistance stays drifted).
+
+Each scenario acts on a *scope*: the sites of its targets (room and climate), their strings (the
+rectifier input), or the jars themselves. Its position in :data:`CATALOGUE` is its bit in each
+reading's ``scenario_mask``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from battsim.engine.sensors import SensorFault
+
+if TYPE_CHECKING:
+    from battsim.engine.world import World
+
+
+class Scope(str, Enum):
+    SITE = "site"
+    STRING = "string"
+    JAR = "jar"
+
+
+# ------------------------------------------------------------------------------------ parameters
+class Params(BaseModel):
+    """A scenario without parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HighTemperatureParams(Params):
+    ambient_c: float = Field(
+        default=45.0, ge=-10, le=60, validation_alias=AliasChoices("ambient_c", "ambient_temp"),
+        description="Battery-room temperature held while active, °C (the original API's ambient_temp).",
+    )
+
+
+class HeatwaveParams(Params):
+    delta_c: float = Field(default=5.0, gt=0, le=20, description="Added to the outdoor temperature, °C.")
+
+
+class HvacDegradationParams(Params):
+    capacity_pct: float = Field(
+        default=50.0, ge=0, lt=100, description="Cooling capacity left, % of a healthy unit's."
+    )
+
+
+class BatteryDegradationParams(Params):
+    fade_multiplier: float = Field(
+        default=20.0, ge=1, le=1000,
+        description="Multiplies calendar and cycle fade on top of the jar's profile (failing jars: 6.5).",
+    )
+    resistance_rise_pct_per_day: float = Field(
+        default=2.0, ge=0, le=100,
+        description="Ohmic resistance added per day, % of the new value (grid corrosion, dry-out), "
+        "beyond the rise that the lost capacity brings.",
+    )
+
+
+class ResistanceDriftParams(Params):
+    rise_pct: float = Field(default=50.0, gt=0, le=1000, description="Rise of ohmic resistance, % of the new value.")
+    over_h: float = Field(default=24.0, gt=0, le=24 * 3650, description="Hours over which it rises linearly.")
+
+
+class ThermalRunawayParams(Params):
+    float_current_multiplier: float = Field(
+        default=300.0, ge=1, le=100_000,
+        description="Multiplies the jar's overcharge (float) current: a dried-out or shorted cell. Above "
+        "about 100 the heat it makes outruns what the jar sheds and the float current feeds on itself.",
+    )
+
+
+class SensorFaultParams(Params):
+    fault: Literal["stuck", "drift", "spike", "dropout"] = Field(
+        default="stuck", description="stuck: values frozen; drift: temperature drifts; spike: wild readings; "
+        "dropout: no values (NULL)."
+    )
+    drift_c_per_h: float = Field(default=0.5, ge=-50, le=50, description="Temperature drift of a drift fault, °C/h.")
+    spike_probability: float = Field(default=0.05, gt=0, le=1, description="Share of readings a spike fault spoils.")
+
+
+# ------------------------------------------------------------------------------------ effects
+@dataclass
+class SiteCauses:
+    """The per-site causes as the active scenarios set them, folded from their normal values."""
+
+    outdoor_offset_c: np.ndarray
+    hvac_capacity_fraction: np.ndarray
+    room_override_c: np.ndarray
+
+    @classmethod
+    def normal(cls, sites: int) -> SiteCauses:
+        return cls(np.zeros(sites), np.ones(sites), np.full(sites, np.nan))
+
+
+# An effect on a world: (world, units, params) where units are site, string or jar indices.
+Effect = Callable[["World", np.ndarray, Params], None]
+SiteContribution = Callable[[SiteCauses, np.ndarray, Params], None]
+DriftRate = Callable[[Params], float]
+
+
+def _nothing(world: World, units: np.ndarray, params: Params) -> None:
+    pass
+
+
+def _outage_start(world: World, strings: np.ndarray, params: Params) -> None:
+    world.lose_input(strings, cause="scenario:power_outage")
+
+
+def _outage_stop(world: World, strings: np.ndarray, params: Params) -> None:
+    world.restore_input(strings, cause="scenario:power_outage")
+
+
+def _hold_room(causes: SiteCauses, sites: np.ndarray, params: HighTemperatureParams) -> None:
+    causes.room_override_c[sites] = params.ambient_c
+
+
+def _heat_outdoors(causes: SiteCauses, sites: np.ndarray, params: HeatwaveParams) -> None:
+    causes.outdoor_offset_c[sites] += params.delta_c
+
+
+def _fail_hvac(causes: SiteCauses, sites: np.ndarray, params: Params) -> None:
+    causes.hvac_capacity_fraction[sites] = 0.0
+
+
+def _degrade_hvac(causes: SiteCauses, sites: np.ndarray, params: HvacDegradationParams) -> None:
+    causes.hvac_capacity_fraction[sites] = np.minimum(causes.hvac_capacity_fraction[sites],
+                                                      params.capacity_pct / 100.0)
+
+
+def _faster_fade(world: World, jars: np.ndarray, params: BatteryDegradationParams) -> None:
+    world.bank.fade_multiplier[jars] *= params.fade_multiplier
+
+
+def _normal_fade(world: World, jars: np.ndarray, params: BatteryDegradationParams) -> None:
+    world.bank.fade_multiplier[jars] /= params.fade_multiplier
+
+
+def _degradation_drift(params: BatteryDegradationParams) -> float:
+    return params.resistance_rise_pct_per_day / 100.0 / 86_400.0
+
+
+def _resistance_drift(params: ResistanceDriftParams) -> float:
+    return params.rise_pct / 100.0 / (params.over_h * 3600.0)
+
+
+def _runaway_start(world: World, jars: np.ndarray, params: ThermalRunawayParams) -> None:
+    world.bank.float_current_multiplier[jars] *= params.float_current_multiplier
+
+
+def _runaway_stop(world: World, jars: np.ndarray, params: ThermalRunawayParams) -> None:
+    world.bank.float_current_multiplier[jars] /= params.float_current_multiplier
+
+
+def _sensor_fault_start(world: World, jars: np.ndarray, params: SensorFaultParams) -> None:
+    world.flush()  # the readings taken so far are measured under the old fault state
+    world.monitor.inject(jars, SensorFault[params.fault.upper()], world.now_us(), world.jar_voltage_v[jars],
+                         world.bank.temperature_c[jars], drift_c_per_h=params.drift_c_per_h,
+                         spike_probability=params.spike_probability)
+
+
+def _sensor_fault_stop(world: World, jars: np.ndarray, params: SensorFaultParams) -> None:
+    world.flush()
+    world.monitor.clear(jars)
+
+
+# ------------------------------------------------------------------------------------ the catalogue
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """One scenario: what it is called, what it does, its parameters and how it acts on a world."""
+
+    name: str
+    title: str
+    description: str
+    typical_conditions: dict
+    params: type[Params]
+    scope: Scope
+    start: Effect = _nothing
+    stop: Effect = _nothing
+    site_causes: SiteContribution | None = None
+    resistance_drift: DriftRate | None = None
+    ramp_hours: Callable[[Params], float] | None = None  # the drift stops after this long
+    bit: int = field(default=0, compare=False)
+
+    def parameter_table(self) -> list[dict]:
+        """Each parameter: name, type, default, description (for listings and the API)."""
+        rows = []
+        for name, info in self.params.model_fields.items():
+            annotation = info.annotation
+            kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+            rows.append({"name": name, "type": kind, "default": info.default, "description": info.description or ""})
+        return rows
+
+
+_SPECS = (
+    ScenarioSpec(
+        name="normal_operation",
+        title="Normal Operation",
+        description="Clears every scenario on the targets: causes return to normal and the physics recovers "
+        "from where it is (a discharged string recharges, drifted resistance stays).",
+        typical_conditions={"mode": "float", "room_c": "24-25", "float_v_per_block": "13.5-13.8"},
+        params=Params,
+        scope=Scope.JAR,
+    ),
+    ScenarioSpec(
+        name="high_temperature",
+        title="High Temperature",
+        description="The battery room of the targets' sites is held at ambient_c (default 45 °C); jars warm "
+        "towards it over tens of minutes, float current and ageing rise with temperature.",
+        typical_conditions={"room_c": 45, "jar_temperature": "follows the room with a lag of ~15 min",
+                            "float_current": "doubles per +10 °C"},
+        params=HighTemperatureParams,
+        scope=Scope.SITE,
+        site_causes=_hold_room,
+    ),
+    ScenarioSpec(
+        name="power_outage",
+        title="Power Outage",
+        description="The rectifiers of the targets' strings lose their input: the strings discharge into "
+        "the site load, disconnect at the end voltage if it lasts, then boost and float when it clears.",
+        typical_conditions={"mode": "discharge", "current_a": "-30 to -40 per string at 10 kW",
+                            "duration": "30-90 min", "end_voltage_v_per_cell": 1.75},
+        params=Params,
+        scope=Scope.STRING,
+        start=_outage_start,
+        stop=_outage_stop,
+    ),
+    ScenarioSpec(
+        name="hvac_failure",
+        title="HVAC Failure",
+        description="The air conditioning of the targets' sites stops: the room climbs from about 24 °C "
+        "towards outdoor plus equipment heat (about 38 °C) at about 2 °C/h; jars lag the room.",
+        typical_conditions={"room_ramp_c_per_h": 2, "room_limit_c": "~38 (outdoor + 8)",
+                            "jar_lag_min": 15},
+        params=Params,
+        scope=Scope.SITE,
+        site_causes=_fail_hvac,
+    ),
+    ScenarioSpec(
+        name="battery_degradation",
+        title="Battery Degradation",
+        description="The targeted jars fade faster (fade_multiplier) and their resistance rises, from now on, "
+        "running or not; clearing stops the extra ageing, what was lost stays lost.",
+        typical_conditions={"soh_pct": "falls faster", "internal_resistance": "+2 %/day",
+                            "fade_multiplier": 20},
+        params=BatteryDegradationParams,
+        scope=Scope.JAR,
+        start=_faster_fade,
+        stop=_normal_fade,
+        resistance_drift=_degradation_drift,
+    ),
+    ScenarioSpec(
+        name="thermal_runaway",
+        title="Thermal Runaway",
+        description="The targeted jars' overcharge current is multiplied (dry-out, a shorted cell): on "
+        "charge the heat raises the float current, which raises the heat, until the charger's current "
+        "limit caps it around 65-75 °C. Clearing lets them cool.",
+        typical_conditions={"temperature_c": "65-75", "above_ambient_c": "> 10",
+                            "float_current": "rising faster than exponentially", "hours_to_develop": "2-6"},
+        params=ThermalRunawayParams,
+        scope=Scope.JAR,
+        start=_runaway_start,
+        stop=_runaway_stop,
+    ),
+    ScenarioSpec(
+        name="heatwave",
+        title="Heatwave",
+        description="Outdoor temperature at the targets' sites raised by delta_c; a working HVAC holds the "
+        "room unless its capacity is short (combine with hvac_degradation).",
+        typical_conditions={"outdoor_c": "+5", "duration": "days"},
+        params=HeatwaveParams,
+        scope=Scope.SITE,
+        site_causes=_heat_outdoors,
+    ),
+    ScenarioSpec(
+        name="hvac_degradation",
+        title="HVAC Degradation",
+        description="The air conditioning of the targets' sites keeps only capacity_pct of its cooling: "
+        "the room holds on cool days and rises on hot afternoons.",
+        typical_conditions={"capacity_pct": 50, "room_c": "above setpoint on hot afternoons"},
+        params=HvacDegradationParams,
+        scope=Scope.SITE,
+        site_causes=_degrade_hvac,
+    ),
+    ScenarioSpec(
+        name="resistance_drift",
+        title="Resistance Drift",
+        description="The targeted jars' ohmic resistance rises linearly by rise_pct over over_h hours, then "
+        "holds; clearing stops the drift where it is.",
+        typical_conditions={"internal_resistance": "+50 % over 24 h"},
+        params=ResistanceDriftParams,
+        scope=Scope.JAR,
+        resistance_drift=_resistance_drift,
+        ramp_hours=lambda params: params.over_h,
+    ),
+    ScenarioSpec(
+        name="sensor_fault",
+        title="Sensor Fault",
+        description="The monitor of the targeted jars misreports (stuck, drift, spike or dropout); the true "
+        "state is unaffected and stays in the true_* columns.",
+        typical_conditions={"fault": "stuck | drift | spike | dropout"},
+        params=SensorFaultParams,
+        scope=Scope.JAR,
+        start=_sensor_fault_start,
+        stop=_sensor_fault_stop,
+    ),
+)
+
+CATALOGUE: dict[str, ScenarioSpec] = {
+    spec.name: ScenarioSpec(**{**spec.__dict__, "bit": bit}) for bit, spec in enumerate(_SPECS)
+}
+SCENARIO_NAMES: list[str] = list(CATALOGUE)

@@ -1,0 +1,421 @@
+"""Timelines: TOML files that say what happens when, scheduled or at random.
+
+    timezone = "Asia/Bangkok"          # local times below are read in this zone (default Asia/Bangkok)
+
+    [[event]]
+    scenario = "power_outage"
+    at = "14:00"                       # a local time of day, an ISO 8601 date-time, or "+3d" after the start
+    repeat = "daily"                   # optional: hourly, daily, weekly, monthly, yearly, or an RFC 5545 RRULE
+    until = "2026-06-30"               # optional: no occurrence after this
+    duration = "2h"                    # optional: otherwise until a later action = "clear"
+    sites = "all"                      # or a list of site ids; also strings = [...], batteries = [...]
+    params = { }                       # the scenario's parameters
+
+    [[random]]
+    kind = "grid_outage"               # grid_outage, hvac_fault or battery_failure
+    sites = "all"
+
+Recurrences are expanded by python-dateutil's ``rrule`` over *local wall-clock* times, which are then
+placed in the zone with ``zoneinfo``: 14:00 stays 14:00 through a DST change. Everything is checked
+when the file is loaded (and the target ids when it is installed on a fleet), so a bad file is refused
+before a run starts, with a message naming the file, the event and the field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dateutil.rrule import rrulestr
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from battsim.scenarios.catalogue import CATALOGUE
+from battsim.scenarios.controller import ScenarioError, Scenarios, Targets, get_spec, validate_params
+from battsim.scenarios.random_events import failures_available, start_random_process
+
+if TYPE_CHECKING:
+    from battsim.engine.world import World
+
+DEFAULT_TIMEZONE = "Asia/Bangkok"
+_REPEAT_WORDS = {"hourly": "FREQ=HOURLY", "daily": "FREQ=DAILY", "weekly": "FREQ=WEEKLY",
+                 "monthly": "FREQ=MONTHLY", "yearly": "FREQ=YEARLY"}
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "min": 60, "m": 60, "s": 1}
+_UNIT_WORDS = {"week": "w", "weeks": "w", "day": "d", "days": "d", "hour": "h", "hours": "h", "hr": "h",
+               "hrs": "h", "mins": "min", "minute": "min", "minutes": "min", "sec": "s", "secs": "s",
+               "second": "s", "seconds": "s"}
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)")
+_ISO_DURATION = re.compile(r"^P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?"
+                           r"(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+_TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+
+
+class TimelineError(ValueError):
+    """A timeline that cannot be used; the message names the file, the event and the field."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from "2h", "90min", "1h30m", "2d", "1w", "45s", ISO 8601 "PT2H", or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        text = value.strip()
+        if iso := _ISO_DURATION.match(text.upper()):
+            if not any(iso.groups()) or text.upper().endswith("T"):
+                raise ValueError(f"{value!r} is not a duration")
+            weeks, days, hours, minutes, secs = (float(part or 0) for part in iso.groups())
+            seconds = weeks * 604_800 + days * 86_400 + hours * 3_600 + minutes * 60 + secs
+        else:
+            seconds, position, lowered = 0.0, 0, text.lower()
+            for part in _DURATION_PART.finditer(lowered):
+                if part.start() != position:
+                    break
+                unit = _UNIT_WORDS.get(part.group(2), part.group(2))
+                if unit not in _UNIT_SECONDS:
+                    raise ValueError(f"{value!r}: unknown unit {part.group(2)!r} (use w, d, h, min, s)")
+                seconds += float(part.group(1)) * _UNIT_SECONDS[unit]
+                position = part.end()
+            if position == 0 or lowered[position:].strip():
+                raise ValueError(f"{value!r} is not a duration (e.g. \"2h\", \"90min\", \"1d12h\", \"PT2H\")")
+    else:
+        raise ValueError(f"{value!r} is not a duration")
+    if not seconds > 0:
+        raise ValueError(f"{value!r} must be longer than zero")
+    return seconds
+
+
+TargetIds = Literal["all"] | list[str] | str | None
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    name: str | None = Field(default=None, description="A label for events and error messages.")
+    sites: TargetIds = None
+    strings: TargetIds = None
+    batteries: TargetIds = None
+
+    def targets(self) -> dict:
+        return {key: value for key in ("sites", "strings", "batteries") if (value := getattr(self, key)) is not None}
+
+
+class EventEntry(_Entry):
+    """One ``[[event]]``: a scenario applied (or cleared) at a time, maybe repeating."""
+
+    scenario: str
+    action: Literal["apply", "clear"] = "apply"
+    at: str | datetime | date | time
+    repeat: str | None = None
+    until: str | datetime | date | None = None
+    duration: str | float | int | None = None
+    params: dict = Field(default_factory=dict)
+
+    @field_validator("scenario")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        get_spec(value)
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _moment(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("+"):
+                parse_duration(text[1:])
+            elif match := _TIME_OF_DAY.match(text):
+                hour, minute, second = (int(part or 0) for part in match.groups())
+                time(hour, minute, second)  # range check
+            else:
+                try:
+                    datetime.fromisoformat(text)
+                except ValueError:
+                    raise ValueError(f"{value!r} is not a time of day (\"14:00\"), an ISO 8601 date-time "
+                                     "(\"2026-03-29T14:00\") or an offset from the start (\"+3d\")") from None
+        return value
+
+    @field_validator("repeat")
+    @classmethod
+    def _rule(cls, value):
+        if value is not None:
+            rule_text(value)
+        return value
+
+    @field_validator("until")
+    @classmethod
+    def _until(cls, value):
+        if isinstance(value, str):
+            try:
+                datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(f"{value!r} is not an ISO 8601 date or date-time") from None
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value):
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.action == "clear" and (self.duration is not None or self.params):
+            raise ValueError("a clear action takes no duration or params")
+        if self.until is not None and self.repeat is None:
+            raise ValueError("until is only for a repeating event (give repeat)")
+        return self
+
+
+class RandomEntry(_Entry):
+    """One ``[[random]]``: a seeded random process per target site."""
+
+    kind: Literal["grid_outage", "hvac_fault", "battery_failure"]
+    sites: TargetIds = "all"
+    rate_per_year: float | None = Field(
+        default=None, ge=0, le=365,
+        description="grid_outage: outages a year at each site; default the site's outages_per_year.",
+    )
+    duration_min: str | float | None = Field(default=None, description="grid_outage: shortest outage (30min).")
+    duration_max: str | float | None = Field(default=None, description="grid_outage: longest outage (90min).")
+    mtbf: str | float | None = Field(default=None, description="hvac_fault: mean time between failures (365d).")
+    mttr: str | float | None = Field(default=None, description="hvac_fault: mean time to repair (8h).")
+    params: dict = Field(default_factory=dict, description="battery_failure: passed to the failure model.")
+
+    @field_validator("duration_min", "duration_max", "mtbf", "mttr")
+    @classmethod
+    def _duration(cls, value):
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self):
+        own = {"grid_outage": {"rate_per_year", "duration_min", "duration_max"}, "hvac_fault": {"mtbf", "mttr"},
+               "battery_failure": {"params"}}[self.kind]
+        for key in ("rate_per_year", "duration_min", "duration_max", "mtbf", "mttr", "params"):
+            if key not in own and getattr(self, key):
+                raise ValueError(f"{key} does not apply to kind {self.kind!r} (it takes: {', '.join(sorted(own))})")
+        if self.kind == "grid_outage":
+            low = parse_duration(self.duration_min or "30min")
+            high = parse_duration(self.duration_max or "90min")
+            if low > high:
+                raise ValueError(f"duration_min ({self.duration_min or '30min'}) is longer than duration_max "
+                                 f"({self.duration_max or '90min'})")
+        return self
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    description: str = ""
+    timezone: str = DEFAULT_TIMEZONE
+    event: list[dict] = Field(default_factory=list)
+    random: list[dict] = Field(default_factory=list)
+
+
+def rule_text(repeat: str) -> str:
+    """The RRULE of a ``repeat`` value, checked by dateutil (ValueError if it is not one)."""
+    text = _REPEAT_WORDS.get(repeat.strip().lower(), repeat.strip())
+    if text.upper().startswith("RRULE:"):
+        text = text[6:]
+    if "DTSTART" in text.upper():
+        raise ValueError("the rule takes its start from `at`; leave DTSTART out")
+    try:
+        rrulestr(text, dtstart=datetime(2026, 1, 1))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{repeat!r} is not daily, weekly, hourly, monthly, yearly or an RFC 5545 RRULE "
+                         f"such as \"FREQ=WEEKLY;BYDAY=MO\" ({error})") from None
+    return text
+
+
+# ---------------------------------------------------------------------------------------- the timeline
+@dataclass(frozen=True)
+class ScheduledEvent:
+    """An ``[[event]]`` after checking: when it happens, what it does, to what."""
+
+    label: str
+    entry: EventEntry
+    duration_s: float | None
+
+    def occurrences(self, zone: ZoneInfo, installed: datetime) -> Iterator[datetime]:
+        """Aware instants, ascending, of every occurrence (the first may lie before ``installed``)."""
+        at = self.entry.at
+        if isinstance(at, str) and at.strip().startswith("+"):
+            first = installed + timedelta(seconds=parse_duration(at.strip()[1:]))
+        elif isinstance(at, (time, str)) and (isinstance(at, time) or _TIME_OF_DAY.match(at.strip())):
+            clock = at if isinstance(at, time) else time(*(int(p or 0) for p in _TIME_OF_DAY.match(at.strip()).groups()))
+            day = installed.astimezone(zone).date()
+            first = datetime.combine(day, clock, tzinfo=zone)
+            if self.entry.repeat is None and first < installed:
+                first = datetime.combine(day + timedelta(days=1), clock, tzinfo=zone)
+        else:
+            first = _aware(at, zone)
+        if self.entry.repeat is None:
+            yield first
+            return
+        rule = rrulestr(rule_text(self.entry.repeat), dtstart=first.astimezone(zone).replace(tzinfo=None))
+        if self.entry.until is not None:
+            until = _aware(self.entry.until, zone, end_of_day=True).astimezone(zone).replace(tzinfo=None)
+            rule = rule.replace(until=until)
+        for local in rule:
+            yield local.replace(tzinfo=zone)
+
+
+def _aware(value, zone: ZoneInfo, end_of_day: bool = False) -> datetime:
+    if isinstance(value, str):
+        text = value.strip()
+        value = datetime.fromisoformat(text)
+        if end_of_day and "T" not in text.upper() and " " not in text:
+            value = value + timedelta(days=1) - timedelta(microseconds=1)
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time(23, 59, 59, 999_999) if end_of_day else time())
+    return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A checked timeline, ready to install on any number of worlds."""
+
+    source: str
+    timezone: str
+    description: str
+    events: tuple[ScheduledEvent, ...]
+    randoms: tuple[tuple[str, RandomEntry], ...]
+    text: str = field(repr=False, default="")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def check(self, fleet) -> None:
+        """Refuse target ids the fleet does not have (TimelineError naming the file, event and field)."""
+        targets = Targets(fleet)
+        for label, entry in [(event.label, event.entry) for event in self.events] + list(self.randoms):
+            try:
+                targets.resolve(**entry.targets())
+            except ScenarioError as error:
+                raise TimelineError(f"{self.source}: {label}: {error}") from None
+
+    def install(self, world: World, controller: Scenarios) -> None:
+        """Schedule every event and start every random process on the world's clock, from now on."""
+        self.check(world.fleet)
+        if controller.world is not world:
+            raise ValueError("the controller belongs to another world")
+        installed = world.start + timedelta(seconds=world.env.now)
+        for event in self.events:
+            world.env.process(self._play(world, controller, event, installed))
+        for label, entry in self.randoms:
+            start_random_process(world, controller, entry, source=f"{Path(self.source).name}: {label}")
+
+    def _play(self, world: World, controller: Scenarios, event: ScheduledEvent, installed: datetime):
+        env, entry = world.env, event.entry
+        source = f"timeline {Path(self.source).name}: {event.label}"
+        for moment in event.occurrences(self.zone, installed):
+            at_s = world.sim_seconds(moment)
+            if at_s < env.now and (event.duration_s is None or at_s + event.duration_s <= env.now):
+                continue  # over before we began
+            if at_s > env.now:
+                yield env.timeout(at_s - env.now)
+            yield env.timeout(0)  # after a tick due at this instant: that tick's interval came before
+            if entry.action == "clear":
+                controller.clear(name=entry.scenario, **entry.targets())
+            else:
+                remaining = None if event.duration_s is None else at_s + event.duration_s - env.now
+                controller.apply(entry.scenario, params=entry.params, duration_s=remaining, source=source,
+                                 **entry.targets())
+
+    def describe(self) -> list[dict]:
+        """The events and random processes, for listings."""
+        rows = [{"label": e.label, **e.entry.model_dump(exclude_none=True)} for e in self.events]
+        rows += [{"label": label, **entry.model_dump(exclude_none=True)} for label, entry in self.randoms]
+        return rows
+
+
+def _label(kind: str, index: int, data: dict, key: str) -> str:
+    name = data.get("name") or data.get(key)
+    return f"[[{kind}]] #{index + 1}" + (f" ({name})" if isinstance(name, str) else "")
+
+
+def _problems(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(entry)"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{key}: {message}")
+    return "; ".join(lines)
+
+
+def load_timeline(path_or_text: str | Path, source: str | None = None) -> Timeline:
+    """Read and check a timeline from a file path or from TOML text."""
+    if isinstance(path_or_text, Path) or ("\n" not in path_or_text and "=" not in path_or_text):
+        path = Path(path_or_text)
+        source = source or str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise TimelineError(f"{source}: no such timeline file") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise TimelineError(f"{source}: cannot be read ({error})") from None
+    else:
+        text, source = path_or_text, source or "<timeline>"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise TimelineError(f"{source}: not valid TOML: {error}") from None
+    try:
+        top = _File.model_validate(data)
+    except ValidationError as error:
+        allowed = "name, description, timezone, [[event]], [[random]]"
+        raise TimelineError(f"{source}: {_problems(error)} (top-level keys: {allowed})") from None
+    try:
+        ZoneInfo(top.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TimelineError(f"{source}: timezone: {top.timezone!r} is not an IANA time zone "
+                            "(e.g. Asia/Bangkok, Europe/Berlin, UTC)") from None
+
+    events = []
+    for index, raw in enumerate(top.event):
+        label = _label("event", index, raw, "scenario")
+        try:
+            entry = EventEntry.model_validate(raw)
+        except ValidationError as error:
+            raise TimelineError(f"{source}: {label}: {_problems(error)}") from None
+        except ScenarioError as error:
+            raise TimelineError(f"{source}: {label}: scenario: {error}") from None
+        if entry.action == "apply":
+            try:
+                validate_params(CATALOGUE[entry.scenario], entry.params)
+            except ScenarioError as error:
+                raise TimelineError(f"{source}: {label}: {error}") from None
+        duration_s = parse_duration(entry.duration) if entry.duration is not None else None
+        events.append(ScheduledEvent(label, entry, duration_s))
+
+    randoms = []
+    for index, raw in enumerate(top.random):
+        label = _label("random", index, raw, "kind")
+        try:
+            entry = RandomEntry.model_validate(raw)
+        except ValidationError as error:
+            raise TimelineError(f"{source}: {label}: {_problems(error)}") from None
+        if entry.kind == "battery_failure" and not failures_available():
+            raise TimelineError(f"{source}: {label}: kind: battery_failure needs the failure model "
+                                "(battsim.engine.failures), which this build does not have")
+        randoms.append((label, entry))
+    return Timeline(source, top.timezone, top.description, tuple(events), tuple(randoms), text)
+
+
+SHIPPED_DIRECTORY = Path(__file__).parent
+
+
+def shipped_timelines() -> dict[str, Path]:
+    """The example timelines that come with battsim, by name (``daily-outage`` …)."""
+    return {path.stem: path for path in sorted(SHIPPED_DIRECTORY.glob("*.toml"))}
