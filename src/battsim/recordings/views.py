@@ -1,0 +1,204 @@
+"""The analysis views every recording carries: plain SQL, so any DuckDB client can use them.
+
+    daily_battery_summary    min, max and mean voltage, temperature and current per jar per local day
+    soh_trend                state of health and resistance per jar per local day, measured beside true
+    time_above_temperature   hours a jar's measured temperature spent above 25, 30, 35 and 40 °C per local day
+    outage_autonomy          per outage and string: duration, minimum voltage, Ah delivered, low-voltage disconnect
+    alarms                   each alarm raised, when (and whether) it cleared, and for how long it was active
+
+Examples (``battsim query run.duckdb "..."``)::
+
+    SELECT battery_id, day, max_temperature_c FROM daily_battery_summary ORDER BY max_temperature_c DESC LIMIT 5
+    SELECT battery_id, first(true_soh_pct ORDER BY day) - last(true_soh_pct ORDER BY day) AS soh_lost_pct
+        FROM soh_trend GROUP BY battery_id ORDER BY soh_lost_pct DESC LIMIT 10
+    SELECT site_id, sum(hours_above_35c) FROM time_above_temperature GROUP BY site_id
+    SELECT string_id, start, duration_s / 60 AS minutes, ah_delivered, lvd_reached FROM outage_autonomy
+    SELECT rule, count(*), avg(duration_s) FROM alarms GROUP BY rule
+
+"Local day" is the calendar day in the site's own time zone (``sites.timezone``), so DST days have 23
+or 25 hours of readings. Sensor dropouts are NULL in ``readings`` and are skipped by the aggregates.
+
+The SQL of the per-day views is written over a *readings source* so that
+:class:`~battsim.recordings.recording.Recording` can narrow the scan (time, site, battery) before it
+aggregates: the stored view uses the whole ``readings`` view.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from battsim.engine.battery import Mode
+
+# Thresholds of time_above_temperature: 25 °C is the rating temperature of VRLA jars; every 10 °C
+# above it roughly halves their life (vrla-facts.md), so 35 °C is the usual alarm level.
+TEMPERATURE_THRESHOLDS_C = (25, 30, 35, 40)
+
+ALARM_RAISED = "alarm_raised"
+ALARM_CLEARED = "alarm_cleared"
+
+_LOCAL_DAY = "timezone(s.timezone, r.timestamp)::DATE"
+
+
+def _hours_per_sample(db: str) -> str:
+    # Each sample stands for the interval before it (the tick advanced the jar over it).
+    return f"((SELECT max(interval_s) FROM {db}runs) / 3600.0)"
+
+
+def daily_battery_summary_sql(db: str = "", source: str | None = None) -> str:
+    source = source or f"{db}readings"
+    return f"""
+SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day, count(*) AS readings,
+       min(r.voltage_v) AS min_voltage_v, max(r.voltage_v) AS max_voltage_v, avg(r.voltage_v) AS mean_voltage_v,
+       min(r.temperature_c) AS min_temperature_c, max(r.temperature_c) AS max_temperature_c,
+       avg(r.temperature_c) AS mean_temperature_c,
+       min(r.current_a) AS min_current_a, max(r.current_a) AS max_current_a, avg(r.current_a) AS mean_current_a,
+       avg(r.ambient_c) AS mean_ambient_c
+FROM {source} r JOIN {db}sites s USING (site_id)
+GROUP BY ALL"""
+
+
+def soh_trend_sql(db: str = "", source: str | None = None) -> str:
+    source = source or f"{db}readings"
+    # The recording keeps the true state of health but not the true resistance, so resistance is
+    # shown beside the jar's own baseline (its as-new value) instead.
+    return f"""
+SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day,
+       avg(r.soh_pct) AS soh_pct, avg(r.true_soh_pct) AS true_soh_pct,
+       avg(r.soh_pct) - avg(r.true_soh_pct) AS soh_error_pct,
+       avg(r.internal_resistance_mohm) AS internal_resistance_mohm,
+       any_value(b.baseline_resistance_mohm) AS baseline_resistance_mohm,
+       100.0 * (avg(r.internal_resistance_mohm) / any_value(b.baseline_resistance_mohm) - 1.0)
+           AS resistance_rise_pct
+FROM {source} r JOIN {db}sites s USING (site_id) JOIN {db}batteries b USING (battery_id)
+GROUP BY r.site_id, r.string_id, r.battery_id, day"""
+
+
+def time_above_temperature_sql(db: str = "", source: str | None = None) -> str:
+    source = source or f"{db}readings"
+    hours = ",\n       ".join(
+        f"count_if(r.temperature_c > {t}) * {_hours_per_sample(db)} AS hours_above_{t}c" for t in TEMPERATURE_THRESHOLDS_C
+    )
+    return f"""
+SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day, count(r.temperature_c) AS readings,
+       max(r.temperature_c) AS max_temperature_c,
+       {hours},
+       count_if(r.true_temperature_c > 35) * {_hours_per_sample(db)} AS true_hours_above_35c
+FROM {source} r JOIN {db}sites s USING (site_id)
+GROUP BY ALL"""
+
+
+def outage_autonomy_sql(db: str = "", source: str | None = None) -> str:
+    """One row per outage and string, from the outage_start/outage_end events.
+
+    Only samples taken while the string was on its batteries (mode discharge or disconnected) are
+    read, which keeps this cheap on a year of readings. A string's voltage at a tick is the sum of
+    its jars' measured voltages; its current the mean of theirs (the jars are in series). Ah
+    delivered sums −current × interval over the discharge samples. An outage still going on when
+    the recording ends has no ``end`` and ``ended`` false; its duration runs to the last reading.
+    """
+    source = source or f"{db}reading_samples"
+    return f"""
+WITH transitions AS (
+    SELECT timestamp, kind, site_id, string_id, detail->>'cause' AS cause,
+           lead(kind) OVER w AS next_kind, lead(timestamp) OVER w AS next_timestamp
+    FROM {db}events
+    WHERE kind IN ('outage_start', 'outage_end') AND string_id IS NOT NULL
+    WINDOW w AS (PARTITION BY string_id ORDER BY timestamp, rowid)
+), outages AS (
+    SELECT site_id, string_id, cause, timestamp AS start,
+           CASE WHEN next_kind = 'outage_end' THEN next_timestamp END AS "end",
+           coalesce("end", (SELECT max("end") FROM {db}runs)) AS until
+    FROM transitions WHERE kind = 'outage_start'
+), on_battery AS (
+    SELECT o.string_id, o.start, r.timestamp, r.mode,
+           sum(CASE WHEN isnan(r.voltage_v) THEN NULL ELSE r.voltage_v END) AS string_voltage_v,
+           min(CASE WHEN isnan(r.voltage_v) THEN NULL ELSE r.voltage_v END) AS block_voltage_v,
+           avg(CASE WHEN isnan(r.current_a) THEN NULL ELSE r.current_a END) AS string_current_a
+    FROM {source} r JOIN {db}batteries b USING (battery_key)
+         JOIN outages o ON o.string_id = b.string_id AND r.timestamp >= o.start AND r.timestamp <= o.until
+    WHERE r.mode IN ({int(Mode.DISCHARGE)}, {int(Mode.DISCONNECTED)})
+    GROUP BY ALL
+), per_outage AS (
+    SELECT string_id, start, min(string_voltage_v) AS min_string_voltage_v,
+           min(block_voltage_v) AS min_block_voltage_v,
+           sum(CASE WHEN mode = {int(Mode.DISCHARGE)} THEN -string_current_a END) * {_hours_per_sample(db)}
+               AS ah_delivered
+    FROM on_battery GROUP BY ALL
+), disconnects AS (
+    SELECT o.string_id, o.start, min(e.timestamp) AS disconnected_at
+    FROM outages o JOIN {db}events e ON e.kind = 'low_voltage_disconnect' AND e.string_id = o.string_id
+         AND e.timestamp >= o.start AND e.timestamp <= o.until
+    GROUP BY ALL
+)
+SELECT o.site_id, o.string_id, o.cause, o.start, o."end", o."end" IS NOT NULL AS ended,
+       epoch(o.until) - epoch(o.start) AS duration_s,
+       p.min_string_voltage_v, p.min_block_voltage_v, coalesce(p.ah_delivered, 0.0) AS ah_delivered,
+       d.disconnected_at IS NOT NULL AS lvd_reached, d.disconnected_at,
+       epoch(d.disconnected_at) - epoch(o.start) AS time_to_disconnect_s
+FROM outages o LEFT JOIN per_outage p USING (string_id, start) LEFT JOIN disconnects d USING (string_id, start)
+ORDER BY o.start, o.string_id"""
+
+
+def alarms_sql(db: str = "") -> str:
+    """Each alarm_raised event paired with the alarm_cleared that follows it for the same rule and
+    subject (jar, string or site). An alarm never cleared has no ``cleared_at`` and ``active`` true."""
+    return f"""
+WITH transitions AS (
+    SELECT timestamp, kind, site_id, string_id, battery_id, detail->>'rule' AS rule, detail,
+           lead(kind) OVER w AS next_kind, lead(timestamp) OVER w AS next_timestamp,
+           lead(detail) OVER w AS next_detail
+    FROM {db}events
+    WHERE kind IN ('{ALARM_RAISED}', '{ALARM_CLEARED}')
+    WINDOW w AS (PARTITION BY detail->>'rule', site_id, string_id, battery_id ORDER BY timestamp, rowid)
+)
+SELECT rule, site_id, string_id, battery_id, timestamp AS raised_at,
+       CASE WHEN next_kind = '{ALARM_CLEARED}' THEN next_timestamp END AS cleared_at,
+       cleared_at IS NULL AS active,
+       epoch(coalesce(cleared_at, (SELECT max("end") FROM {db}runs))) - epoch(timestamp) AS duration_s,
+       TRY_CAST(detail->>'value' AS DOUBLE) AS value, detail->>'severity' AS severity, detail->>'message' AS message,
+       detail, CASE WHEN next_kind = '{ALARM_CLEARED}' THEN next_detail END AS cleared_detail
+FROM transitions WHERE kind = '{ALARM_RAISED}'
+ORDER BY raised_at, rule, battery_id"""
+
+
+_BUILDERS = {
+    "daily_battery_summary": daily_battery_summary_sql,
+    "soh_trend": soh_trend_sql,
+    "time_above_temperature": time_above_temperature_sql,
+    "outage_autonomy": outage_autonomy_sql,
+    "alarms": alarms_sql,
+}
+VIEW_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def view_sql(name: str, db: str = "") -> str:
+    """The SELECT of view ``name``; ``db`` qualifies the tables it reads (e.g. ``'"raw".main.'``)."""
+    return _BUILDERS[name](db)
+
+
+def view_statements(db: str = "") -> list[str]:
+    """CREATE statements of the analysis views, in the order they can be created."""
+    return [f"CREATE OR REPLACE VIEW {name} AS {view_sql(name, db)}" for name in VIEW_NAMES]
+
+
+def missing_views(connection: duckdb.DuckDBPyConnection, catalog: str | None = None) -> list[str]:
+    present = {row[0] for row in connection.execute(
+        "SELECT view_name FROM duckdb_views() WHERE database_name = coalesce(?, current_database()) AND NOT internal",
+        [catalog],
+    ).fetchall()}
+    return [name for name in VIEW_NAMES if name not in present]
+
+
+def ensure_views(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    """Give a recording made before these views existed its views; returns the names added.
+
+    Needs a writable connection; a read-only file gets them in memory from
+    :func:`battsim.recordings.query.attach_recording` instead.
+    """
+    missing = missing_views(connection)
+    if missing:
+        connection.begin()
+        for name in missing:
+            connection.execute(f"CREATE OR REPLACE VIEW {name} AS {view_sql(name)}")
+        connection.commit()
+    return missing
