@@ -133,7 +133,8 @@ class EventEntry(_Entry):
                 parse_duration(text[1:])
             elif match := _TIME_OF_DAY.match(text):
                 hour, minute, second = (int(part or 0) for part in match.groups())
-                time(hour, minute, second)  # range check
+                if hour > 23 or minute > 59 or second > 59:
+                    raise ValueError(f"{value!r} is not a time of day (00:00 to 23:59:59)")
             else:
                 try:
                     datetime.fromisoformat(text)

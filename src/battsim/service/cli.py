@@ -14,12 +14,14 @@ from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from battsim.engine.fleet import PRESETS, FleetFileError, FleetSpec, get_preset, load_fleet_file
+from battsim.engine.fleet import PRESETS, FleetFileError, FleetSpec, build_fleet, get_preset, load_fleet_file
 from battsim.engine.world import DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
+from battsim.scenarios import CATALOGUE, TimelineError, load_timeline, shipped_timelines
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate stationary VRLA battery fleets.")
 console = Console(stderr=True)
@@ -66,6 +68,30 @@ def check_writable(flag: str, path: Path, overwrite: bool) -> None:
         fail(flag, f"directory {directory} is not writable")
 
 
+def load_timelines(names: list[str], spec: FleetSpec, seed: int) -> list:
+    """Each --timeline as a checked timeline: a file, or a shipped timeline by name."""
+    shipped = shipped_timelines()
+    timelines = []
+    for name in names:
+        path = Path(name)
+        if not path.exists() and name.removesuffix(".toml") in shipped:
+            path = shipped[name.removesuffix(".toml")]
+        elif not path.exists():
+            fail("--timeline", f"{name}: no such file (shipped timelines: {', '.join(shipped)})")
+        try:
+            timelines.append(load_timeline(path, source=name))
+        except TimelineError as error:
+            fail("--timeline", escape(str(error)))
+    if timelines:
+        fleet = build_fleet(spec, seed)
+        for loaded in timelines:
+            try:
+                loaded.check(fleet)
+            except TimelineError as error:
+                fail("--timeline", escape(str(error)))
+    return timelines
+
+
 @app.command()
 def run(
     out: Annotated[Path, typer.Option("--out", help="Recording to write (a .duckdb file).")],
@@ -79,6 +105,9 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
     batch_rows: Annotated[int, typer.Option(help="Readings per write to DuckDB (changes speed, not data).")] = 100_000,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    timeline: Annotated[Optional[list[str]], typer.Option(
+        "--timeline", help="Timeline TOML file, or the name of a shipped one (battsim scenarios); repeatable, "
+        "the files merge.")] = None,
 ) -> None:
     """Simulate a fleet over virtual time as fast as possible and record every reading."""
     spec, preset_name = resolve_fleet(preset, fleet)
@@ -103,9 +132,10 @@ def run(
             fail("--days", f"{days} is more than 100 years")
         end = begin + timedelta(days=days)
     check_writable("--out", out, overwrite)
+    timelines = load_timelines(timeline or [], spec, seed)
 
     batch = BatchRun(fleet=spec, out=out, seed=seed, start=begin, end=end, interval_s=interval,
-                     preset=preset_name, overwrite=overwrite, batch_rows=batch_rows)
+                     preset=preset_name, overwrite=overwrite, batch_rows=batch_rows, timelines=timelines)
     span_s = batch.span_s
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[virtual]}"),
@@ -142,6 +172,33 @@ def presets() -> None:
         jars = sum(site.strings * site.jars_per_string for site in spec.sites)
         table.add_row(name, str(len(spec.sites)), str(strings), str(jars), spec.description)
     stdout.print(table)
+
+
+@app.command()
+def scenarios(
+    json_output: Annotated[bool, typer.Option("--json", help="Print the catalogue as JSON.")] = False,
+) -> None:
+    """List the scenario catalogue with its parameters, and the shipped timelines."""
+    if json_output:
+        catalogue = [
+            {"scenario": spec.name, "name": spec.title, "scope": spec.scope.value, "bit": spec.bit,
+             "description": spec.description, "typical_conditions": spec.typical_conditions,
+             "parameters": spec.parameter_table()}
+            for spec in CATALOGUE.values()
+        ]
+        stdout.print_json(data={"scenarios": catalogue,
+                                "timelines": {name: str(path) for name, path in shipped_timelines().items()}})
+        return
+    table = Table("scenario", "acts on", "parameters (default)", "description", show_lines=True)
+    for spec in CATALOGUE.values():
+        parameters = "\n".join(f"{row['name']} = {row['default']!r}: {row['description']}"
+                                for row in spec.parameter_table()) or "-"
+        table.add_row(f"[bold]{spec.name}[/bold]\n{spec.title}", spec.scope.value, parameters, spec.description)
+    stdout.print(table)
+    shipped = Table("timeline", "description", title="shipped timelines (battsim run --timeline NAME)")
+    for name, path in shipped_timelines().items():
+        shipped.add_row(name, load_timeline(path).description)
+    stdout.print(shipped)
 
 
 def main() -> None:
