@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from battsim.engine.battery import PROFILE_FADE_MULTIPLIER
+from battsim.engine.battery import PROFILE_FADE_MULTIPLIER, PROFILE_NAMES
 from battsim.engine.physics import END_OF_LIFE_SOH_PCT
 from battsim.engine.models import (
     BUILT_IN_MODELS,
@@ -39,6 +40,19 @@ class ClimateSpec(BaseModel):
     diurnal_range_c: float = Field(default=8.0, ge=0, le=30, description="Daily max minus min, °C.")
 
 
+class JarSpec(BaseModel):
+    """A named jar on its own single-jar string: how the original service listed its batteries."""
+
+    model_config = ConfigDict(extra="forbid")
+    battery_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    profile: Literal["healthy", "accelerated", "failing"] | None = Field(
+        default=None, description="Degradation profile; default drawn from the fleet's profile_mix."
+    )
+    initial_soh_pct: float | None = Field(
+        default=None, gt=0, le=100, description="State of health at the start, %; default from the jar's age."
+    )
+
+
 class SiteSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     site_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
@@ -52,6 +66,10 @@ class SiteSpec(BaseModel):
     load_kw_per_string: float = Field(default=10.0, gt=0, le=10_000, description="UPS load a string carries.")
     room_setpoint_c: float = Field(default=24.0, ge=10, le=40)
     outages_per_year: float = Field(default=4.0, ge=0, le=365, description="Regional grid-outage rate.")
+    jars: list[JarSpec] = Field(
+        default_factory=list, max_length=1000,
+        description="Named jars, each on its own string; when given, replaces strings × jars_per_string.",
+    )
 
 
 class FleetSpec(BaseModel):
@@ -78,7 +96,7 @@ class FleetSpec(BaseModel):
 
     @model_validator(mode="after")
     def _ids_unique_and_models_known(self):
-        seen = set()
+        seen, named_jars = set(), set()
         known = set(BUILT_IN_MODELS) | {model.name for model in self.models}
         for index, site in enumerate(self.sites):
             if site.site_id in seen:
@@ -86,6 +104,10 @@ class FleetSpec(BaseModel):
             seen.add(site.site_id)
             if site.model not in known:
                 raise ValueError(f"sites[{index}].model {site.model!r} is unknown; known: {', '.join(sorted(known))}")
+            for jar_index, jar in enumerate(site.jars):
+                if jar.battery_id in named_jars:
+                    raise ValueError(f"sites[{index}].jars[{jar_index}].battery_id {jar.battery_id!r} is used twice")
+                named_jars.add(jar.battery_id)
         return self
 
     def model_named(self, name: str) -> BatteryModel:
@@ -204,15 +226,18 @@ def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
     models = [spec.model_named(name) for name in model_names]
     site_ids, string_ids, string_site = [], [], []
     battery_ids, battery_string, battery_site, battery_model, battery_position = [], [], [], [], []
-    draws = []
+    draws, named = [], []  # named: (profile index or -1, initial SOH or NaN) given by JarSpecs
     for site_index, site in enumerate(spec.sites):
         site_ids.append(site.site_id)
-        for string_number in range(1, site.strings + 1):
+        for string_number in range(1, (len(site.jars) or site.strings) + 1):
             string_id = f"{site.site_id}_SYS01_STR{string_number:02d}"
             string_ids.append(string_id)
             string_site.append(site_index)
-            for position in range(1, site.jars_per_string + 1):
-                battery_id = f"{string_id}_BAT{position:03d}"
+            for position in range(1, (1 if site.jars else site.jars_per_string) + 1):
+                jar = site.jars[string_number - 1] if site.jars else None
+                battery_id = jar.battery_id if jar else f"{string_id}_BAT{position:03d}"
+                named.append((PROFILE_NAMES.index(jar.profile) if jar and jar.profile else -1,
+                              jar.initial_soh_pct if jar and jar.initial_soh_pct is not None else np.nan))
                 battery_ids.append(battery_id)
                 battery_string.append(len(string_ids) - 1)
                 battery_site.append(site_index)
@@ -225,6 +250,8 @@ def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
     profile = np.where(
         profile_draw < healthy_share, 0, np.where(profile_draw < healthy_share + accelerated_share, 1, 2)
     ).astype(np.int8)
+    named_profile, named_soh_pct = np.array(named, dtype=np.float64).reshape(-1, 2).T
+    profile = np.where(named_profile >= 0, named_profile, profile).astype(np.int8)
     initial_age_years = age_draw * spec.max_initial_age_years
     design_life_years = np.array([models[m].design_life_years for m in battery_model])
     return Fleet(
@@ -242,7 +269,8 @@ def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
         capacity_spread=np.clip(1.0 + spec.capacity_spread_pct / 100.0 * capacity_z, 0.8, 1.2),
         resistance_spread=np.clip(1.0 + spec.resistance_spread_pct / 100.0 * resistance_z, 0.7, 1.3),
         initial_age_years=initial_age_years,
-        initial_soh_pct=initial_soh_pct(initial_age_years, design_life_years, profile),
+        initial_soh_pct=np.where(np.isnan(named_soh_pct), initial_soh_pct(initial_age_years, design_life_years, profile),
+                                 named_soh_pct),
     )
 
 

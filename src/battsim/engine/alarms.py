@@ -1,0 +1,165 @@
+"""Alarm rules over measured readings, with raise and clear state, evaluated for every jar at once.
+
+The rules are the ones a battery-monitoring system applies to what its sensors report (so they see
+noise, quantisation and sensor faults, as a real one does). Each rule is a comparison over the
+tick's arrays; an alarm is raised when its condition starts to hold and cleared once the reading is
+back past a deadband, so a value hovering at a threshold does not chatter. Only the few jars whose
+state changed are turned into :class:`AlarmChange` objects.
+
+Thresholds (vrla-facts.md): the site operators' "above 35 °C for 5 minutes", "below 12.0 V per jar
+while on float" and "a reading outside 10-50 °C is a sensor fault"; "cell more than 10 °C above
+ambient: possible thermal runaway" (C&D, Alpha); "+20 % resistance over the commissioning baseline
+calls for a capacity test" (IEEE 1188 as commonly quoted); end of life below 80 % state of health.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from battsim.engine.battery import Mode
+from battsim.engine.readings import ReadingBatch
+
+
+class AlarmThresholds(BaseModel):
+    """The numbers behind the rules; the defaults are the ones quoted in the module docstring."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    high_temperature_c: float = Field(default=35.0, description="Jar temperature that raises after the delay, °C.")
+    high_temperature_delay_s: float = Field(default=300.0, ge=0, description="How long it must last, s.")
+    low_float_v_per_cell: float = Field(default=2.0, description="12.0 V for a 6-cell jar, while on float.")
+    sensor_min_c: float = Field(default=10.0, description="A temperature reading below this is a sensor fault, °C.")
+    sensor_max_c: float = Field(default=50.0, description="A temperature reading above this is a sensor fault, °C.")
+    above_ambient_c: float = Field(default=10.0, description="Jar this far above the room: possible runaway, K.")
+    resistance_rise_fraction: float = Field(default=0.20, description="Ohmic resistance over its baseline.")
+    low_soh_pct: float = Field(default=80.0, description="State of health at end of life, %.")
+    # Deadbands: how far back a reading must come before an alarm clears. Each is a few times the
+    # monitor's noise on that quantity (sensors.py), so noise alone does not clear and re-raise.
+    temperature_deadband_c: float = Field(default=1.0, ge=0)
+    voltage_deadband_v_per_cell: float = Field(default=0.02, ge=0)
+    resistance_deadband_fraction: float = Field(default=0.03, ge=0)
+    soh_deadband_pct: float = Field(default=1.0, ge=0)
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    name: str
+    severity: str  # warning | critical
+    description: str
+    unit: str
+
+
+RULES: tuple[AlarmRule, ...] = (
+    AlarmRule("high_temperature", "warning", "Jar above 35 °C for 5 minutes", "°C"),
+    AlarmRule("low_float_voltage", "critical", "Jar below 12.0 V while on float", "V"),
+    AlarmRule("sensor_fault", "warning", "Temperature reading outside 10-50 °C", "°C"),
+    AlarmRule("above_ambient", "critical", "Jar more than 10 °C above the room (possible thermal runaway)", "K"),
+    AlarmRule("high_resistance", "warning", "Ohmic resistance 20 % over its baseline", "mΩ"),
+    AlarmRule("low_soh", "warning", "State of health below 80 %", "%"),
+)
+RULE_INDEX = {rule.name: index for index, rule in enumerate(RULES)}
+
+
+@dataclass(frozen=True)
+class AlarmChange:
+    """One alarm raised or cleared on one jar at one tick."""
+
+    timestamp_us: int
+    rule: AlarmRule
+    jar: int
+    raised: bool
+    value: float | None  # the reading that decided it (None for a missing reading)
+    threshold: float
+
+    @property
+    def state(self) -> str:
+        return "raised" if self.raised else "cleared"
+
+
+class AlarmMonitor:
+    """Raise/clear state of every rule on every jar, advanced one tick of readings at a time."""
+
+    def __init__(self, baseline_resistance_mohm: np.ndarray, cells: np.ndarray,
+                 thresholds: AlarmThresholds = AlarmThresholds()):
+        self.thresholds = thresholds
+        self.baseline_resistance_mohm = np.asarray(baseline_resistance_mohm, dtype=np.float64)
+        self.low_float_v = thresholds.low_float_v_per_cell * np.asarray(cells, dtype=np.float64)
+        size = len(self.baseline_resistance_mohm)
+        self.active = np.zeros((len(RULES), size), dtype=bool)
+        # Since when each jar has been above the high-temperature threshold (-1: it is not).
+        self.hot_since_us = np.full(size, -1, dtype=np.int64)
+
+    def evaluate_batch(self, batch: ReadingBatch) -> list[AlarmChange]:
+        """Evaluate every tick of a batch in order (a short loop over ticks, not over jars)."""
+        columns, size = batch.columns, len(self.baseline_resistance_mohm)
+        changes = []
+        for tick in range(batch.ticks):
+            rows = slice(tick * size, (tick + 1) * size)
+            changes += self.evaluate(
+                int(columns["timestamp_us"][rows.start]), columns["voltage_v"][rows], columns["temperature_c"][rows],
+                columns["internal_resistance_mohm"][rows], columns["soh_pct"][rows], columns["ambient_c"][rows],
+                columns["mode"][rows],
+            )
+        return changes
+
+    def evaluate(self, timestamp_us: int, voltage_v: np.ndarray, temperature_c: np.ndarray,
+                 resistance_mohm: np.ndarray, soh_pct: np.ndarray, ambient_c: np.ndarray,
+                 mode: np.ndarray) -> list[AlarmChange]:
+        """Advance the alarm state by one tick of measured readings; return what was raised or cleared.
+
+        A missing reading (NaN, sensor dropout) leaves the alarms that depend on it as they were.
+        """
+        t = self.thresholds
+        voltage_v, temperature_c = voltage_v.astype(np.float64), temperature_c.astype(np.float64)
+        rise = resistance_mohm.astype(np.float64) / self.baseline_resistance_mohm - 1.0
+        soh_pct = soh_pct.astype(np.float64)
+        above_room_c = temperature_c - ambient_c
+        on_float = mode == Mode.FLOAT
+
+        hot = temperature_c > t.high_temperature_c
+        self.hot_since_us = np.where(hot, np.where(self.hot_since_us < 0, timestamp_us, self.hot_since_us), -1)
+        hot_long_enough = hot & (timestamp_us - self.hot_since_us >= t.high_temperature_delay_s * 1e6)
+
+        deadband_v = t.voltage_deadband_v_per_cell * self.low_float_v / t.low_float_v_per_cell
+        # (value, raise condition, clear condition, threshold) per rule, in RULES order.
+        checks = (
+            (temperature_c, hot_long_enough, temperature_c < t.high_temperature_c - t.temperature_deadband_c,
+             t.high_temperature_c),
+            (voltage_v, on_float & (voltage_v < self.low_float_v),
+             ~on_float | (voltage_v >= self.low_float_v + deadband_v), self.low_float_v),
+            (temperature_c, (temperature_c < t.sensor_min_c) | (temperature_c > t.sensor_max_c),
+             (temperature_c >= t.sensor_min_c + t.temperature_deadband_c / 2)
+             & (temperature_c <= t.sensor_max_c - t.temperature_deadband_c / 2), None),
+            (above_room_c, above_room_c > t.above_ambient_c,
+             above_room_c < t.above_ambient_c - t.temperature_deadband_c, t.above_ambient_c),
+            (resistance_mohm, rise > t.resistance_rise_fraction,
+             rise < t.resistance_rise_fraction - t.resistance_deadband_fraction,
+             self.baseline_resistance_mohm * (1.0 + t.resistance_rise_fraction)),
+            (soh_pct, soh_pct < t.low_soh_pct, soh_pct >= t.low_soh_pct + t.soh_deadband_pct, t.low_soh_pct),
+        )
+        changes = []
+        for index, (value, raise_now, clear_now, threshold) in enumerate(checks):
+            was = self.active[index].copy()
+            known = ~np.isnan(value)
+            now = np.where(known, np.where(was, ~clear_now, raise_now), was)
+            self.active[index] = now
+            for jar in np.flatnonzero(now != was):
+                changes.append(self._change(timestamp_us, index, int(jar), bool(now[jar]), value, threshold,
+                                            temperature_c))
+        return changes
+
+    def _change(self, timestamp_us, index, jar, raised, value, threshold, temperature_c) -> AlarmChange:
+        rule, t = RULES[index], self.thresholds
+        if rule.name == "sensor_fault":
+            threshold = t.sensor_min_c if temperature_c[jar] < (t.sensor_min_c + t.sensor_max_c) / 2 else t.sensor_max_c
+        elif np.ndim(threshold):
+            threshold = threshold[jar]
+        reading = float(value[jar])
+        return AlarmChange(timestamp_us, rule, jar, raised, None if np.isnan(reading) else reading, float(threshold))
+
+    def active_alarms(self) -> list[tuple[str, int]]:
+        """(rule name, jar index) of every alarm currently raised."""
+        rules, jars = np.nonzero(self.active)
+        return [(RULES[r].name, int(j)) for r, j in zip(rules, jars)]

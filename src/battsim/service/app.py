@@ -1,0 +1,427 @@
+"""The HTTP edge: the original service's REST and WebSocket API over live sessions, and more.
+
+Thin on purpose: requests are validated here (422 naming the field, 404 naming unknown ids, 409
+for a request the simulation's state does not allow), then handed to :mod:`battsim.service.live`.
+The eight endpoints of the original keep their request and response shapes
+(``../shared/reference/original-api.md``) and address the default simulation slot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import Body, FastAPI, HTTPException, Request, WebSocket
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from battsim import __version__
+from battsim.engine.alarms import RULES, AlarmThresholds
+from battsim.engine.fleet import PRESETS, FleetSpec, JarSpec, SiteSpec, get_preset
+from battsim.scenarios import CATALOGUE, ScenarioError, TimelineError, shipped_timelines
+from battsim.service.broadcast import ReadingFilter
+from battsim.service.live import DEFAULT_SLOT, AlreadyRunning, LiveConfig, NotRunning, Sessions, idle_status
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+API = "/api/v1"
+
+# The fleet the original's {"batteries": [...]} start builds: each battery its own one-jar string on
+# one site, carrying the share of a 10 kW, 24-jar string's load that one jar carries (~0.3 C).
+API_SITE_ID = "SITE01"
+API_LOAD_KW_PER_JAR = 10.0 / 24
+
+
+# ---------------------------------------------------------------------------------------- bodies
+def known_scenario(name: str) -> str:
+    if name not in CATALOGUE:
+        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(CATALOGUE)}")
+    return name
+
+
+class BatteryConfig(BaseModel):
+    battery_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$", examples=["BAT001"])
+    profile: Literal["healthy", "accelerated", "failing"] = "healthy"
+    initial_soh: float = Field(default=100.0, gt=0, le=100, description="State of health at the start, %.")
+
+
+class StartRequest(BaseModel):
+    """The original's start body (``batteries``, ``interval_seconds``, ``scenario``), or a preset fleet."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"batteries": [{"battery_id": "BAT001", "profile": "healthy", "initial_soh": 95.0},
+                       {"battery_id": "BAT002", "profile": "accelerated", "initial_soh": 85.0}],
+         "interval_seconds": 5},
+        {"preset": "thailand-9x24", "interval_seconds": 1, "speed": 60, "seed": 42, "timeline": "daily-outage"},
+    ]})
+    batteries: list[BatteryConfig] | None = Field(default=None, min_length=1, max_length=1000)
+    preset: str | None = Field(default=None, description=f"A fleet preset: {', '.join(PRESETS)}.")
+    interval_seconds: int = Field(default=5, ge=1, le=60, description="Virtual seconds between readings.")
+    scenario: str | None = Field(default=None, description="Applied to the whole fleet at start.")
+    timeline: str | None = Field(default=None, description="TOML text of a timeline, or a shipped timeline's name.")
+    seed: int = Field(default=0, ge=0, lt=2**63)
+    speed: float = Field(default=1.0, gt=0, le=1e6, description="Virtual seconds per wall second.")
+    start: AwareDatetime | None = Field(default=None, description="Virtual start (default: now).")
+    paused: bool = Field(default=False, description="Start paused; resume with POST /simulation/resume.")
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario_known(cls, value):
+        return value if value is None else known_scenario(value)
+
+    @field_validator("preset")
+    @classmethod
+    def _preset_known(cls, value):
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"unknown preset {value!r}; presets: {', '.join(PRESETS)}")
+        return value
+
+    @field_validator("batteries")
+    @classmethod
+    def _ids_unique(cls, batteries):
+        ids = [battery.battery_id for battery in batteries or []]
+        twice = sorted({battery_id for battery_id in ids if ids.count(battery_id) > 1})
+        if twice:
+            raise ValueError(f"battery_id used more than once: {', '.join(twice)}")
+        return batteries
+
+    @model_validator(mode="after")
+    def _one_fleet(self):
+        if (self.batteries is None) == (self.preset is None):
+            raise ValueError("give either batteries (a list of {battery_id, profile, initial_soh}) or preset "
+                             f"({', '.join(PRESETS)}), not both")
+        return self
+
+    def fleet(self) -> tuple[FleetSpec, str | None]:
+        if self.preset is not None:
+            return get_preset(self.preset), self.preset
+        jars = [JarSpec(battery_id=b.battery_id, profile=b.profile, initial_soh_pct=b.initial_soh)
+                for b in self.batteries]
+        site = SiteSpec(site_id=API_SITE_ID, name="API batteries", load_kw_per_string=API_LOAD_KW_PER_JAR, jars=jars)
+        return FleetSpec(name="api", description="Batteries listed in the start request", sites=[site]), None
+
+
+class ApplyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"scenario": "power_outage", "battery_ids": ["BAT001"], "ambient_temp": 28.0},
+        {"scenario": "hvac_failure", "site_ids": ["HKT_DC1"], "duration_s": 7200},
+    ]})
+    scenario: str = Field(description=f"One of: {', '.join(CATALOGUE)}.")
+    battery_ids: list[str] | None = Field(default=None, description="Targets; none given: the whole fleet.")
+    site_ids: list[str] | None = None
+    string_ids: list[str] | None = None
+    ambient_temp: float | None = Field(default=None, ge=-10, le=60, description="Hold the battery room at this, °C.")
+    params: dict[str, Any] | None = Field(default=None, description="Scenario parameters (GET /scenarios).")
+    duration_s: float | None = Field(default=None, gt=0, description="Ends by itself after this; default: until cleared.")
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario_known(cls, value):
+        return known_scenario(value)
+
+
+class ClearRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    battery_ids: list[str] | None = None
+    site_ids: list[str] | None = None
+    string_ids: list[str] | None = None
+    scenario: str | None = Field(default=None, description="Clear only this scenario.")
+
+    @field_validator("scenario")
+    @classmethod
+    def _scenario_known(cls, value):
+        return value if value is None else known_scenario(value)
+
+
+class SpeedRequest(BaseModel):
+    speed: float = Field(gt=0, le=1e6, description="Virtual seconds per wall second.", examples=[60])
+
+
+class TimelineRequest(BaseModel):
+    timeline: str = Field(description="TOML text, or a shipped timeline's name.", examples=["daily-outage"])
+
+
+def invalid(field: str, message: str) -> HTTPException:
+    """A 422 in FastAPI's own validation shape, naming the field."""
+    return HTTPException(422, detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+
+# ---------------------------------------------------------------------------------------- the app
+def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *, interval_s: int = 5,
+               speed: float = 1.0, seed: int = 0, broadcaster: dict | None = None) -> FastAPI:
+    """The battsim service. ``preset`` starts that fleet at boot; recordings go to ``data_dir``.
+
+    ``broadcaster`` overrides the WebSocket fan-out settings (see :class:`~battsim.service.broadcast.Broadcaster`).
+    """
+    if preset is not None:
+        get_preset(preset)  # refuse an unknown preset now, not at boot
+    sessions = Sessions(Path(data_dir), broadcaster or {})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if preset is not None:
+            sessions.start(LiveConfig(fleet=get_preset(preset), preset=preset, interval_s=interval_s, speed=speed,
+                                      seed=seed))
+        yield
+        # A clean shutdown (SIGINT/SIGTERM) completes every recording.
+        await sessions.stop_all()
+
+    app = FastAPI(
+        title="battsim", version=__version__, lifespan=lifespan,
+        description="Live VRLA battery-fleet simulation: the original sensor-simulator API (REST + WebSocket), "
+                    "scenarios, timelines, and every reading recorded to DuckDB.",
+    )
+    app.state.sessions = sessions
+    # CORS as the original: any origin.
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=True, allow_methods=["*"],
+                       allow_headers=["*"])
+    # The dashboard's files, when the package ships them (served at / to browsers, below).
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    endpoints = {
+        "health": "GET /health",
+        "docs": "GET /docs",
+        "start": f"POST {API}/simulation/start",
+        "stop": f"POST {API}/simulation/stop",
+        "status": f"GET {API}/simulation/status",
+        "speed": f"POST {API}/simulation/speed",
+        "pause": f"POST {API}/simulation/pause",
+        "resume": f"POST {API}/simulation/resume",
+        "scenarios": f"GET {API}/scenarios",
+        "apply_scenario": f"POST {API}/scenarios/apply",
+        "clear_scenarios": f"POST {API}/scenarios/clear",
+        "active_scenarios": f"GET {API}/scenarios/active",
+        "presets": f"GET {API}/presets",
+        "timeline": f"GET|POST {API}/timeline",
+        "alarms": f"GET {API}/alarms",
+        "subscribers": f"GET {API}/ws/subscribers",
+        "telemetry": f"WS {API}/ws/telemetry",
+    }
+
+    def running():
+        try:
+            return sessions.running(DEFAULT_SLOT)
+        except NotRunning as error:
+            raise HTTPException(409, detail=str(error)) from None
+
+    def check_ids(session, battery_ids, site_ids, string_ids) -> None:
+        fleet = session.fleet
+        for name, given, known in (("battery_ids", battery_ids, fleet.battery_ids),
+                                   ("site_ids", site_ids, fleet.site_ids), ("string_ids", string_ids, fleet.string_ids)):
+            unknown = sorted(set(given or ()) - set(known))
+            if unknown:
+                sample = ", ".join(known[:5]) + (", ..." if len(known) > 5 else "")
+                raise HTTPException(404, detail=f"{name}: unknown {', '.join(unknown)} (this fleet has e.g. {sample})")
+
+    # ------------------------------------------------------------------------------------ general
+    @app.get("/", summary="Endpoint map (JSON), or the dashboard for browsers")
+    async def root(request: Request):
+        accept = request.headers.get("accept", "")
+        index = STATIC_DIR / "index.html"
+        if "application/json" not in accept and "text/html" in accept and index.is_file():
+            return FileResponse(index)
+        return {"service": "sensor-simulator", "version": "1.0.0", "battsim_version": __version__,
+                "endpoints": endpoints}
+
+    @app.get("/health", summary="Health check (the original's body)")
+    async def health():
+        return {"status": "healthy", "service": "sensor-simulator", "version": "1.0.0",
+                "battsim_version": __version__}
+
+    @app.get(f"{API}/presets", summary="Fleet presets")
+    async def presets():
+        return [{"name": name, "description": spec.description, "sites": len(spec.sites),
+                 "strings": sum(site.strings for site in spec.sites),
+                 "batteries": sum(site.strings * site.jars_per_string for site in spec.sites)}
+                for name, spec in PRESETS.items()]
+
+    # ------------------------------------------------------------------------------------ simulation
+    @app.post(f"{API}/simulation/start", summary="Start a live simulation",
+              responses={409: {"description": "A simulation is already running"}})
+    async def start(request: StartRequest):
+        fleet, preset_name = request.fleet()
+        config = LiveConfig(fleet=fleet, preset=preset_name, interval_s=request.interval_seconds, seed=request.seed,
+                            speed=request.speed, start=request.start, scenario=request.scenario,
+                            timeline=request.timeline, paused=request.paused)
+        try:
+            session = sessions.start(config, DEFAULT_SLOT)
+        except AlreadyRunning as error:
+            raise HTTPException(409, detail=str(error)) from None
+        except TimelineError as error:
+            raise invalid("timeline", str(error)) from None
+        return {"status": "started", "message": f"Simulation started for {session.fleet.size} batteries",
+                "interval_seconds": request.interval_seconds, "recording_id": session.recorder.run_id,
+                "recording_path": str(session.recording_path), "speed": request.speed, "seed": request.seed,
+                "sim_start": session.status()["sim_start"]}
+
+    @app.post(f"{API}/simulation/stop", summary="Stop the simulation; its recording is marked complete")
+    async def stop():
+        try:
+            session = await sessions.stop(DEFAULT_SLOT)
+        except NotRunning as error:
+            raise HTTPException(409, detail=str(error)) from None
+        return {"status": "stopped", "message": "Simulation stopped successfully",
+                "recording_id": session.recorder.run_id, "recording_path": str(session.recording_path),
+                "readings_generated": session.readings_generated}
+
+    @app.get(f"{API}/simulation/status", summary="Simulation status")
+    async def status():
+        session = sessions.slot(DEFAULT_SLOT).session
+        return session.status() if session is not None else idle_status(DEFAULT_SLOT)
+
+    @app.post(f"{API}/simulation/speed", summary="Change the speed while running")
+    async def set_speed(request: SpeedRequest):
+        session = running()
+        session.set_speed(request.speed)
+        return session.status()
+
+    @app.post(f"{API}/simulation/pause", summary="Pause virtual time")
+    async def pause():
+        session = running()
+        session.pause()
+        return session.status()
+
+    @app.post(f"{API}/simulation/resume", summary="Resume virtual time")
+    async def resume():
+        session = running()
+        session.resume()
+        return session.status()
+
+    # ------------------------------------------------------------------------------------ scenarios
+    @app.get(f"{API}/scenarios", summary="The scenario catalogue")
+    async def scenarios():
+        return [{"scenario": spec.name, "name": spec.title, "description": spec.description,
+                 "typical_conditions": spec.typical_conditions, "scope": spec.scope.value,
+                 "parameters": spec.params.model_json_schema().get("properties", {})}
+                for spec in CATALOGUE.values()]
+
+    @app.get(f"{API}/scenarios/active", summary="Scenarios acting now")
+    async def active_scenarios():
+        return running().scenarios.active()
+
+    @app.post(f"{API}/scenarios/apply", summary="Apply a scenario to batteries, strings or sites",
+              responses={404: {"description": "Unknown battery, string or site ids"},
+                         409: {"description": "No simulation is running"}})
+    async def apply(request: ApplyRequest):
+        session = running()
+        check_ids(session, request.battery_ids, request.site_ids, request.string_ids)
+        spec = CATALOGUE[request.scenario]
+        params = dict(request.params or {})
+        hold_room = None
+        if request.ambient_temp is not None:
+            if "ambient_c" in spec.params.model_fields:
+                params.setdefault("ambient_c", request.ambient_temp)
+            else:
+                hold_room = request.ambient_temp
+        targets = {"batteries": request.battery_ids, "sites": request.site_ids, "strings": request.string_ids}
+        try:
+            count = session.scenarios.apply(request.scenario, params=params or None, duration_s=request.duration_s,
+                                            source="api", **targets)
+            if hold_room is not None:
+                session.scenarios.apply("high_temperature", params={"ambient_c": hold_room},
+                                        duration_s=request.duration_s, source="api", **targets)
+        except ScenarioError as error:
+            raise invalid("params", str(error)) from None
+        session.wake()
+        message = f"Scenario '{request.scenario}' applied to {count} batteries"
+        if hold_room is not None:
+            message += f"; battery room held at {hold_room:g} °C (high_temperature)"
+        return {"status": "applied", "message": message, "batteries": count,
+                "active_scenarios": session.scenarios.active()}
+
+    @app.post(f"{API}/scenarios/clear", summary="Clear scenarios (all, or on the given batteries)",
+              openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
+                  "schema": {"anyOf": [{"$ref": "#/components/schemas/ClearRequest"},
+                                       {"type": "array", "items": {"type": "string"}}]},
+                  "examples": {"ids": {"value": {"battery_ids": ["BAT001"]}}, "bare list": {"value": ["BAT001"]}},
+              }}}})
+    async def clear(request: Request):
+        body = await request.body()
+        try:
+            data = json.loads(body) if body.strip() else None
+        except json.JSONDecodeError as error:
+            raise invalid("(body)", f"not valid JSON: {error}") from None
+        if isinstance(data, list):
+            data = {"battery_ids": data}
+        if data is not None and not isinstance(data, dict):
+            raise invalid("(body)", "give {\"battery_ids\": [...]}, a list of battery ids, or no body")
+        try:
+            chosen = ClearRequest.model_validate(data or {})
+        except ValueError as error:
+            raise HTTPException(422, detail=json.loads(error.json(include_url=False))) from None
+        session = running()
+        check_ids(session, chosen.battery_ids, chosen.site_ids, chosen.string_ids)
+        count = session.scenarios.clear(batteries=chosen.battery_ids, sites=chosen.site_ids,
+                                        strings=chosen.string_ids, name=chosen.scenario)
+        session.wake()
+        return {"status": "cleared", "message": f"Scenarios cleared for {count} batteries", "batteries": count,
+                "active_scenarios": session.scenarios.active()}
+
+    # ------------------------------------------------------------------------------------ timelines
+    @app.get(f"{API}/timeline", summary="Timelines installed in the running simulation, and the shipped ones")
+    async def get_timeline():
+        session = sessions.slot(DEFAULT_SLOT).running
+        return {
+            "installed": [{"source": t.source, "timezone": t.timezone, "description": t.description,
+                           "events": t.describe(), "text": t.text} for t in (session.timelines if session else [])],
+            "shipped": {name: path.read_text(encoding="utf-8") for name, path in shipped_timelines().items()},
+        }
+
+    @app.post(f"{API}/timeline", summary="Install a timeline (TOML text or a shipped name) from now on")
+    async def post_timeline(request: TimelineRequest):
+        session = running()
+        try:
+            timeline = session.install_timeline(request.timeline)
+        except TimelineError as error:
+            raise invalid("timeline", str(error)) from None
+        return {"status": "installed", "source": timeline.source, "events": timeline.describe()}
+
+    # ------------------------------------------------------------------------------------ alarms
+    @app.get(f"{API}/alarms", summary="Alarm rules and the alarms raised now")
+    async def alarms():
+        session = sessions.slot(DEFAULT_SLOT).running
+        active = []
+        if session is not None:
+            fleet = session.fleet
+            active = [{"rule": rule, "battery_id": fleet.battery_ids[jar],
+                       "site_id": fleet.site_ids[fleet.battery_site[jar]]}
+                      for rule, jar in session.alarms.active_alarms()]
+        return {"rules": [{"rule": r.name, "severity": r.severity, "description": r.description} for r in RULES],
+                "thresholds": AlarmThresholds().model_dump(), "active": active}
+
+    # ------------------------------------------------------------------------------------ WebSocket
+    @app.get(f"{API}/ws/subscribers", summary="WebSocket subscribers: sent, dropped, queued")
+    async def subscribers():
+        return sessions.slot(DEFAULT_SLOT).broadcaster.stats()
+
+    @app.websocket(f"{API}/ws/telemetry")
+    async def telemetry(websocket: WebSocket):
+        """Telemetry frames, one per tick; alert, status, dropped and ping messages.
+
+        Query parameters ``battery_id``, ``site_id``, ``string_id`` (repeatable or comma-separated)
+        keep only those readings and alerts.
+        """
+        query = websocket.query_params
+        def ids(name: str) -> frozenset[str]:
+            return frozenset(part for value in query.getlist(name) for part in value.split(",") if part)
+        reading_filter = ReadingFilter(ids("battery_id"), ids("site_id"), ids("string_id"))
+        slot = sessions.slot(DEFAULT_SLOT)
+        await websocket.accept()
+        session = slot.running
+        if session is not None:
+            unknown = reading_filter.unknown_ids(session.fleet)
+            if unknown:
+                await websocket.send_json({"type": "error", "detail": f"unknown ids in filter: {', '.join(unknown)}"})
+                await websocket.close(1008, "unknown ids in filter")
+                return
+        greeting = {"type": "status", **(slot.session.status() if slot.session else idle_status(slot.name))}
+        await slot.broadcaster.serve(websocket, reading_filter, greeting)
+
+    return app

@@ -1,0 +1,413 @@
+"""Live mode: a world paced against the wall clock inside the server's event loop.
+
+A :class:`LiveSession` owns one world on a plain ``simpy.Environment`` and an async pacer that
+steps its events up to where the :class:`~battsim.engine.clock.PacedClock` says virtual time should
+be, in bounded slices, then awaits a short sleep until the next event is due
+(engineering-notes.md, "SimPy"). It never blocks the event loop, so REST calls and WebSocket
+senders run between slices, and scenario requests act on the world between two of its events.
+
+The session is the world's sink: every tick's measured readings are checked by the alarm rules,
+encoded once into a telemetry frame for the subscribers, and recorded; what is recorded is exactly
+what was broadcast. Alarm changes become events in the recording and ``alert`` frames.
+
+:class:`Sessions` is the registry of simulation slots. The original API addresses the ``default``
+slot; a slot keeps its subscribers across stop and start, so a dashboard stays connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from battsim.engine.alarms import AlarmChange, AlarmMonitor
+from battsim.engine.clock import PacedClock
+from battsim.engine.fleet import FleetSpec, build_fleet
+from battsim.engine.readings import ReadingBatch
+from battsim.engine.world import Event, World, to_unix_us
+from battsim.recordings.recorder import Recorder, RunInfo
+from battsim.scenarios import CATALOGUE, ScenarioError, Scenarios, Timeline, TimelineError, load_timeline, shipped_timelines
+from battsim.service.broadcast import AlertFrame, Broadcaster, MessageFrame, TelemetryEncoder, iso_utc
+
+log = logging.getLogger(__name__)
+
+# The pacer works in slices of at most this much wall time, then lets the event loop run.
+SLICE_S = 0.02
+# It never sleeps longer than this, so a stop or a change is noticed promptly even if nothing wakes it.
+MAX_SLEEP_S = 0.5
+# Readings are handed to the recorder in batches of at least this many rows, or at least this often.
+RECORD_ROWS = 50_000
+RECORD_EVERY_S = 1.0
+DEFAULT_SLOT = "default"
+
+
+def resolve_timeline(text_or_name: str) -> Timeline:
+    """A timeline from a shipped timeline's name or from TOML text (TimelineError if neither).
+
+    Text from a request is never read as a file path: only shipped timelines are files.
+    """
+    shipped = shipped_timelines()
+    name = text_or_name.strip()
+    if name in shipped:
+        return load_timeline(shipped[name], source=name)
+    if "\n" not in name and "=" not in name:
+        raise TimelineError(f"timeline: {name!r} is neither a shipped timeline ({', '.join(shipped)}) "
+                            "nor TOML text")
+    return load_timeline(text_or_name, source="timeline")
+
+
+@dataclass
+class LiveConfig:
+    """What a live simulation is started with (already validated at the edge)."""
+
+    fleet: FleetSpec
+    interval_s: int = 5
+    seed: int = 0
+    speed: float = 1.0
+    start: datetime | None = None  # default: now, on a whole interval
+    preset: str | None = None
+    scenario: str | None = None  # applied to the whole fleet at start, as the original's start scenario
+    timeline: str | None = None  # TOML text or a shipped timeline name
+    paused: bool = False
+
+    def config(self) -> dict:
+        return {"mode": "live", "fleet": self.fleet.model_dump(mode="json"), "seed": self.seed,
+                "interval_s": self.interval_s, "speed": self.speed, "preset": self.preset,
+                "scenario": self.scenario, "timeline": self.timeline}
+
+
+def default_start(interval_s: int) -> datetime:
+    now_s = int(time.time())
+    return datetime.fromtimestamp(now_s - now_s % interval_s, tz=timezone.utc)
+
+
+def recording_path(data_dir: Path, name: str, moment: datetime) -> Path:
+    stem = f"live-{moment.strftime('%Y%m%dT%H%M%SZ')}-{re.sub(r'[^A-Za-z0-9_-]', '_', name)}"
+    path, n = data_dir / f"{stem}.duckdb", 1
+    while path.exists():
+        n += 1
+        path = data_dir / f"{stem}-{n}.duckdb"
+    return path
+
+
+class LiveSession:
+    """One live simulation: world, pacer, alarms, recorder, and the slot's broadcaster as its audience."""
+
+    def __init__(self, config: LiveConfig, data_dir: Path, broadcaster: Broadcaster, slot: str = DEFAULT_SLOT):
+        self.config = config
+        self.slot = slot
+        self.broadcaster = broadcaster
+        start = config.start or default_start(config.interval_s)
+        self.fleet = build_fleet(config.fleet, config.seed)
+        # Refuse a bad timeline or scenario before anything is written.
+        timeline = resolve_timeline(config.timeline) if config.timeline else None
+        if timeline is not None:
+            timeline.check(self.fleet)
+        if config.scenario is not None and config.scenario not in CATALOGUE:
+            raise ScenarioError(f"unknown scenario {config.scenario!r}; known: {', '.join(CATALOGUE)}")
+        self.recording_path = recording_path(data_dir, config.preset or config.fleet.name, datetime.now(timezone.utc))
+        self.recorder = Recorder(
+            self.recording_path, self.fleet,
+            RunInfo(config.seed, start, None, config.interval_s, config.config(), config.preset),
+            scenario_names=list(CATALOGUE),
+        )
+        # One tick per batch: each tick is measured, broadcast and alarmed as soon as it is simulated.
+        self.world = World(self.fleet, self, seed=config.seed, start=start, interval_s=config.interval_s,
+                           batch_rows=self.fleet.size)
+        self.scenarios = Scenarios(self.world)
+        self.alarms = AlarmMonitor(self.world.bank.new_resistance_mohm, self.world.bank.cells)
+        self.encoder = TelemetryEncoder(self.fleet)
+        self.clock = PacedClock(0.0, config.speed, paused=config.paused)
+        self.timelines: list[Timeline] = []
+        self.started_at = datetime.now(timezone.utc)
+        self.stopped_at: datetime | None = None
+        self.error: str | None = None
+        self.readings_generated = 0
+        self.ticks = 0
+        self.last_tick_us: int | None = None
+        self.alarm_changes = 0
+        self._pending: list[ReadingBatch] = []
+        self._pending_rows = 0
+        self._last_record = time.monotonic()
+        self._status_changed = False
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        if timeline is not None:
+            self._install(timeline)
+        if config.scenario:
+            self.scenarios.apply(config.scenario, source="start")
+
+    # ------------------------------------------------------------------------------ sink
+    def readings(self, batch: ReadingBatch) -> None:
+        """A tick, measured: alarms, one telemetry frame, and the recording, all from the same values."""
+        columns, size = batch.columns, self.fleet.size
+        for tick in range(batch.ticks):
+            rows = slice(tick * size, (tick + 1) * size)
+            seq = batch.first_tick + tick
+            timestamp_us = int(columns["timestamp_us"][rows.start])
+            self.broadcaster.publish(self.encoder.tick(seq, columns, rows))
+            changes = self.alarms.evaluate(
+                timestamp_us, columns["voltage_v"][rows], columns["temperature_c"][rows],
+                columns["internal_resistance_mohm"][rows], columns["soh_pct"][rows], columns["ambient_c"][rows],
+                columns["mode"][rows],
+            )
+            if changes:
+                self._alert(seq, timestamp_us, changes)
+            self.last_tick_us = timestamp_us
+        self.ticks += batch.ticks
+        self.readings_generated += batch.rows
+        self._pending.append(batch)
+        self._pending_rows += batch.rows
+
+    def event(self, event: Event) -> None:
+        self.recorder.event(event)
+        if event.kind.startswith("scenario_"):
+            self._status_changed = True
+
+    def _alert(self, seq: int, timestamp_us: int, changes: list[AlarmChange]) -> None:
+        fleet, alerts = self.fleet, []
+        for change in changes:
+            jar = change.jar
+            detail = {"rule": change.rule.name, "severity": change.rule.severity, "state": change.state,
+                      "value": change.value, "threshold": change.threshold, "unit": change.rule.unit,
+                      "message": change.rule.description}
+            event = Event(timestamp_us, f"alarm_{change.state}", fleet.site_ids[fleet.battery_site[jar]],
+                          fleet.string_ids[fleet.battery_string[jar]], fleet.battery_ids[jar], detail)
+            self.recorder.event(event)
+            alerts.append({"battery_id": event.battery_id, "site_id": event.site_id, "string_id": event.string_id,
+                           "timestamp": iso_utc(timestamp_us), **detail})
+        self.alarm_changes += len(changes)
+        jars = np.array([change.jar for change in changes])
+        self.broadcaster.publish(AlertFrame(self.encoder, seq, iso_utc(timestamp_us), jars, alerts))
+
+    def _record_pending(self) -> None:
+        if not self._pending:
+            return
+        batches, self._pending, self._pending_rows = self._pending, [], 0
+        if len(batches) == 1:
+            merged = batches[0]
+        else:
+            merged = ReadingBatch({name: np.concatenate([b.columns[name] for b in batches]) for name in
+                                   batches[0].columns}, batches[0].first_tick, sum(b.ticks for b in batches))
+        self.recorder.readings(merged)
+        self._last_record = time.monotonic()
+
+    # ------------------------------------------------------------------------------ pacing
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def begin(self) -> None:
+        self._task = asyncio.create_task(self._pace(), name=f"pacer-{self.slot}")
+
+    async def _pace(self) -> None:
+        env = self.world.env
+        try:
+            while not self._stopping:
+                target = self.clock.now()
+                deadline = time.monotonic() + SLICE_S
+                behind = False
+                while env.peek() <= target:
+                    env.step()
+                    if time.monotonic() > deadline:
+                        behind = True
+                        break
+                self._after_slice()
+                if behind:
+                    await asyncio.sleep(0)
+                    continue
+                delay = min(self.clock.wall_delay_until(env.peek()), MAX_SLEEP_S)
+                self._wake.clear()
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    except TimeoutError:
+                        pass
+                else:
+                    await asyncio.sleep(0)
+        except Exception as error:  # the world failed: keep what was recorded, mark it incomplete, say so
+            log.exception("live simulation %s failed", self.slot)
+            self.error = f"{type(error).__name__}: {error}"
+            self._stopping = True
+            await self._close("incomplete")
+
+    def _after_slice(self) -> None:
+        if self._pending_rows >= RECORD_ROWS or (self._pending
+                                                 and time.monotonic() - self._last_record >= RECORD_EVERY_S):
+            self._record_pending()
+        if self._status_changed:
+            self._status_changed = False
+            self.publish_status()
+
+    def wake(self) -> None:
+        """Make the pacer look at the clock again now (after a speed, pause or scenario change)."""
+        self._wake.set()
+
+    # ------------------------------------------------------------------------------ control
+    def set_speed(self, speed: float) -> None:
+        self.clock.set_speed(speed, virtual_now=self.world.env.now)
+        self.wake()
+        self.publish_status()
+
+    def pause(self) -> None:
+        self.clock.pause(virtual_now=self.world.env.now)
+        self.wake()
+        self.publish_status()
+
+    def resume(self) -> None:
+        self.clock.resume()
+        self.wake()
+        self.publish_status()
+
+    def install_timeline(self, text_or_name: str) -> Timeline:
+        """Schedule a timeline's events from now on (TimelineError if it is invalid for this fleet)."""
+        return self._install(resolve_timeline(text_or_name))
+
+    def _install(self, timeline: Timeline) -> Timeline:
+        timeline.install(self.world, self.scenarios)
+        self.timelines.append(timeline)
+        self.wake()
+        self._status_changed = True
+        return timeline
+
+    async def stop(self, status: str = "complete") -> None:
+        """Stop pacing, record what is pending, and close the recording (marked ``status``)."""
+        self._stopping = True
+        self.wake()
+        if self._task is not None:
+            await self._task
+        await self._close(status)
+
+    async def _close(self, status: str) -> None:
+        if self.stopped_at is not None:
+            return
+        self.stopped_at = datetime.now(timezone.utc)
+        try:
+            self.world.flush()
+            self._record_pending()
+        finally:
+            wall_s = (self.stopped_at - self.started_at).total_seconds()
+            try:
+                await asyncio.to_thread(self.recorder.close, status=status, wall_seconds=wall_s)
+            except Exception as error:
+                log.exception("closing the recording %s failed", self.recording_path)
+                self.error = self.error or f"recording: {type(error).__name__}: {error}"
+            self.publish_status()
+
+    # ------------------------------------------------------------------------------ reporting
+    @property
+    def sim_now(self) -> datetime:
+        return self.world.start + timedelta(seconds=self.world.env.now)
+
+    def status(self) -> dict:
+        config, running = self.config, self.running and not self._stopping
+        return {
+            # The original's fields.
+            "is_running": running,
+            "batteries_count": self.fleet.size,
+            "interval_seconds": config.interval_s,
+            "scenario": config.scenario,
+            "started_at": self.started_at.isoformat(),
+            "readings_generated": self.readings_generated,
+            # Ours.
+            "session": self.slot,
+            "is_paused": running and self.clock.paused,
+            "speed": self.clock.speed,
+            "seed": config.seed,
+            "preset": config.preset,
+            "fleet": config.fleet.name,
+            "sites_count": len(self.fleet.site_ids),
+            "strings_count": len(self.fleet.string_ids),
+            "sim_start": self.world.start.astimezone(timezone.utc).isoformat(),
+            "sim_time": iso_utc(self.last_tick_us) if self.last_tick_us is not None else None,
+            "seq": self.ticks - 1 if self.ticks else None,
+            "ticks": self.ticks,
+            "stopped_at": self.stopped_at.isoformat() if self.stopped_at else None,
+            "recording_id": self.recorder.run_id,
+            "recording_path": str(self.recording_path),
+            "active_scenarios": self.scenarios.active(),
+            "active_alarms": len(self.alarms.active_alarms()),
+            "timelines": [timeline.source for timeline in self.timelines],
+            "error": self.error,
+        }
+
+    def publish_status(self) -> None:
+        self.broadcaster.publish(MessageFrame({"type": "status", **self.status()}))
+
+
+def idle_status(slot: str) -> dict:
+    """Status of a slot where nothing has been started yet (the original's shape)."""
+    return {"is_running": False, "batteries_count": 0, "interval_seconds": 0, "scenario": None, "started_at": None,
+            "readings_generated": 0, "session": slot, "is_paused": False, "recording_id": None}
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+class NotRunning(RuntimeError):
+    pass
+
+
+@dataclass
+class Slot:
+    name: str
+    broadcaster: Broadcaster
+    session: LiveSession | None = None  # the running one, or the last one (for its status)
+
+    @property
+    def running(self) -> LiveSession | None:
+        return self.session if self.session is not None and self.session.running else None
+
+
+@dataclass
+class Sessions:
+    """Live simulations by slot name; the original endpoints use :data:`DEFAULT_SLOT`."""
+
+    data_dir: Path
+    broadcaster_settings: dict = field(default_factory=dict)
+    slots: dict[str, Slot] = field(default_factory=dict)
+
+    def slot(self, name: str = DEFAULT_SLOT) -> Slot:
+        if name not in self.slots:
+            self.slots[name] = Slot(name, Broadcaster(**self.broadcaster_settings))
+        return self.slots[name]
+
+    def running(self, name: str = DEFAULT_SLOT) -> LiveSession:
+        session = self.slot(name).running
+        if session is None:
+            raise NotRunning("no simulation is running; start one with POST /api/v1/simulation/start")
+        return session
+
+    def start(self, config: LiveConfig, name: str = DEFAULT_SLOT) -> LiveSession:
+        slot = self.slot(name)
+        if slot.running is not None:
+            raise AlreadyRunning("a simulation is already running; stop it first with POST /api/v1/simulation/stop")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        session = LiveSession(config, self.data_dir, slot.broadcaster, slot=name)
+        slot.session = session
+        session.begin()
+        session.publish_status()
+        return session
+
+    async def stop(self, name: str = DEFAULT_SLOT) -> LiveSession:
+        session = self.running(name)
+        await session.stop()
+        return session
+
+    async def stop_all(self) -> None:
+        for slot in self.slots.values():
+            if slot.running is not None:
+                await slot.running.stop()
+
+
+def speed_ok(speed: float) -> bool:
+    return math.isfinite(speed) and speed > 0
