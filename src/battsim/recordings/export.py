@@ -1,0 +1,141 @@
+"""Export a recording to Parquet or CSV, for tools that do not speak DuckDB.
+
+``out`` ending in ``.parquet`` or ``.csv`` is one file of readings. Any other ``out`` is a directory
+holding every table: ``readings``, ``events``, ``batteries``, ``sites``, ``runs``. With
+``partition``, readings are written Hive-style by site and local date::
+
+    out/readings/site_id=BKK_DC1/date=2026-01-01/data_0.parquet
+
+Read them back with ``duckdb.sql("FROM read_parquet('out/readings/**/*.parquet', hive_partitioning=true)")``
+or ``polars.scan_parquet("out/readings/**/*.parquet", hive_partitioning=True)``; a filter on
+``site_id`` or ``date`` then reads only the matching directories. Timestamps are UTC (Parquet
+timestamps adjusted to UTC; in CSV ``2026-01-01 00:00:00+00``). The readings are those of the
+``readings`` view: ids and mode by name, measured values NULL where the sensor dropped out.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from battsim.engine.battery import MODE_NAMES
+from battsim.recordings.query import open_recordings, quote_literal
+
+FORMATS = ("parquet", "csv")
+TABLES = ("readings", "events", "batteries", "sites", "runs")
+_ORDER = {"events": "timestamp", "batteries": "battery_key",
+          "sites": "site_key", "runs": "id"}
+
+
+class ExportError(ValueError):
+    """Export options that cannot be used together, or an ``out`` that cannot be written."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    out: Path
+    rows: dict[str, int]  # rows written per table
+    wall_s: float
+
+
+def export_recording(recording: str | Path, out: str | Path, format: str = "parquet", partition: bool = False,
+                     overwrite: bool = False) -> ExportSummary:
+    """Write ``recording`` to ``out`` (see the module docstring for the layout)."""
+    out = Path(out)
+    if format not in FORMATS:
+        raise ExportError("format", f"{format!r} is not one of {', '.join(FORMATS)}")
+    single_file = out.suffix in (".parquet", ".csv")
+    if single_file and out.suffix != f".{format}":
+        raise ExportError("out", f"{out.name} does not end in .{format} (give a .{format} file or a directory)")
+    if partition and format != "parquet":
+        raise ExportError("partition", "partitioning is for --format parquet")
+    if partition and single_file:
+        raise ExportError("partition", "a partitioned export is a directory; give --out a directory, not a file")
+    _prepare(out, single_file, overwrite)
+
+    began = time.perf_counter()
+    options = "FORMAT parquet, COMPRESSION zstd" if format == "parquet" else "FORMAT csv, HEADER true"
+    rows: dict[str, int] = {}
+    connection = open_recordings([recording])
+    try:
+        if single_file:
+            rows["readings"] = _copy(connection, _readings_select(connection), out, options)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            for table in TABLES:
+                if table == "readings" and partition:
+                    rows[table] = _copy(connection, _partitioned_readings(connection), out / "readings",
+                                        f"{options}, PARTITION_BY (site_id, date)")
+                else:
+                    query = _readings_select(connection) if table == "readings" else _select(table)
+                    rows[table] = _copy(connection, query, out / f"{table}.{format}", options)
+    finally:
+        connection.close()
+    return ExportSummary(out, rows, time.perf_counter() - began)
+
+
+def _prepare(out: Path, single_file: bool, overwrite: bool) -> None:
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ExportError("out", f"directory {parent} does not exist")
+    if out.exists():
+        if single_file and out.is_dir():
+            raise ExportError("out", f"{out} is a directory")
+        empty_dir = out.is_dir() and not any(out.iterdir())
+        if not empty_dir and not overwrite:
+            raise ExportError("out", f"{out} exists; pass --overwrite to replace it")
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+
+
+def _select(table: str) -> str:
+    return f"SELECT * FROM {table} ORDER BY {_ORDER[table]}"
+
+
+def _readings_select(connection) -> str:
+    """The rows of the ``readings`` view in stored (time, jar) order, without sorting them.
+
+    The view joins jars to their ids, and a hash join does not keep the order of a parallel scan;
+    sorting a year of readings would dominate the export. Jar keys are dense (0..n-1), so ids are
+    looked up by position in one-row lists instead, which keeps the scan's order. A view column
+    this does not know how to produce falls back to the sorted view.
+    """
+    samples = {row[0]: row[1] for row in connection.execute("DESCRIBE reading_samples").fetchall()}
+    view = [row[0] for row in connection.execute("DESCRIBE readings").fetchall()]
+    mode_names = "[" + ", ".join(quote_literal(name) for name in MODE_NAMES) + "]"
+    selected = []
+    for name in view:
+        if name in ("battery_id", "site_id", "string_id"):
+            selected.append(f"k.{name}[s.battery_key + 1] AS {name}")
+        elif name == "mode":
+            selected.append(f"{mode_names}[s.mode + 1] AS mode")
+        elif samples.get(name) == "FLOAT":
+            selected.append(f"CASE WHEN isnan(s.{name}) THEN NULL ELSE s.{name} END AS {name}")
+        elif name in samples:
+            selected.append(f"s.{name}")
+        else:
+            return "SELECT * FROM readings ORDER BY timestamp, battery_id"
+    return (
+        "WITH k AS (SELECT list(battery_id ORDER BY battery_key) AS battery_id, list(site_id ORDER BY battery_key)"
+        " AS site_id, list(string_id ORDER BY battery_key) AS string_id FROM batteries) "
+        f"SELECT {', '.join(selected)} FROM reading_samples s, k"
+    )
+
+
+def _partitioned_readings(connection) -> str:
+    # The local calendar day of the site, as in the analysis views.
+    return (f"SELECT r.*, timezone(z.timezone, r.timestamp)::DATE AS date FROM ({_readings_select(connection)}) r "
+            "JOIN sites z USING (site_id)")
+
+
+def _copy(connection, query: str, target: Path, options: str) -> int:
+    return connection.execute(f"COPY ({query}) TO {quote_literal(str(target))} ({options})").fetchone()[0]

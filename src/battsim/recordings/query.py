@@ -1,0 +1,229 @@
+"""SQL over one or more recordings at once, and the result as a table, CSV or JSON.
+
+Each file is attached read-only to an in-memory DuckDB under its *run name* (the file name
+without ``.duckdb``, made a valid identifier), so one query can compare runs::
+
+    battsim query baseline.duckdb heatwave.duckdb \\
+        "SELECT 'baseline' AS run, max(temperature_c) FROM baseline.readings
+         UNION ALL SELECT 'heatwave', max(temperature_c) FROM heatwave.readings"
+
+The first file is the default database, so with a single file tables need no prefix. Timestamps come
+back in UTC. A recording made before the analysis views existed gets them in memory (the file is
+not changed).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import math
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+import duckdb
+import numpy as np
+
+from battsim.recordings.recording import NotARecordingError
+from battsim.recordings.views import VIEW_NAMES, missing_views, view_sql
+
+FORMATS = ("table", "csv", "json")
+# Tables every recording has (schema.py); a file without them is not a recording.
+REQUIRED_TABLES = {"runs", "reading_samples", "batteries", "events"}
+# Catalog names DuckDB reserves, which a run may not be attached under.
+_RESERVED = {"memory", "system", "temp", "main", "information_schema", "pg_catalog"}
+FETCH_ROWS = 10_000
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def run_name(path: str | Path) -> str:
+    """The name a file is attached under: its stem as a lower-case SQL identifier (``2026-heat`` -> ``run_2026_heat``)."""
+    name = re.sub(r"[^0-9a-zA-Z_]+", "_", Path(path).name.removesuffix(".duckdb")).strip("_").lower() or "run"
+    if name[0].isdigit() or name in _RESERVED:
+        name = "run_" + name
+    return name
+
+
+def run_names(paths: Sequence[str | Path]) -> list[str]:
+    """Attach names for several files, made unique by a numeric suffix (``year``, ``year_2``)."""
+    names: list[str] = []
+    for path in paths:
+        base = name = run_name(path)
+        suffix = 2
+        while name in names:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        names.append(name)
+    return names
+
+
+class RecordingBusyError(RuntimeError):
+    """The file is being written (DuckDB allows one writer or many readers, never both)."""
+
+
+def _attach(connection: duckdb.DuckDBPyConnection, path: Path, alias: str) -> None:
+    try:
+        connection.execute(f"ATTACH {quote_literal(str(path))} AS {quote_identifier(alias)} (READ_ONLY)")
+    except duckdb.Error as error:
+        message = str(error).lower()
+        # Another process holds the file's lock, or this process has it open for writing (a live run).
+        if "lock" in message or "already attached" in message:
+            raise RecordingBusyError(f"{path}: it is being written; query it when the run ends") from None
+        raise NotARecordingError(f"{path}: not a DuckDB recording ({error})") from None
+
+
+def attach_recording(connection: duckdb.DuckDBPyConnection, path: str | Path, alias: str) -> None:
+    """Attach a recording read-only as ``alias``, with its analysis views even if the file predates them.
+
+    Such a file is attached under a hidden name instead, and ``alias`` becomes an in-memory catalog
+    of views: one per table of the file, plus the analysis views reading the file's tables.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such recording")
+    _attach(connection, path, alias)
+    relations = [row[0] for row in connection.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [alias]
+    ).fetchall()]
+    if not REQUIRED_TABLES <= set(relations):
+        connection.execute(f"DETACH {quote_identifier(alias)}")
+        raise NotARecordingError(f"{path}: not a battsim recording (no runs/readings tables)")
+    if not missing_views(connection, alias):
+        return
+    connection.execute(f"DETACH {quote_identifier(alias)}")
+    hidden = f"__file_{alias}"
+    _attach(connection, path, hidden)
+    raw, shown = f"{quote_identifier(hidden)}.main.", f"{quote_identifier(alias)}.main."
+    connection.execute(f"ATTACH ':memory:' AS {quote_identifier(alias)}")
+    for name in relations:
+        if name not in VIEW_NAMES:
+            connection.execute(f"CREATE VIEW {shown}{quote_identifier(name)} AS SELECT * FROM {raw}{quote_identifier(name)}")
+    for name in VIEW_NAMES:
+        connection.execute(f"CREATE VIEW {shown}{name} AS {view_sql(name, raw)}")
+
+
+def open_recordings(paths: Sequence[str | Path], config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with each recording attached under its run name; the first one is in use."""
+    if not paths:
+        raise ValueError("give at least one recording")
+    connection = duckdb.connect(":memory:", config=config or {})
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        for path, name in zip(paths, run_names(paths)):
+            attach_recording(connection, path, name)
+        connection.execute(f"USE {quote_identifier(run_names(paths)[0])}")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    types: list[str]
+    rows: Iterator[tuple]
+
+
+def execute(connection: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:
+    """Run ``sql`` (the last statement's result is returned) and stream its rows."""
+    cursor = connection.execute(sql)
+    description = cursor.description or []
+    types = [str(d[1]) for d in description]
+    return QueryResult([d[0] for d in description], types, _rows(cursor, types))
+
+
+def _rows(cursor: duckdb.DuckDBPyConnection, types: list[str]) -> Iterator[tuple]:
+    # Readings are stored as 32-bit floats; shown as doubles they would read 24.80000114440918.
+    singles = [i for i, t in enumerate(types) if t == "FLOAT"]
+    while batch := cursor.fetchmany(FETCH_ROWS):
+        if not singles:
+            yield from batch
+            continue
+        for row in batch:
+            row = list(row)
+            for i in singles:
+                if row[i] is not None:
+                    row[i] = float(str(np.float32(row[i])))
+            yield tuple(row)
+
+
+# ------------------------------------------------------------------------------------ output
+def json_value(value):
+    """A DuckDB result value as plain JSON: ISO 8601 times, NaN/inf as null, numbers as numbers."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    return str(value)
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    converted = json_value(value)
+    if isinstance(converted, (dict, list)):
+        return json.dumps(converted)
+    return "" if converted is None else str(converted)
+
+
+def write_csv(result: QueryResult, out: IO[str]) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(result.columns)
+    count = 0
+    for row in result.rows:
+        writer.writerow([_text(v) for v in row])
+        count += 1
+    return count
+
+
+def write_json(result: QueryResult, out: IO[str]) -> int:
+    """A JSON array of objects, one per row, written as it streams."""
+    out.write("[")
+    count = 0
+    for row in result.rows:
+        out.write(",\n " if count else "\n ")
+        out.write(json.dumps(dict(zip(result.columns, (json_value(v) for v in row))), ensure_ascii=False))
+        count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
+
+
+def table_rows(result: QueryResult, max_rows: int) -> tuple[list[list[str]], bool]:
+    """Up to ``max_rows`` rows as text for a table, and whether there were more."""
+    shown: list[list[str]] = []
+    for row in result.rows:
+        if len(shown) == max_rows:
+            return shown, True
+        shown.append(["NULL" if v is None else _text(v) for v in row])
+    return shown, False
+
+
+def rows_as_objects(columns: Sequence[str], rows: Iterable[tuple]) -> list[dict]:
+    return [dict(zip(columns, (json_value(v) for v in row))) for row in rows]

@@ -1,0 +1,124 @@
+"""``POST /api/v1/query``: read-only, sandboxed SQL over a recording in the service's data directory.
+
+    curl -s localhost:8003/api/v1/query -H 'content-type: application/json' \\
+         -d '{"recording": "year", "sql": "SELECT site_id, max(temperature_c) FROM readings GROUP BY ALL"}'
+
+A recording is named by its file name without ``.duckdb`` or by its run id. Each query runs on its
+own locked-down DuckDB instance (:mod:`battsim.recordings.sandbox`); a refusal is a 400 (not a
+query it can run: bad SQL, several statements, too slow) or 403 (not allowed: files, network,
+settings, writes, extensions) whose ``detail`` says why. A recording still being written by a live
+simulation is a 409: query it once the simulation is stopped.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from battsim.recordings.query import RecordingBusyError, rows_as_objects
+from battsim.recordings.recording import NotARecordingError
+from battsim.recordings.sandbox import QueryRefused, SandboxLimits, run_sandboxed
+
+RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+# Queries run at once per router; each may use SandboxLimits.threads cores.
+MAX_CONCURRENT_QUERIES = 2
+
+
+class UnknownRecordingError(LookupError):
+    pass
+
+
+def find_recording(data_dir: Path, recording_id: str) -> Path:
+    """The file of a recording in ``data_dir``, by file name (``.duckdb`` optional) or by run id."""
+    if not RECORDING_ID.match(recording_id):
+        raise ValueError(f"recording {recording_id!r} is not a recording id (letters, digits, '_', '-', '.';"
+                         " no path)")
+    stem = recording_id.removesuffix(".duckdb")
+    candidate = data_dir / f"{stem}.duckdb"
+    if candidate.is_file():
+        return candidate
+    for path in sorted(data_dir.glob("*.duckdb")):
+        if _run_id(path) == recording_id:
+            return path
+    raise UnknownRecordingError(f"no recording {recording_id!r} in the data directory")
+
+
+def _run_id(path: Path) -> str | None:
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute("ATTACH ? AS r (READ_ONLY)", [str(path)])
+        return connection.execute("SELECT id FROM r.runs").fetchone()[0]
+    except (duckdb.Error, TypeError):
+        return None  # being written, or not a recording
+    finally:
+        connection.close()
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    recording: str = Field(description="The recording: its file name in the data directory without .duckdb, "
+                                       "or its run id.", examples=["year"])
+    sql: str = Field(description="One SELECT (WITH, VALUES, DESCRIBE, SHOW and SUMMARIZE too) over the "
+                                 "recording's tables and views.",
+                     examples=["SELECT string_id, start, duration_s, ah_delivered, lvd_reached FROM outage_autonomy"])
+
+
+class QueryResponse(BaseModel):
+    recording: str
+    columns: list[str]
+    types: list[str]
+    rows: list[dict[str, Any]] = Field(description="One object per row; times are ISO 8601 in UTC.")
+    row_count: int
+    truncated: bool = Field(description="True when the result had more rows than row_limit; only the first "
+                                        "row_limit are returned.")
+    row_limit: int
+    elapsed_ms: float
+
+
+def query_router(data_dir: str | Path, limits: SandboxLimits = SandboxLimits()) -> APIRouter:
+    """The router serving ``POST /api/v1/query`` over the recordings in ``data_dir``."""
+    data_dir = Path(data_dir)
+    slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+    router = APIRouter(prefix="/api/v1", tags=["analysis"])
+
+    @router.post("/query", response_model=QueryResponse, summary="Read-only SQL over a recording",
+                 responses={400: {"description": "Not a query the sandbox can run (the detail says why)"},
+                            403: {"description": "Not allowed: file, network, settings, writes, extensions"},
+                            404: {"description": "No such recording"},
+                            409: {"description": "The recording is still being written"},
+                            503: {"description": "Too many queries at once"}})
+    def query(request: QueryRequest) -> QueryResponse:
+        # A plain def: FastAPI runs it on a worker thread, so a long query never blocks the event loop.
+        try:
+            path = find_recording(data_dir, request.recording)
+        except ValueError as error:
+            raise HTTPException(400, detail=str(error)) from None
+        except UnknownRecordingError as error:
+            raise HTTPException(404, detail=str(error)) from None
+        if not slots.acquire(timeout=limits.time_limit_s):
+            raise HTTPException(503, detail=f"{MAX_CONCURRENT_QUERIES} queries are already running; try again")
+        try:
+            result = run_sandboxed(path, request.sql, limits)
+        except QueryRefused as refusal:
+            raise HTTPException(refusal.status, detail=refusal.reason) from None
+        except RecordingBusyError:
+            raise HTTPException(409, detail=f"recording {request.recording!r} is still being written; "
+                                            "query it when its run has ended") from None
+        except (NotARecordingError, FileNotFoundError):
+            # Not the error's own text: it holds the server's path.
+            raise HTTPException(404, detail=f"{request.recording!r} is not a battsim recording") from None
+        finally:
+            slots.release()
+        return QueryResponse(
+            recording=request.recording, columns=result.columns, types=result.types,
+            rows=rows_as_objects(result.columns, result.rows), row_count=len(result.rows),
+            truncated=result.truncated, row_limit=limits.row_limit, elapsed_ms=round(result.elapsed_s * 1e3, 3),
+        )
+
+    return router
