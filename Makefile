@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ run: install
 	mkdir -p recordings
 	$(VENV)/bin/battsim run --preset thailand-9x24 --days 7 --out recordings/thailand-9x24-7d.duckdb --overwrite
 
-test: install
+# The dashboard's browser tests drive Debian's chromium with Playwright (no browser download).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+test: install chromium
 	$(PY) -m pytest -n 2
 
 bench: install
