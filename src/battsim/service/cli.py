@@ -203,3 +203,6 @@ def scenarios(
 
 def main() -> None:
     app()
+
+
+from battsim.service import replay_cli  # noqa: E402,F401  (registers `battsim replay`; it imports app from here)

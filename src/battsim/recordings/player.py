@@ -1,0 +1,727 @@
+"""Replay: a recording played back as telemetry frames, at any speed, with pause, seek, loop and filters.
+
+    source = ReplaySource.open("yesterday.duckdb")
+    player = Player(source, source.window(start="+2h", end="+3h", sites=["BKK_DC1"]), speed=60)
+    while player.state != "ended":
+        for frame in player.poll():
+            send(frame.payload)                 # {"type": "telemetry", "seq", "sim_time", "data": [...]}
+        time.sleep(min(player.wall_delay(), 0.5))
+
+Readings stream from DuckDB in chunks of whole ticks (memory stays flat however long the recording),
+each chunk fetched on a worker thread one step ahead and encoded to JSON inside DuckDB, so that no
+Python code runs per reading: a chunk's rows come back as one Arrow string column whose data buffer
+*is* the concatenated JSON, and a frame is a slice of it between two tick boundaries.
+
+Pacing uses :class:`~battsim.engine.clock.PacedClock`: a tick is due when the clock, anchored at a
+start point and re-anchored on every speed change, pause, seek and loop, reaches its virtual time;
+there is no sleep per message, so waiting never accumulates drift. The player itself never sleeps:
+:meth:`Player.poll` returns the frames due now and :meth:`Player.wall_delay` says how long until the
+next one, so the CLI can block, the server can await, and tests can drive it with a fake clock.
+
+A recording another process is writing cannot be opened (DuckDB allows one read-write process per
+file); the owner hands its connection to :meth:`ReplaySource.from_connection` instead, and the player
+then follows the file up to what has been committed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from battsim.engine.battery import MODE_NAMES
+from battsim.engine.clock import PacedClock
+from battsim.engine.world import EPOCH, to_unix_us
+from battsim.recordings.query import RecordingBusyError
+from battsim.recordings.recording import NotARecordingError
+
+SPEED_MIN = 0.01
+SPEED_MAX = 100_000.0
+# Rows per chunk read from DuckDB: large enough that a query's fixed cost is small against its rows,
+# small enough that two chunks in memory (playing one, fetching the next) stay a few tens of MB.
+CHUNK_ROWS = 65_536
+# Wall seconds over which the achieved speed is measured.
+ACHIEVED_WINDOW_S = 2.0
+
+# (column, decimals) of a reading's numbers on the wire, in order. The same as the live telemetry
+# (service/broadcast.py WIRE_NUMBERS, kept equal by a test): the original service's rounding.
+WIRE_NUMBERS = (
+    ("voltage_v", 3), ("current_a", 3), ("temperature_c", 2), ("internal_resistance_mohm", 3),
+    ("soh_pct", 2), ("soc_pct", 2), ("ambient_c", 2),
+)
+
+
+class ReplayError(ValueError):
+    """Bad replay input; ``field`` names what was wrong (a CLI flag or request field is derived from it)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# ------------------------------------------------------------------------------------------ input
+def parse_speed(value: str | float, field: str = "speed") -> float:
+    """A speed factor between 0.01 and 100000, or ``max`` (as fast as possible, ``math.inf``)."""
+    if isinstance(value, str):
+        if value.strip().lower() == "max":
+            return math.inf
+        try:
+            value = float(value)
+        except ValueError:
+            raise ReplayError(field, f"{value!r} is not a number or 'max'") from None
+    if math.isinf(value) and value > 0:
+        return math.inf
+    if not SPEED_MIN <= value <= SPEED_MAX:
+        raise ReplayError(field, f"{value:g} is outside {SPEED_MIN:g}-{SPEED_MAX:g} (or 'max')")
+    return float(value)
+
+
+_OFFSET = re.compile(r"^([+-])((?:\d+(?:\.\d+)?[smhdw])+)$")
+_OFFSET_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_instant(value: str | datetime, field: str, start: datetime, end: datetime | None,
+                  zone: ZoneInfo) -> datetime:
+    """An ISO 8601 time (read in ``zone`` when it has no offset), ``+2h`` from the start, or ``-30m`` from the end.
+
+    Offsets combine units: ``+1d6h``, ``+90m``, ``+1.5h`` (s, m, h, d, w).
+    """
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=zone)
+    text = value.strip().replace(" ", "")
+    if match := _OFFSET.match(text):
+        seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _OFFSET_PART.findall(match.group(2)))
+        if match.group(1) == "+":
+            return start + timedelta(seconds=seconds)
+        if end is None:
+            raise ReplayError(field, "the recording has no readings yet to count back from")
+        return end - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ReplayError(field, f"{value!r} is not an ISO 8601 time (2026-01-01T14:00+07:00) "
+                                 "or an offset from the start (+2h, +1d6h) or the end (-30m)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def _instant(timestamp_us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=int(timestamp_us))
+
+
+def iso_utc(timestamp_us: int) -> str:
+    return _instant(timestamp_us).isoformat()
+
+
+# ------------------------------------------------------------------------------------------ source
+@dataclass(frozen=True)
+class RecordingInfo:
+    """What a listing shows about a recording."""
+
+    run_id: str
+    preset: str | None
+    status: str  # complete | running | incomplete
+    start: datetime
+    end: datetime | None  # the last reading written (None: none yet)
+    interval_s: int
+    readings: int
+    batteries: int
+    sites: list[str]
+    timezone: str
+
+    def as_dict(self) -> dict:
+        span_s = (self.end - self.start).total_seconds() + self.interval_s if self.end else 0.0
+        return {
+            "run_id": self.run_id, "preset": self.preset, "status": self.status,
+            "start": self.start.isoformat(), "end": self.end.isoformat() if self.end else None,
+            "span_s": span_s, "interval_s": self.interval_s, "readings": self.readings,
+            "batteries": self.batteries, "sites": self.sites, "timezone": self.timezone,
+        }
+
+
+@dataclass(frozen=True)
+class Window:
+    """What to play: readings with ``start_us <= timestamp < end_us`` of the selected batteries."""
+
+    start_us: int
+    end_us: int | None  # None: to the end of what is recorded (and, while recording, what comes)
+    keys: np.ndarray  # battery_key of each selected battery, ascending
+    everything: bool  # no battery or site filter
+
+    @property
+    def start(self) -> datetime:
+        return _instant(self.start_us)
+
+    @property
+    def end(self) -> datetime | None:
+        return None if self.end_us is None else _instant(self.end_us)
+
+
+@dataclass
+class TickChunk:
+    """Consecutive ticks of encoded readings: tick ``i`` is ``data[byte_at[i]:byte_at[i+1]]``."""
+
+    lo_us: int  # the time range the chunk covers, [lo, hi)
+    hi_us: int
+    tick_us: np.ndarray
+    tick_rows: np.ndarray
+    byte_at: list[int]
+    sim_time: list[str]
+    data: memoryview
+    next: int = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.next >= len(self.tick_us)
+
+
+class ReplaySource:
+    """A recording to read readings from: a file opened read-only, or an owner's open connection."""
+
+    def __init__(self, connection: duckdb.DuckDBPyConnection, owned: bool, name: str, live: bool):
+        self._connection = connection
+        self._owned = owned
+        self.name = name
+        self._check_tables()
+        row = connection.execute(
+            'SELECT id, preset, status, start, "end", interval_s, readings FROM runs LIMIT 1').fetchall()
+        if not row:
+            raise NotARecordingError(f"{name}: the runs table is empty")
+        run_id, preset, status, start, planned_end, interval_s, readings = row[0]
+        # Only a writer holding the file can have a run that is really running; opened from disk
+        # (which needs no writer) a run still marked running was cut short.
+        self.live = live and status == "running"
+        self.status = "incomplete" if status == "running" and not self.live else status
+        self.run_id, self.preset, self.interval_s = run_id, preset, int(interval_s)
+        self.start_us = to_unix_us(start)
+        batteries = connection.execute(
+            "SELECT b.battery_key, b.battery_id, b.site_id, b.string_id, s.timezone FROM batteries b "
+            "LEFT JOIN sites s USING (site_id) ORDER BY b.battery_key").fetchall()
+        self.battery_keys = np.array([b[0] for b in batteries], dtype=np.int64)
+        self.battery_ids = [b[1] for b in batteries]
+        self.battery_site = [b[2] for b in batteries]
+        self.site_ids = list(dict.fromkeys(self.battery_site))
+        zones = {b[4] for b in batteries if b[4]}
+        self.timezone = ZoneInfo(zones.pop()) if len(zones) == 1 else ZoneInfo("UTC")
+        self._prefix = [""] * (int(self.battery_keys.max()) + 1 if batteries else 0)
+        for key, battery_id, site_id, string_id, _ in batteries:
+            self._prefix[key] = (f'{{"battery_id":{json.dumps(battery_id)},"site_id":{json.dumps(site_id)},'
+                                 f'"string_id":{json.dumps(string_id)},"timestamp":"')
+        self._end_hint_us = to_unix_us(planned_end) if planned_end is not None and readings else None
+        self.end_us = self._last_timestamp_us(self._end_hint_us)
+
+    # -------------------------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, path: str | Path) -> ReplaySource:
+        """Open a recording file read-only (it must not be being written by another process)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such recording")
+        try:
+            connection = duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as error:
+            text = str(error)
+            if "lock" in text.lower() or "different configuration" in text.lower():
+                raise RecordingBusyError(f"{path}: being written by another process; replay it through the "
+                                         "server that records it") from None
+            raise NotARecordingError(f"{path}: not a DuckDB file ({text.splitlines()[0]})") from None
+        try:
+            return cls(connection, owned=True, name=str(path), live=False)
+        except BaseException:
+            connection.close()
+            raise
+
+    @classmethod
+    def from_connection(cls, connection: duckdb.DuckDBPyConnection, name: str) -> ReplaySource:
+        """Read through the connection of the process that writes the recording (a cursor of it per thread)."""
+        return cls(connection.cursor(), owned=True, name=name, live=True)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._connection.cursor()
+
+    def close(self) -> None:
+        if self._owned:
+            self._connection.close()
+
+    def _check_tables(self) -> None:
+        tables = {r[0] for r in self._connection.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        missing = {"runs", "reading_samples", "batteries", "sites"} - tables
+        if missing:
+            raise NotARecordingError(f"{self.name}: not a battsim recording (no {', '.join(sorted(missing))} table)")
+
+    # -------------------------------------------------------------------------------- metadata
+    def _last_timestamp_us(self, hint_us: int | None, con: duckdb.DuckDBPyConnection | None = None) -> int | None:
+        """The last tick written. The hint (run's end, or where playback is) keeps the scan to the tail:
+        DuckDB skips row groups by their min/max, and readings are appended in time order."""
+        con = con or self._connection
+        query = "SELECT epoch_us(max(timestamp)) FROM reading_samples"
+        if hint_us is not None:
+            found = con.execute(query + " WHERE timestamp >= $lo", {"lo": _instant(hint_us)}).fetchall()
+            if found[0][0] is not None:
+                return int(found[0][0])
+        found = con.execute(query).fetchall()
+        return None if found[0][0] is None else int(found[0][0])
+
+    def refresh_end(self, con: duckdb.DuckDBPyConnection | None = None) -> int | None:
+        """Re-read how far a recording still being written has got."""
+        if self.live:
+            self.end_us = self._last_timestamp_us(self.end_us, con)
+        return self.end_us
+
+    @property
+    def info(self) -> RecordingInfo:
+        row = self._connection.execute("SELECT readings FROM runs LIMIT 1").fetchall()
+        readings = int(row[0][0] or 0)
+        end = None if self.end_us is None else _instant(self.end_us)
+        return RecordingInfo(self.run_id, self.preset, self.status, _instant(self.start_us),
+                             end, self.interval_s, readings, len(self.battery_ids), self.site_ids, str(self.timezone))
+
+    # -------------------------------------------------------------------------------- selection
+    def window(self, start: str | datetime | None = None, end: str | datetime | None = None,
+               batteries: Sequence[str] = (), sites: Sequence[str] = ()) -> Window:
+        """Validate what to play. Fields named in errors: ``from``, ``to``, ``battery_ids``, ``site_ids``."""
+        run_start = _instant(self.start_us)
+        last = None if self.end_us is None else _instant(self.end_us)
+        begin = parse_instant(start, "from", run_start, last, self.timezone) if start is not None else run_start
+        finish = parse_instant(end, "to", run_start, last, self.timezone) if end is not None else None
+        if finish is not None and finish <= begin:
+            raise ReplayError("to", f"{finish.isoformat()} is not after from ({begin.isoformat()})")
+        if last is not None and begin > last and not self.live:
+            raise ReplayError("from", f"{begin.isoformat()} is after the recording's last reading ({last.isoformat()})")
+        if finish is not None and finish <= run_start:
+            raise ReplayError("to", f"{finish.isoformat()} is not after the recording's start ({run_start.isoformat()})")
+        keep = np.ones(len(self.battery_ids), dtype=bool)
+        if batteries:
+            unknown = sorted(set(batteries) - set(self.battery_ids))
+            if unknown:
+                raise ReplayError("battery_ids", f"unknown {', '.join(unknown[:5])}"
+                                  f"{' …' if len(unknown) > 5 else ''}; this recording has "
+                                  f"{_examples(self.battery_ids)}")
+            keep &= np.isin(self.battery_ids, list(batteries))
+        if sites:
+            unknown = sorted(set(sites) - set(self.site_ids))
+            if unknown:
+                raise ReplayError("site_ids", f"unknown {', '.join(unknown)}; sites: {', '.join(self.site_ids)}")
+            keep &= np.isin(self.battery_site, list(sites))
+        if not keep.any():
+            raise ReplayError("battery_ids", "no battery is in both the battery and the site filter")
+        # Before the first reading there is nothing to wait for: start the clock there.
+        begin_us = max(to_unix_us(begin), self.start_us)
+        return Window(begin_us, None if finish is None else to_unix_us(finish),
+                      np.sort(self.battery_keys[keep]), everything=bool(keep.all()))
+
+    # -------------------------------------------------------------------------------- reading
+    def _encoded(self, window: Window, where: str, tail: str = "") -> str:
+        """The query that turns stored rows into wire JSON, each reading ending in a comma."""
+        numbers = []
+        for index, (name, decimals) in enumerate(WIRE_NUMBERS):
+            scale = f"1e{decimals}"
+            # numpy's np.round (multiply, round half to even, divide), so values equal the live frames';
+            # written with fixed decimals (24.10), which DuckDB formats twice as fast as shortest (24.1).
+            separator = '",' if index == 0 else ","  # the first one closes the timestamp string
+            numbers.append(f"'{separator}\"{name}\":', coalesce(CASE WHEN isfinite({name}) THEN "
+                           f"(round_even({name}::DOUBLE * {scale}, 0) / {scale})::DECIMAL(18, {decimals})::VARCHAR END, 'null')")
+            if name == "soh_pct":
+                numbers.append("',\"mode\":\"', $modes[mode + 1], '\"'")
+        selected = "" if window.everything else " AND list_contains($keys, battery_key)"
+        return (f"SELECT epoch_us(timestamp) AS t, battery_key AS k, concat($prefix[battery_key + 1], "
+                f"strftime(timestamp AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S+00:00'), {', '.join(numbers)}, '}},') AS j "
+                f"FROM (SELECT * FROM reading_samples WHERE {where}{selected}{tail})")
+
+    def _params(self, window: Window, **values) -> dict:
+        params = {"prefix": self._prefix, "modes": list(MODE_NAMES), **values}
+        if not window.everything:
+            params["keys"] = window.keys.tolist()
+        return params
+
+    def fetch(self, con: duckdb.DuckDBPyConnection, window: Window, lo_us: int, hi_us: int) -> TickChunk:
+        """Encoded ticks with ``lo <= timestamp < hi``, in time then battery order."""
+        query = self._encoded(window, "timestamp >= $lo AND timestamp < $hi")
+        params = self._params(window, lo=_instant(lo_us), hi=_instant(hi_us))
+        table = con.sql(query, params=params).to_arrow_table()
+        t, k = table.column("t").to_numpy(), table.column("k").to_numpy()
+        if not _in_order(t, k):
+            # Readings are appended tick by tick, so a scan returns them in order; if a file was
+            # written otherwise, sort (rarely, and only this chunk).
+            table = con.sql(query + " ORDER BY t, k", params=params).to_arrow_table()
+            t = table.column("t").to_numpy()
+        return _chunk(lo_us, hi_us, t, table.column("j"))
+
+    def snapshot(self, con: duckdb.DuckDBPyConnection, window: Window, at_us: int) -> TickChunk:
+        """Each selected battery's last reading at or before ``at_us`` (and not before the window), as one tick."""
+        lookback_us = 2 * self.interval_s * 1_000_000
+        while True:
+            lo_us = max(window.start_us, at_us - lookback_us)
+            query = self._encoded(
+                window, "timestamp >= $lo AND timestamp <= $at",
+                " QUALIFY row_number() OVER (PARTITION BY battery_key ORDER BY timestamp DESC) = 1") + " ORDER BY k"
+            table = con.sql(query, params=self._params(window, lo=_instant(lo_us), at=_instant(at_us))).to_arrow_table()
+            if table.num_rows >= len(window.keys) or lo_us == window.start_us:
+                break
+            lookback_us *= 64
+        t = np.full(table.num_rows, at_us, dtype=np.int64)  # one frame, stamped with the seek time
+        return _chunk(at_us, at_us + 1, t, table.column("j"))
+
+    def next_timestamp_us(self, con: duckdb.DuckDBPyConnection, window: Window, after_us: int) -> int | None:
+        """The first tick at or after ``after_us`` (to jump over a gap in the recording)."""
+        found = con.execute("SELECT epoch_us(min(timestamp)) FROM reading_samples "
+                            "WHERE timestamp >= $lo", {"lo": _instant(after_us)}).fetchall()
+        return None if found[0][0] is None else int(found[0][0])
+
+
+def _examples(ids: list[str]) -> str:
+    return f"{len(ids)} batteries ({', '.join(ids[:3])}{', …' if len(ids) > 3 else ''})"
+
+
+def _in_order(t: np.ndarray, k: np.ndarray) -> bool:
+    if len(t) < 2:
+        return True
+    dt = np.diff(t)
+    return bool(np.all((dt > 0) | ((dt == 0) & (np.diff(k.astype(np.int32)) > 0))))
+
+
+def _chunk(lo_us: int, hi_us: int, t: np.ndarray, column: pa.ChunkedArray) -> TickChunk:
+    """Split one query's rows at tick boundaries; the JSON stays in the Arrow buffer it came in."""
+    if len(t) == 0:
+        return TickChunk(lo_us, hi_us, t, t, [0], [], memoryview(b""))
+    array = column.combine_chunks()
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = array.cast(pa.large_string())
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if pa.types.is_large_string(array.type) else np.int32)
+    offsets = offsets[array.offset: array.offset + len(array) + 1]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(t)) + 1, [len(t)]])
+    tick_us = t[starts[:-1]]
+    if np.all(tick_us % 1_000_000 == 0):
+        sim_time = np.char.add(np.datetime_as_string(tick_us.astype("datetime64[us]"), unit="s"), "+00:00").tolist()
+    else:
+        sim_time = [iso_utc(us) for us in tick_us.tolist()]
+    return TickChunk(lo_us, hi_us, tick_us, np.diff(starts), offsets[starts].tolist(), sim_time,
+                     memoryview(data_buffer))
+
+
+# ------------------------------------------------------------------------------------------ player
+@dataclass(frozen=True, slots=True)
+class TelemetryFrame:
+    """One tick's readings as the wire frame ``{"type": "telemetry", "seq", "sim_time", "data"}``."""
+
+    seq: int
+    timestamp_us: int
+    readings: int
+    payload: bytes
+
+    def text(self, reading_filter=None) -> str:
+        """The frame as text (the :class:`battsim.service.broadcast.Frame` protocol; the session filters)."""
+        return self.payload.decode()
+
+
+@dataclass(frozen=True)
+class PlaybackStatus:
+    state: str  # playing | paused | ended
+    position: datetime  # the virtual time playback has reached
+    speed: float  # requested (inf: as fast as possible)
+    achieved_speed: float | None  # measured over the last ~2 s of wall time; None until measurable
+    start: datetime
+    end: datetime | None
+    loop: bool
+    loops: int
+    frames: int
+    readings: int
+    ended_reason: str | None  # finished | stopped
+
+    def as_dict(self) -> dict:
+        def speed(x):
+            return "max" if x is not None and math.isinf(x) else x
+        return {
+            "state": self.state, "position": self.position.isoformat(), "speed": speed(self.speed),
+            "achieved_speed": None if self.achieved_speed is None else round(self.achieved_speed, 3),
+            "from": self.start.isoformat(), "to": self.end.isoformat() if self.end else None,
+            "loop": self.loop, "loops": self.loops, "frames": self.frames, "readings": self.readings,
+            "ended_reason": self.ended_reason,
+        }
+
+
+class Player:
+    """Plays a window of a recording. Thread-safe: one thread may poll while others send commands."""
+
+    def __init__(self, source: ReplaySource, window: Window, speed: float = 1.0, loop: bool = False,
+                 paused: bool = False, wall_clock: Callable[[], float] = time.monotonic,
+                 chunk_rows: int = CHUNK_ROWS):
+        self.source, self.window, self.loop = source, window, loop
+        self._wall_clock = wall_clock
+        self._lock = threading.RLock()
+        self._clock = PacedClock(0.0, speed=parse_speed(speed), paused=paused, wall_clock=wall_clock)
+        self._ticks_per_chunk = max(1, chunk_rows // len(window.keys))
+        # One worker thread owns the DuckDB cursor: it reads the next chunk while this one plays.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="battsim-replay")
+        self._cursor = self._worker.submit(source.cursor).result()
+        self._chunk: TickChunk | None = None
+        self._pending: Future | None = None
+        self._drained = False  # the window has no more ticks (a live recording may get more)
+        self._next_lo_us = window.start_us
+        self._snapshot: TickChunk | None = None
+        self.state = "paused" if paused else "playing"
+        self.ended_reason: str | None = None
+        self.seq = 0
+        self.frames = 0
+        self.readings = 0
+        self.loops = 0
+        self.changes = 0  # counts state changes, so a driver can tell the world after each one
+        self._last_us: int | None = None
+        self._samples: deque[tuple[float, float]] = deque()
+
+    # -------------------------------------------------------------------------------- time
+    def _virtual(self, timestamp_us: int) -> float:
+        return (timestamp_us - self.window.start_us) / 1e6
+
+    def _end_us(self) -> int | None:
+        """Where the window ends in virtual time: ``to``, else one interval after the last tick."""
+        if self.window.end_us is not None:
+            return self.window.end_us
+        end = self.source.end_us
+        return None if end is None else end + self.source.interval_s * 1_000_000
+
+    def _position_v(self) -> float:
+        """Virtual time reached: the clock when playback keeps up with it, else the last frame sent."""
+        last = 0.0 if self._last_us is None else self._virtual(self._last_us)
+        if math.isinf(self._clock.speed) or self.state == "ended":
+            return last
+        now = self._clock.now()
+        upcoming = self._upcoming_us(fetch=False)
+        if upcoming is not None and self._virtual(upcoming) <= now:
+            return last  # behind: frames are due that have not gone out
+        end_us = self._end_us()
+        return min(now, self._virtual(end_us)) if end_us is not None else now
+
+    # -------------------------------------------------------------------------------- chunks
+    def _fetch(self, lo_us: int) -> TickChunk | None:
+        """Runs on the worker: the next chunk from ``lo``, or None when the window is done (for now)."""
+        source, window = self.source, self.window
+        end = source.refresh_end(self._cursor)
+        limit = end + 1 if end is not None else lo_us
+        if window.end_us is not None:
+            limit = min(limit, window.end_us)
+        while lo_us < limit:
+            hi_us = min(lo_us + self._ticks_per_chunk * source.interval_s * 1_000_000, limit)
+            chunk = source.fetch(self._cursor, window, lo_us, hi_us)
+            if len(chunk.tick_us):
+                return chunk
+            following = source.next_timestamp_us(self._cursor, window, hi_us)  # a gap: jump it
+            if following is None:
+                return None
+            lo_us = following
+        return None
+
+    def _upcoming_us(self, fetch: bool = True) -> int | None:
+        """The time of the next tick to send, loading the next chunk if needed (None: none left).
+
+        With ``fetch=False`` it never waits on DuckDB: None also means "not loaded yet".
+        """
+        while self._chunk is None or self._chunk.exhausted:
+            if self._drained:
+                return None
+            if self._pending is None:
+                if not fetch:
+                    return None
+                self._pending = self._worker.submit(self._fetch, self._next_lo_us)
+            if not fetch and not self._pending.done():
+                return None
+            chunk = self._pending.result()
+            self._pending = None
+            if chunk is None:
+                self._drained = True
+                return None
+            self._chunk = chunk
+            self._next_lo_us = chunk.hi_us
+            self._pending = self._worker.submit(self._fetch, self._next_lo_us)
+        return int(self._chunk.tick_us[self._chunk.next])
+
+    def _take(self, chunk: TickChunk, sim_time: str | None = None) -> TelemetryFrame:
+        i = chunk.next
+        chunk.next += 1
+        a, b = chunk.byte_at[i], chunk.byte_at[i + 1]
+        header = b'{"type":"telemetry","seq":%d,"sim_time":"%s","data":[' % (
+            self.seq, (sim_time or chunk.sim_time[i]).encode())
+        frame = TelemetryFrame(self.seq, int(chunk.tick_us[i]), int(chunk.tick_rows[i]),
+                               header + chunk.data[a:b - 1] + b"]}")  # b-1 drops the last reading's comma
+        self.seq += 1
+        self.frames += 1
+        self.readings += frame.readings
+        return frame
+
+    def _drop_chunks(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._chunk = None
+        self._drained = False
+
+    # -------------------------------------------------------------------------------- playing
+    def poll(self, max_frames: int = 4096) -> list[TelemetryFrame]:
+        """The frames due now, in order (at most ``max_frames``; at max speed, call again at once)."""
+        with self._lock:
+            frames: list[TelemetryFrame] = []
+            if self._snapshot is not None:
+                snapshot, self._snapshot = self._snapshot, None
+                if len(snapshot.tick_us):
+                    frames.append(self._take(snapshot, iso_utc(snapshot.lo_us)))
+            while self.state == "playing" and len(frames) < max_frames:
+                upcoming = self._upcoming_us()
+                if upcoming is None:
+                    if not self._at_end():
+                        break
+                    continue
+                if self._virtual(upcoming) > self._clock.now():
+                    break
+                frames.append(self._take(self._chunk))
+                self._last_us = upcoming
+            self._sample()
+            return frames
+
+    def _at_end(self) -> bool:
+        """Nothing left to play: end, or loop (True: go on polling)."""
+        if self.source.live:
+            # The recording may have grown since the last chunk was fetched ahead.
+            chunk = self._worker.submit(self._fetch, self._next_lo_us).result()
+            if chunk is not None:
+                self._chunk, self._next_lo_us, self._drained = chunk, chunk.hi_us, False
+                return True
+        if not self.loop:
+            self._set_state("ended", "finished")
+            return False
+        end_us = self._end_us()
+        now = self._clock.now()
+        if end_us is None:
+            # An empty recording being written: nothing to loop over yet.
+            return False
+        overshoot = now - self._virtual(end_us)
+        if overshoot < 0:
+            return False  # the last tick is out; the loop restarts when the window's time is up
+        self.loops += 1
+        self._drop_chunks()
+        self._next_lo_us = self.window.start_us
+        self._last_us = None
+        self._samples.clear()
+        # Keep the phase: a loop restart late by a poll interval starts that much into the window.
+        self._clock.seek(0.0 if math.isinf(overshoot) else overshoot)
+        self.changes += 1
+        return True
+
+    def wall_delay(self) -> float:
+        """Wall seconds until the next frame is due: 0 if one is due now, ``inf`` if paused or ended."""
+        with self._lock:
+            if self._snapshot is not None:
+                return 0.0
+            if self.state != "playing":
+                return math.inf
+            upcoming = self._upcoming_us()
+            if upcoming is None:
+                end_us = self._end_us()
+                if not self.loop or end_us is None:
+                    return 0.0 if not self.loop else 0.5
+                return self._clock.wall_delay_until(self._virtual(end_us))
+            return self._clock.wall_delay_until(self._virtual(upcoming))
+
+    # -------------------------------------------------------------------------------- commands
+    def pause(self) -> None:
+        with self._lock:
+            if self.state == "playing":
+                self._clock.pause(self._reached())
+                self._set_state("paused")
+
+    def resume(self) -> None:
+        with self._lock:
+            if self.state == "paused":
+                self._clock.resume()
+                self._set_state("playing")
+
+    def set_speed(self, speed: float | str) -> None:
+        with self._lock:
+            speed = parse_speed(speed)
+            self._clock.set_speed(speed, self._reached())
+            self._samples.clear()
+            self.changes += 1
+
+    def seek(self, moment: str | datetime) -> None:
+        """Play from ``moment``; the next frame holds each selected battery's last reading at or before it."""
+        with self._lock:
+            run_start = _instant(self.source.start_us)
+            last = None if self.source.end_us is None else _instant(self.source.end_us)
+            at_us = to_unix_us(parse_instant(moment, "seek", run_start, last, self.source.timezone))
+            end_us = self._end_us()
+            if at_us < self.window.start_us or (end_us is not None and at_us >= end_us):
+                end = "the end of the recording" if end_us is None else iso_utc(end_us)
+                raise ReplayError("seek", f"{iso_utc(at_us)} is outside the replay window "
+                                          f"[{iso_utc(self.window.start_us)}, {end})")
+            self._drop_chunks()
+            self._snapshot = self._worker.submit(self.source.snapshot, self._cursor, self.window, at_us).result()
+            self._next_lo_us = at_us + 1
+            self._last_us = at_us
+            if self.state == "ended":  # seeking a finished replay brings it back, paused at the new time
+                self._clock.pause(self._virtual(at_us))
+                self._set_state("paused")
+            self._clock.seek(self._virtual(at_us))
+            self._samples.clear()
+            self.changes += 1
+
+    def stop(self) -> None:
+        with self._lock:
+            self._set_state("ended", "stopped")
+
+    def close(self) -> None:
+        """Stop and release the cursor and the worker thread."""
+        with self._lock:
+            if self.state != "ended":
+                self._set_state("ended", "stopped")
+            self._drop_chunks()
+            self._worker.submit(self._cursor.close).result()
+            self._worker.shutdown(wait=True)
+
+    def _set_state(self, state: str, reason: str | None = None) -> None:
+        if state != self.state:
+            self.state = state
+            self.ended_reason = reason
+            self.changes += 1
+            self._samples.clear()
+
+    def _reached(self) -> float | None:
+        """At max speed the clock is at infinity: re-anchor where playback actually is."""
+        return self._position_v() if math.isinf(self._clock.speed) else None
+
+    # -------------------------------------------------------------------------------- status
+    def _sample(self) -> None:
+        if self.state != "playing":
+            return
+        wall = self._wall_clock()
+        self._samples.append((wall, self._position_v()))
+        while len(self._samples) > 2 and wall - self._samples[1][0] >= ACHIEVED_WINDOW_S:
+            self._samples.popleft()
+
+    def status(self) -> PlaybackStatus:
+        with self._lock:
+            achieved = None
+            if self.state == "playing" and len(self._samples) >= 2:
+                (w0, v0), (w1, v1) = self._samples[0], self._samples[-1]
+                if w1 - w0 >= 0.05:
+                    achieved = (v1 - v0) / (w1 - w0)
+            elif self.state == "paused":
+                achieved = 0.0
+            position = _instant(self.window.start_us + round(self._position_v() * 1e6))
+            return PlaybackStatus(self.state, position, self._clock.speed, achieved, self.window.start,
+                                  self.window.end, self.loop, self.loops, self.frames, self.readings,
+                                  self.ended_reason)

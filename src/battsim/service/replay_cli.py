@@ -1,0 +1,104 @@
+"""``battsim replay FILE``: a recording's readings as telemetry JSON lines on stdout, paced or as fast as possible.
+
+    battsim replay year.duckdb --speed 3600 --from 2026-04-10T00:00+07:00 --to +2d --site BKK_DC1 | my-ingest
+    battsim replay outage.duckdb --speed max > frames.jsonl
+
+Each line is one tick, the same frame the live WebSocket sends:
+``{"type":"telemetry","seq":0,"sim_time":"...","data":[reading, ...]}``. Ctrl-C (or the reader
+going away) ends it cleanly after a whole line; a summary goes to stderr.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from battsim.recordings.player import Player, ReplayError, ReplaySource, parse_speed
+from battsim.recordings.query import RecordingBusyError
+from battsim.recordings.recording import NotARecordingError
+from battsim.service.cli import app, console, fail
+
+# The flag each player field comes from.
+_FLAGS = {"from": "--from", "to": "--to", "battery_ids": "--battery", "site_ids": "--site", "speed": "--speed"}
+# Longest single wait, so the loop stays responsive (and a loop restart is noticed) while idle.
+_MAX_WAIT_S = 0.5
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="The recording (.duckdb) to play.", show_default=False)],
+    speed: Annotated[str, typer.Option(help="Virtual seconds per wall second, 0.01-100000, or 'max'.")] = "1",
+    start: Annotated[Optional[str], typer.Option(
+        "--from", help="Start: ISO 8601 (no offset = the sites' local time) or an offset from the start, e.g. +2h.",
+        show_default=False)] = None,
+    end: Annotated[Optional[str], typer.Option(
+        "--to", help="End (exclusive): ISO 8601, +offset from the start, or -offset from the end, e.g. -30m.",
+        show_default=False)] = None,
+    battery: Annotated[Optional[list[str]], typer.Option(help="Only this battery (repeatable).",
+                                                          show_default=False)] = None,
+    site: Annotated[Optional[list[str]], typer.Option(help="Only this site (repeatable); with --battery, "
+                                                             "batteries in both.", show_default=False)] = None,
+    loop: Annotated[bool, typer.Option(help="Start again from --from after --to.")] = False,
+) -> None:
+    """Replay a recording as telemetry JSON lines on stdout (the WebSocket's frames), paced like the original."""
+    try:
+        speed_x = parse_speed(speed, "speed")
+    except ReplayError as error:
+        fail("--speed", error.message)
+    try:
+        source = ReplaySource.open(file)
+    except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
+        fail("FILE", str(error))
+    try:
+        try:
+            window = source.window(start, end, battery or (), site or ())
+        except ReplayError as error:
+            fail(_FLAGS.get(error.field, error.field), error.message)
+        player = Player(source, window, speed=speed_x, loop=loop)
+        began = time.perf_counter()
+        try:
+            _play(player, math.isinf(speed_x))
+        finally:
+            player.close()
+        wall_s = time.perf_counter() - began
+        console.print(f"replayed {player.readings:,} readings in {player.frames:,} frames, {wall_s:.2f} s"
+                      f" ({player.readings / wall_s if wall_s else 0:,.0f} readings/s)"
+                      + (f", {player.loops} loops" if player.loops else ""))
+    finally:
+        source.close()
+
+
+def _play(player: Player, flat_out: bool) -> None:
+    """Write frames as they fall due; a whole poll's frames in one write, so a line is never cut."""
+    out = sys.stdout.buffer
+    try:
+        while player.state != "ended":
+            frames = player.poll()
+            if frames:
+                out.write(b"\n".join(frame.payload for frame in frames) + b"\n")
+                if not flat_out:
+                    out.flush()  # a paced frame is due now, not when the buffer fills
+            delay = player.wall_delay()
+            if delay > 0 and player.state != "ended":
+                out.flush()
+                time.sleep(min(delay, _MAX_WAIT_S))
+        out.flush()
+    except KeyboardInterrupt:
+        try:
+            out.flush()
+        except BrokenPipeError:
+            _quiet_stdout()
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, and keep Python from complaining at exit.
+        _quiet_stdout()
+
+
+def _quiet_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
