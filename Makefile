@@ -17,8 +17,7 @@ $(INSTALLED): pyproject.toml | $(PY)
 install: $(INSTALLED)
 
 run: install
-	mkdir -p recordings
-	$(VENV)/bin/battsim run --preset thailand-9x24 --days 7 --out recordings/thailand-9x24-7d.duckdb --overwrite
+	$(VENV)/bin/battsim serve --preset thailand-9x24 --data-dir recordings
 
 # The dashboard's browser tests drive Debian's chromium with Playwright (no browser download).
 chromium:

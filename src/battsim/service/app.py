@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timezone
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -333,7 +334,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         message = f"Scenario '{request.scenario}' applied to {count} batteries"
         if hold_room is not None:
             message += f"; battery room held at {hold_room:g} °C (high_temperature)"
-        return {"status": "applied", "message": message, "batteries": count,
+        return {"status": "applied", "message": message, "batteries": count, "seq": session.status()["seq"],
+                "sim_time": session.sim_now.astimezone(timezone.utc).isoformat(),
                 "active_scenarios": session.scenarios.active()}
 
     @app.post(f"{API}/scenarios/clear", summary="Clear scenarios (all, or on the given batteries)",

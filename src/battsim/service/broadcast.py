@@ -93,7 +93,7 @@ class TelemetryEncoder:
         strings = np.array(fleet.string_ids, dtype=object)[fleet.battery_string]
         self.prefix = ('{"battery_id":' + _quoted(battery_ids) + ',"site_id":' + _quoted(sites)
                        + ',"string_id":' + _quoted(strings) + ',"timestamp":"')
-        self.mode_text = np.array([f'","mode":"{name}"' for name in MODE_NAMES], dtype=object)
+        self.mode_text = np.array([f',"mode":"{name}"' for name in MODE_NAMES], dtype=object)
         self._selections: dict[ReadingFilter, np.ndarray] = {}
 
     def select(self, reading_filter: ReadingFilter) -> np.ndarray | None:

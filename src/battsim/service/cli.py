@@ -201,6 +201,52 @@ def scenarios(
     stdout.print(shipped)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port, 1-65535.")] = 8003,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where live recordings are written.")] = Path("recordings"),
+    preset: Annotated[Optional[str], typer.Option(help=f"Start this fleet at boot: {', '.join(PRESETS)}.")] = None,
+    interval: Annotated[int, typer.Option(help="Seconds between readings of the boot fleet, 1-60.")] = 5,
+    speed: Annotated[float, typer.Option(help="Virtual seconds per wall second of the boot fleet.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the boot fleet.")] = 0,
+) -> None:
+    """Serve the REST and WebSocket API and the dashboard; every live reading is recorded in --data-dir."""
+    if preset is not None and preset not in PRESETS:
+        fail("--preset", f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    if not 1 <= port <= 65535:
+        fail("--port", f"{port} is outside 1-65535")
+    if not 1 <= interval <= 60:
+        fail("--interval", f"{interval} is outside 1-60 seconds")
+    if not 0 < speed <= 1e6:
+        fail("--speed", f"{speed} must be more than 0 and at most 1000000")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fail("--data-dir", f"cannot create {data_dir}: {error.strerror}")
+    if not os.access(data_dir, os.W_OK):
+        fail("--data-dir", f"directory {data_dir} is not writable")
+
+    import uvicorn
+
+    from battsim.service.app import create_app
+
+    web = create_app(data_dir, preset, interval_s=interval, speed=speed, seed=seed)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    base = f"http://{shown}:{port}"
+    table = Table(show_header=False, box=None)
+    table.add_row("API", f"{base}/api/v1/")
+    table.add_row("docs", f"{base}/docs")
+    table.add_row("dashboard", f"{base}/")
+    table.add_row("WebSocket", f"ws://{shown}:{port}/api/v1/ws/telemetry")
+    table.add_row("recordings", str(data_dir.resolve()))
+    table.add_row("running", f"{preset} (interval {interval} s, speed {speed:g}x, seed {seed})" if preset else
+                  "nothing yet: POST /api/v1/simulation/start")
+    stdout.print(table)
+    # Per-message compression costs more CPU than loopback bandwidth is worth at telemetry rates.
+    uvicorn.run(web, host=host, port=port, ws_per_message_deflate=False, log_level="info")
+
+
 def main() -> None:
     app()
 
