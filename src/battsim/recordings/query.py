@@ -187,6 +187,8 @@ def json_value(value):
 def _text(value) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     converted = json_value(value)
     if isinstance(converted, (dict, list)):
         return json.dumps(converted)

@@ -17,6 +17,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from battsim.recordings import views
+
 
 class NotARecordingError(ValueError):
     pass
@@ -97,14 +99,45 @@ class Recording:
     def batteries(self) -> pl.DataFrame:
         return self.sql("SELECT * FROM batteries ORDER BY battery_key")
 
+    # ------------------------------------------------------------------ analysis views (recordings/views.py)
+    # The per-day views are lazy and narrow the scan before they aggregate: ``start``/``end`` select
+    # readings (pass local midnights for whole days), sites/strings/batteries select jars.
+    def daily_battery_summary(self, start=None, end=None, sites=None, batteries=None, strings=None) -> pl.LazyFrame:
+        return self._per_day(views.daily_battery_summary_sql, start, end, sites, batteries, strings)
+
+    def soh_trend(self, start=None, end=None, sites=None, batteries=None, strings=None) -> pl.LazyFrame:
+        return self._per_day(views.soh_trend_sql, start, end, sites, batteries, strings)
+
+    def time_above_temperature(self, start=None, end=None, sites=None, batteries=None, strings=None) -> pl.LazyFrame:
+        return self._per_day(views.time_above_temperature_sql, start, end, sites, batteries, strings)
+
+    def outage_autonomy(self, start=None, end=None, sites=None, strings=None) -> pl.DataFrame:
+        """Outages (one row per outage and string) that started in ``[start, end)``."""
+        where, params = self._filters(start, end, sites, None, strings, time_column="start")
+        return self.sql(f"SELECT * FROM ({views.outage_autonomy_sql()}){where} ORDER BY start, string_id", params)
+
+    def alarms(self, start=None, end=None, sites=None, batteries=None, strings=None,
+               rules: list[str] | None = None) -> pl.DataFrame:
+        """Alarms raised in ``[start, end)``, each with when it cleared and how long it lasted."""
+        where, params = self._filters(start, end, sites, batteries, strings, time_column="raised_at")
+        if rules:
+            where += (" AND " if where else " WHERE ") + "rule IN (SELECT unnest(?))"
+            params.append(list(rules))
+        return self.sql(f"SELECT * FROM ({views.alarms_sql()}){where} ORDER BY raised_at, rule, battery_id", params)
+
+    def _per_day(self, view_sql, start, end, sites, batteries, strings) -> pl.LazyFrame:
+        where, params = self._filters(start, end, sites, batteries, strings)
+        query = f"SELECT * FROM ({view_sql(source=f'(SELECT * FROM readings{where})')}) ORDER BY day, battery_id"
+        return self.connection.sql(query, params=params or None).pl(lazy=True)
+
     @staticmethod
-    def _filters(start, end, sites, batteries, strings) -> tuple[str, list]:
+    def _filters(start, end, sites, batteries, strings, time_column: str = "timestamp") -> tuple[str, list]:
         clauses, params = [], []
         if start is not None:
-            clauses.append("timestamp >= ?::TIMESTAMPTZ")
+            clauses.append(f"{time_column} >= ?::TIMESTAMPTZ")
             params.append(start)
         if end is not None:
-            clauses.append("timestamp < ?::TIMESTAMPTZ")
+            clauses.append(f"{time_column} < ?::TIMESTAMPTZ")
             params.append(end)
         for column, values in (("site_id", sites), ("battery_id", batteries), ("string_id", strings)):
             if values:

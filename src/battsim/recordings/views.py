@@ -155,7 +155,8 @@ SELECT rule, site_id, string_id, battery_id, timestamp AS raised_at,
        CASE WHEN next_kind = '{ALARM_CLEARED}' THEN next_timestamp END AS cleared_at,
        cleared_at IS NULL AS active,
        epoch(coalesce(cleared_at, (SELECT max("end") FROM {db}runs))) - epoch(timestamp) AS duration_s,
-       TRY_CAST(detail->>'value' AS DOUBLE) AS value, detail->>'severity' AS severity, detail->>'message' AS message,
+       TRY_CAST(detail->>'value' AS DOUBLE) AS value, TRY_CAST(detail->>'threshold' AS DOUBLE) AS threshold,
+       detail->>'unit' AS unit, detail->>'severity' AS severity, detail->>'message' AS message,
        detail, CASE WHEN next_kind = '{ALARM_CLEARED}' THEN next_detail END AS cleared_detail
 FROM transitions WHERE kind = '{ALARM_RAISED}'
 ORDER BY raised_at, rule, battery_id"""

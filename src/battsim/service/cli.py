@@ -247,6 +247,113 @@ def serve(
     uvicorn.run(web, host=host, port=port, ws_per_message_deflate=False, log_level="info")
 
 
+# ---------------------------------------------------------------------------------------- analysis
+@app.command()
+def query(
+    args: Annotated[list[str], typer.Argument(metavar="FILE.duckdb... SQL",
+                                              help="One or more recordings, then the SQL.")],
+    output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    max_rows: Annotated[int, typer.Option(help="Rows shown by --format table (csv and json print every row).")] = 1000,
+) -> None:
+    """SQL over recordings; several files are attached under their names (year.duckdb -> year.readings)."""
+    import sys
+
+    import duckdb
+
+    from battsim.recordings.query import FORMATS, RecordingBusyError, execute, open_recordings, run_names
+    from battsim.recordings.query import table_rows, write_csv, write_json
+    from battsim.recordings.recording import NotARecordingError
+
+    if output_format not in FORMATS:
+        fail("--format", f"{output_format!r} is not one of {', '.join(FORMATS)}")
+    if max_rows < 1:
+        fail("--max-rows", "must be at least 1")
+    if len(args) < 2:
+        fail("FILE/SQL", "give one or more recordings and then the SQL, e.g. battsim query run.duckdb "
+                         "\"SELECT count(*) FROM readings\"")
+    *files, sql = args
+    if sql.endswith(".duckdb"):
+        fail("SQL", f"the last argument is the SQL, but {sql!r} looks like a file")
+    try:
+        connection = open_recordings([Path(f) for f in files])
+    except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
+        fail("FILE", escape(str(error)))
+    try:
+        result = execute(connection, sql)
+        if output_format == "csv":
+            write_csv(result, sys.stdout)
+        elif output_format == "json":
+            write_json(result, sys.stdout)
+        else:
+            rows, more = table_rows(result, max_rows)
+            table = Table(*result.columns)
+            for row in rows:
+                table.add_row(*(escape(v) for v in row))
+            stdout.print(table)
+            attached = ", ".join(f"{escape(f)} as {n}" for f, n in zip(files, run_names(files)))
+            console.print(f"{len(rows)} rows{' (more not shown; use --max-rows or --format csv)' if more else ''}"
+                          f" · {attached}")
+    except duckdb.Error as error:
+        fail("SQL", escape(str(error)))
+    finally:
+        connection.close()
+
+
+@app.command()
+def export(
+    recording: Annotated[Path, typer.Argument(metavar="FILE.duckdb", help="The recording to export.")],
+    out: Annotated[Path, typer.Option("--out", help="A .parquet or .csv file (readings only) or a directory "
+                                                    "(readings, events, batteries, sites, runs).")],
+    output_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    partition: Annotated[bool, typer.Option("--partition", help="Parquet readings partitioned by site_id and "
+                                                                "local date (Hive layout).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Export a recording to Parquet or CSV for other tools (DuckDB, polars, pandas, Spark)."""
+    from battsim.recordings.export import ExportError, export_recording
+    from battsim.recordings.query import RecordingBusyError
+    from battsim.recordings.recording import NotARecordingError
+
+    try:
+        summary = export_recording(recording, out, output_format, partition=partition, overwrite=overwrite)
+    except ExportError as error:
+        fail(f"--{error.option}", escape(error.message))
+    except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
+        fail("FILE", escape(str(error)))
+    table = Table(show_header=False, box=None)
+    table.add_row("exported", str(summary.out))
+    for name, rows in summary.rows.items():
+        table.add_row(name, f"{rows:,} rows")
+    table.add_row("wall time", f"{summary.wall_s:.2f} s")
+    stdout.print(table)
+
+
+@app.command()
+def report(
+    recording: Annotated[Path, typer.Argument(metavar="FILE.duckdb", help="The recording to report on.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for the PNG charts and index.html.")],
+) -> None:
+    """Charts (voltage, current, temperature per string; state of health; outages; alarms) and index.html."""
+    from battsim.recordings.query import RecordingBusyError
+    from battsim.recordings.recording import NotARecordingError
+    from battsim.recordings.report import write_report
+
+    if out.exists() and not out.is_dir():
+        fail("--out", f"{out} is a file; give a directory")
+    if not out.exists() and not (out.parent if str(out.parent) else Path(".")).is_dir():
+        fail("--out", f"directory {out.parent} does not exist")
+    try:
+        summary = write_report(recording, out)
+    except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
+        fail("FILE", escape(str(error)))
+    table = Table(show_header=False, box=None)
+    for name, value in summary.headline.items():
+        table.add_row(name, value)
+    table.add_row("report", str(summary.index))
+    table.add_row("wall time", f"{summary.wall_s:.1f} s")
+    stdout.print(table)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,371 @@
+"""A report of a recording: PNG charts and an ``index.html`` with the headline figures.
+
+    battsim report year.duckdb --out year-report/
+
+Charts: block voltage, current and temperature per string over time (one panel per site; the line
+is the mean of the string's jars, the band their minimum to maximum), state of health per jar,
+outage autonomy, and the alarm timeline. Everything is aggregated in DuckDB; Python only receives
+a few thousand points per string, so a year of the full fleet (a billion readings) is two scans
+of the file.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+
+from battsim.recordings.query import open_recordings
+
+HOT_C = 35  # the operators' alarm level (vrla-facts.md)
+END_OF_LIFE_SOH_PCT = 80.0  # IEEE 1188: replace below 80 % of rated capacity
+# Points per string line: enough to see a day's cycle in a week, few enough to draw fast. State
+# of health changes slowly, and there is a line per jar, so it gets fewer.
+TARGET_POINTS = 1000
+SOH_TARGET_POINTS = 200
+BUCKETS_S = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86_400, 7 * 86_400)
+
+
+@dataclass
+class Report:
+    out: Path
+    charts: list[Path]
+    index: Path
+    headline: dict[str, str]
+    wall_s: float
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def bucket_seconds(span_s: float, interval_s: int, points: int = TARGET_POINTS) -> int:
+    """The smallest bucket from :data:`BUCKETS_S`, at least one interval, giving at most ``points``."""
+    for bucket in BUCKETS_S:
+        if bucket >= interval_s and span_s / bucket <= points:
+            return bucket
+    return BUCKETS_S[-1]
+
+
+def write_report(recording: str | Path, out: str | Path) -> Report:
+    began = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    connection = open_recordings([recording])
+    try:
+        run = _run(connection)
+        span_s = max((run["end"] - run["start"]).total_seconds(), run["interval_s"])
+        bucket_s = bucket_seconds(span_s, run["interval_s"])
+        step = time.perf_counter()
+        strings = _string_series(connection, bucket_s)
+        timings["strings_scan_s"] = time.perf_counter() - step
+        step = time.perf_counter()
+        soh = _soh_series(connection, max(bucket_seconds(span_s, run["interval_s"], SOH_TARGET_POINTS), 3600))
+        timings["soh_scan_s"] = time.perf_counter() - step
+        step = time.perf_counter()
+        outages = _fetch(connection, "SELECT * FROM outage_autonomy")
+        alarms = _fetch(connection, "SELECT rule, site_id, battery_id, raised_at, cleared_at, duration_s FROM alarms")
+        events = dict(connection.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind").fetchall())
+        sites = [row[0] for row in connection.execute("SELECT site_id FROM sites ORDER BY site_key").fetchall()]
+        timings["views_s"] = time.perf_counter() - step
+    finally:
+        connection.close()
+
+    step = time.perf_counter()
+    charts = [
+        _series_chart(out / "voltage.png", strings, sites, "voltage", "Block voltage, V", "Jar voltage per string"),
+        _series_chart(out / "current.png", strings, sites, "current", "Current, A (+ charge, − discharge)",
+                      "Current per string"),
+        _series_chart(out / "temperature.png", strings, sites, "temperature", "Jar temperature, °C",
+                      "Jar temperature per string", hline=HOT_C),
+        _soh_chart(out / "soh.png", soh, sites),
+        _outage_chart(out / "outage_autonomy.png", outages),
+        _alarm_chart(out / "alarms.png", alarms, outages, run),
+    ]
+    timings["charts_s"] = time.perf_counter() - step
+    headline = _headline(run, strings, soh, outages, alarms, events, bucket_s)
+    index = out / "index.html"
+    index.write_text(_html(run, headline, events, charts, Path(recording).name), encoding="utf-8")
+    return Report(out, charts, index, headline, time.perf_counter() - began, timings)
+
+
+# ------------------------------------------------------------------------------------ data
+def _fetch(connection: duckdb.DuckDBPyConnection, query: str) -> dict[str, np.ndarray]:
+    cursor = connection.execute(query)
+    names = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
+    return {name: np.array([row[i] for row in rows], dtype=object) for i, name in enumerate(names)}
+
+
+def _run(connection: duckdb.DuckDBPyConnection) -> dict:
+    row = connection.execute(
+        'SELECT id, seed, preset, start, coalesce("end", start), interval_s, status, readings, version, '
+        "(SELECT count(*) FROM sites), (SELECT count(DISTINCT string_id) FROM batteries), "
+        "(SELECT count(*) FROM batteries) FROM runs"
+    ).fetchone()
+    keys = ("id", "seed", "preset", "start", "end", "interval_s", "status", "readings", "version", "sites", "strings",
+            "jars")
+    run = dict(zip(keys, row))
+    if run["status"] == "running":  # we could open it, so its writer is gone
+        run["status"] = "incomplete"
+    return run
+
+
+def _string_series(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> dict[str, np.ndarray]:
+    """Per string and time bucket: mean, min and max of the jars' voltage, current and temperature."""
+    aggregates = []
+    for name, column in (("voltage", "voltage_v"), ("current", "current_a"), ("temperature", "temperature_c")):
+        value = f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
+        aggregates += [f"avg({value}) AS {name}_mean", f"min({value}) AS {name}_min", f"max({value}) AS {name}_max"]
+    query = f"""
+        SELECT b.site_id, b.string_id, s.bucket * {bucket_s} AS t, {', '.join(aggregates)},
+               count_if(s.temperature_c > {HOT_C}) * (SELECT max(interval_s) FROM runs) / 3600.0 AS hot_jar_hours
+        FROM (SELECT *, epoch(timestamp)::BIGINT // {bucket_s} AS bucket FROM reading_samples) s
+             JOIN batteries b USING (battery_key)
+        GROUP BY ALL ORDER BY b.string_id, t"""
+    return _columns(connection.execute(query).fetchnumpy())
+
+
+def _soh_series(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> dict[str, np.ndarray]:
+    """Per jar and time bucket (a day or longer): mean measured and true state of health."""
+    query = f"""
+        SELECT b.site_id, b.battery_id, s.bucket * {bucket_s} AS t,
+               avg(CASE WHEN isnan(s.soh_pct) THEN NULL ELSE s.soh_pct END) AS soh_pct,
+               avg(s.true_soh_pct) AS true_soh_pct
+        FROM (SELECT battery_key, soh_pct, true_soh_pct, epoch(timestamp)::BIGINT // {bucket_s} AS bucket
+              FROM reading_samples) s JOIN batteries b USING (battery_key)
+        GROUP BY ALL ORDER BY b.battery_id, t"""
+    return _columns(connection.execute(query).fetchnumpy())
+
+
+def _columns(arrays: dict) -> dict[str, np.ndarray]:
+    columns = {name: np.asarray(values) for name, values in arrays.items()}
+    if "t" in columns:
+        columns["t"] = columns["t"].astype("int64").astype("datetime64[s]")
+    return columns
+
+
+def _groups(keys: np.ndarray) -> list[tuple[str, slice]]:
+    """(key, rows) of each run of equal keys in a sorted column."""
+    if len(keys) == 0:
+        return []
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    ends = np.append(starts[1:], len(keys))
+    return [(str(keys[a]), slice(int(a), int(b))) for a, b in zip(starts, ends)]
+
+
+# ------------------------------------------------------------------------------------ charts
+def _site_grid(title: str, count: int) -> tuple[Figure, list]:
+    columns = min(3, max(1, count))
+    rows = math.ceil(count / columns)
+    figure = Figure(figsize=(max(9.0, 5.2 * columns), 2.9 * rows + 0.8), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True).ravel()
+    for extra in axes[count:]:
+        extra.set_visible(False)
+    figure.suptitle(title)
+    for ax in axes[:count]:
+        _date_axis(ax)
+    return figure, list(axes[:count])
+
+
+def _date_axis(ax) -> None:
+    locator = AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
+def _series_chart(path: Path, data: dict, sites: list[str], quantity: str, ylabel: str, title: str,
+                  hline: float | None = None) -> Path:
+    figure, axes = _site_grid(f"{title} (UTC; line: mean of the jars, band: min–max)", max(len(sites), 1))
+    panel = {site: axes[i] for i, site in enumerate(sites)}
+    for string_id, rows in _groups(data["string_id"]):
+        ax = panel[str(data["site_id"][rows.start])]
+        t = data["t"][rows]
+        line, = ax.plot(t, data[f"{quantity}_mean"][rows], linewidth=0.8, label=string_id.rsplit("_", 1)[-1])
+        ax.fill_between(t, data[f"{quantity}_min"][rows].astype(float), data[f"{quantity}_max"][rows].astype(float),
+                        color=line.get_color(), alpha=0.15, linewidth=0)
+    for site, ax in panel.items():
+        ax.set_title(site, fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        if hline is not None:
+            ax.axhline(hline, color="red", linewidth=0.8, linestyle="--")
+        if ax.get_lines() and len(ax.get_lines()) <= 12:
+            ax.legend(fontsize=6, ncols=3, loc="best")
+    figure.savefig(path, dpi=90)
+    return path
+
+
+def _soh_chart(path: Path, data: dict, sites: list[str]) -> Path:
+    figure, axes = _site_grid("State of health per jar (lines: true; dots: the monitor's estimate at the end)",
+                              max(len(sites), 1))
+    panel = {site: axes[i] for i, site in enumerate(sites)}
+    segments: dict[str, list] = {site: [] for site in sites}
+    colors: dict[str, list] = {site: [] for site in sites}
+    t_num = data["t"].astype("datetime64[s]").astype("int64") / 86_400.0  # matplotlib's date unit: days
+    for battery_id, rows in _groups(data["battery_id"]):
+        site = str(data["site_id"][rows.start])
+        true = data["true_soh_pct"][rows].astype(float)
+        segments[site].append(np.column_stack([t_num[rows], true]))
+        colors[site].append("tab:red" if true[-1] < END_OF_LIFE_SOH_PCT else "tab:blue")
+        panel[site].plot(data["t"][rows][-1:], data["soh_pct"][rows][-1:], ".", color="0.4", markersize=2)
+    for site, ax in panel.items():
+        if segments[site]:
+            ax.add_collection(LineCollection(segments[site], colors=colors[site], linewidths=0.5, alpha=0.6))
+            ax.autoscale_view()
+        ax.axhline(END_OF_LIFE_SOH_PCT, color="red", linewidth=0.8, linestyle="--")
+        ax.set_title(site, fontsize=9)
+        ax.set_ylabel("State of health, %", fontsize=8)
+        ax.tick_params(labelsize=7)
+    figure.savefig(path, dpi=90)
+    return path
+
+
+def _message(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=11, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _outage_chart(path: Path, outages: dict) -> Path:
+    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = figure.subplots()
+    ax.set_title("Outage autonomy: each point is one outage of one string")
+    if len(outages["string_id"]) == 0:
+        _message(ax, "no outages in this recording")
+    else:
+        minutes = outages["duration_s"].astype(float) / 60.0
+        ah = outages["ah_delivered"].astype(float)
+        lvd = outages["lvd_reached"].astype(bool)
+        ax.scatter(minutes[~lvd], ah[~lvd], s=14, color="tab:blue", label="held until the grid returned")
+        ax.scatter(minutes[lvd], ah[lvd], s=18, color="tab:red", marker="x", label="low-voltage disconnect")
+        ax.set_xlabel("Outage duration, minutes")
+        ax.set_ylabel("Charge delivered, Ah")
+        ax.legend(fontsize=8)
+    figure.savefig(path, dpi=90)
+    return path
+
+
+def _alarm_chart(path: Path, alarms: dict, outages: dict, run: dict) -> Path:
+    rows = sorted(set(str(rule) for rule in alarms["rule"]))
+    labels = rows + (["grid outage (any string)"] if len(outages["string_id"]) else [])
+    figure = Figure(figsize=(10, 1.2 + 0.45 * max(len(labels), 2)), layout="constrained")
+    ax = figure.subplots()
+    ax.set_title("Alarm timeline (UTC): raised to cleared, per rule")
+    if not labels:
+        _message(ax, "no alarms or outages in this recording")
+        figure.savefig(path, dpi=90)
+        return path
+    end = run["end"]
+    spans = [(alarms["rule"], alarms["raised_at"], alarms["cleared_at"])]
+    if len(outages["string_id"]):
+        spans.append((np.full(len(outages["string_id"]), labels[-1], dtype=object), outages["start"], outages["end"]))
+    for names, starts, ends in spans:
+        for row, label in enumerate(labels):
+            chosen = names == label
+            if not chosen.any():
+                continue
+            begin = np.array([_as_utc(s) for s in starts[chosen]], dtype="datetime64[s]")
+            finish = np.array([_as_utc(e if e is not None else end) for e in ends[chosen]], dtype="datetime64[s]")
+            width = np.maximum((finish - begin).astype("int64"), 60) / 86_400.0
+            left = begin.astype("int64") / 86_400.0
+            ax.broken_barh(list(zip(left, width)), (row - 0.35, 0.7),
+                           color="tab:gray" if label == labels[-1] and len(outages["string_id"]) else "tab:orange")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    _date_axis(ax)
+    ax.set_xlim(_as_utc(run["start"]).astype("int64") / 86_400.0, _as_utc(end).astype("int64") / 86_400.0)
+    figure.savefig(path, dpi=90)
+    return path
+
+
+def _as_utc(moment: datetime) -> np.datetime64:
+    return np.datetime64(int(moment.timestamp()), "s")
+
+
+# ------------------------------------------------------------------------------------ figures
+def _headline(run: dict, strings: dict, soh: dict, outages: dict, alarms: dict, events: dict,
+              bucket_s: int) -> dict[str, str]:
+    figures = {
+        "Readings": f"{run['readings']:,}",
+        "Fleet": f"{_count(run['sites'], 'site')}, {_count(run['strings'], 'string')}, {_count(run['jars'], 'jar')}",
+        "Span": f"{run['start'].astimezone(timezone.utc):%Y-%m-%d %H:%M} → "
+                f"{run['end'].astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC "
+                f"({(run['end'] - run['start']).total_seconds() / 86_400:.1f} days, every {run['interval_s']} s)",
+        "Status": run["status"],
+    }
+    if len(strings["string_id"]):
+        hottest = int(np.nanargmax(strings["temperature_max"]))
+        figures["Hottest jar reading"] = (f"{strings['temperature_max'][hottest]:.1f} °C on "
+                                          f"{strings['string_id'][hottest]} (within {bucket_s // 60} min of "
+                                          f"{strings['t'][hottest].astype(datetime):%Y-%m-%d %H:%M} UTC)")
+        figures[f"Jar-hours above {HOT_C} °C"] = f"{float(np.nansum(strings['hot_jar_hours'])):,.1f}"
+    if len(soh["battery_id"]):
+        first, last = _first_last(soh)
+        figures["True state of health, fleet mean"] = f"{np.mean(first):.2f} % → {np.mean(last):.2f} %"
+        figures[f"Jars below {END_OF_LIFE_SOH_PCT:.0f} % (true) at the end"] = (
+            f"{int(np.sum(last < END_OF_LIFE_SOH_PCT))} of {len(last)}")
+    count = len(outages["string_id"])
+    figures["Outages (string × outage)"] = str(count)
+    if count:
+        duration_h = outages["duration_s"].astype(float) / 3600.0
+        lvd = outages["lvd_reached"].astype(bool)
+        figures["Outage hours, total / longest"] = f"{duration_h.sum():.1f} h / {duration_h.max():.2f} h"
+        figures["Low-voltage disconnects"] = f"{int(lvd.sum())}"
+        if lvd.any():
+            shortest = np.min(outages["time_to_disconnect_s"][lvd].astype(float)) / 60.0
+            figures["Shortest autonomy (to disconnect)"] = f"{shortest:.0f} min"
+        figures["Most charge delivered in one outage"] = f"{np.max(outages['ah_delivered'].astype(float)):.1f} Ah"
+    raised = len(alarms["rule"])
+    figures["Alarms raised"] = str(raised)
+    if raised:
+        rules, counts = np.unique(alarms["rule"].astype(str), return_counts=True)
+        figures["Alarms by rule"] = ", ".join(f"{r}: {c}" for r, c in zip(rules, counts))
+        figures["Alarms still active at the end"] = str(int(sum(c is None for c in alarms["cleared_at"])))
+    return figures
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _first_last(soh: dict) -> tuple[np.ndarray, np.ndarray]:
+    groups = _groups(soh["battery_id"])
+    true = soh["true_soh_pct"].astype(float)
+    return (np.array([true[rows.start] for _, rows in groups]), np.array([true[rows.stop - 1] for _, rows in groups]))
+
+
+def _html(run: dict, headline: dict[str, str], events: dict, charts: list[Path], name: str) -> str:
+    rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in headline.items())
+    kinds = "".join(f"<li>{html.escape(k)}: {v:,}</li>" for k, v in events.items()) or "<li>none</li>"
+    images = "\n".join(
+        f'<figure><img src="{c.name}" alt="{html.escape(c.stem)}"><figcaption>{html.escape(c.stem)}</figcaption>'
+        "</figure>" for c in charts
+    )
+    title = f"battsim report: {name}"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1600px; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+th, td {{ text-align: left; padding: .25em 1em .25em 0; border-bottom: 1px solid #ddd; vertical-align: top; }}
+img {{ max-width: 100%; border: 1px solid #eee; }} figure {{ margin: 0 0 2em 0; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Run <code>{html.escape(str(run['id']))}</code>, preset {html.escape(str(run['preset']))}, seed {run['seed']},
+battsim {html.escape(str(run['version']))}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>
+<h2>Headline figures</h2>
+<table>
+{rows}
+</table>
+<h2>Events</h2><ul>{kinds}</ul>
+<h2>Charts</h2>
+{images}
+</body></html>
+"""
