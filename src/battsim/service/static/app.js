@@ -43,6 +43,9 @@
     replayEvents: [],
     seeking: false,
     draws: 0,
+    animationFrames: 0,
+    parseMs: 0, // main-thread time spent parsing telemetry and updating the store
+    drawMs: 0, // and drawing charts, heat maps and the detail
     errors: [],
   };
   const dirty = { data: false, alarms: false, layout: false };
@@ -676,7 +679,11 @@
   let lastDraw = 0;
   function animate(now) {
     requestAnimationFrame(animate);
+    state.animationFrames++;
+    const began = performance.now();
     feeds[state.view].drain();
+    const parsed = performance.now();
+    state.parseMs += parsed - began;
     if (dirty.layout && store.n) {
       dirty.layout = false;
       fillTargetPickers();
@@ -695,6 +702,7 @@
       }
       renderStrip();
       state.draws++;
+      state.drawMs += performance.now() - parsed;
     }
     if (dirty.alarms) {
       dirty.alarms = false;
@@ -1129,6 +1137,9 @@
     get activeAlarms() { return [...alarms.active.values()].map((a) => ({ rule: a.rule, battery_id: a.battery_id, severity: a.severity })); },
     get alarmsRaised() { return alarms.raised; },
     get draws() { return state.draws; },
+    get animationFrames() { return state.animationFrames; },
+    get parseMs() { return state.parseMs; },
+    get drawMs() { return state.drawMs; },
     get errors() { return state.errors.slice(); },
     get simStatus() { return state.simStatus; },
     get replayStatus() { return state.replayStatus; },
@@ -1136,6 +1147,15 @@
     get replayEvents() { return state.replayEvents.length; },
     feeds: () => Object.fromEntries(Object.values(feeds).map((f) => [f.name, {
       state: f.state, received: f.received, decimated: f.decimated, serverDropped: f.serverDropped, messages: f.messages }])),
+    siteModes: () => {
+      const out = {};
+      for (let j = 0; j < store.n; j++) {
+        const site = store.sites[store.stringSite[store.jarString[j]]], mode = MODES[store.mode[j]] ?? "unknown";
+        out[site] = out[site] || {};
+        out[site][mode] = (out[site][mode] || 0) + 1;
+      }
+      return out;
+    },
     select: (batteryId) => { if (store.index.has(batteryId)) select(store.index.get(batteryId)); },
   };
 
