@@ -43,12 +43,6 @@ class EventSink:
 NINE_BY_24 = get_preset("thailand-9x24")
 
 
-@pytest.mark.xfail(
-    max(site.load_kw_per_string for site in NINE_BY_24.sites) > 8.0, strict=True,
-    reason="at 10 kW per string a 2 h outage takes BKK_DC1 (a GS 100 Ah string holding a jar at ~60 % SOH) "
-    "to low-voltage disconnect at ~15:33; the brief specifies 8 kW, at which no string disconnects. Reported "
-    "to the lead; this turns into a plain test when the preset load is 8 kW.",
-)
 def test_daily_outage_discharges_every_string_14_to_16_bangkok_then_boost_then_float(tmp_path):
     path = tmp_path / "daily.duckdb"
     record(path, [load_timeline(shipped_timelines()["daily-outage"])], days=3)

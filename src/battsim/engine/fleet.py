@@ -63,7 +63,7 @@ class SiteSpec(BaseModel):
     strings: int = Field(default=1, ge=1, le=100, description="Strings of jars at the site.")
     jars_per_string: int = Field(default=24, ge=1, le=400)
     model: str = Field(default="CSB HX12-120", description="Battery model of every jar at the site.")
-    load_kw_per_string: float = Field(default=10.0, gt=0, le=10_000, description="UPS load a string carries.")
+    load_kw_per_string: float = Field(default=8.0, gt=0, le=10_000, description="UPS load a string carries.")
     room_setpoint_c: float = Field(default=24.0, ge=10, le=40)
     outages_per_year: float = Field(default=4.0, ge=0, le=365, description="Regional grid-outage rate.")
     jars: list[JarSpec] = Field(
@@ -252,8 +252,11 @@ def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
     ).astype(np.int8)
     named_profile, named_soh_pct = np.array(named, dtype=np.float64).reshape(-1, 2).T
     profile = np.where(named_profile >= 0, named_profile, profile).astype(np.int8)
-    initial_age_years = age_draw * spec.max_initial_age_years
     design_life_years = np.array([models[m].design_life_years for m in battery_model])
+    # Jars still in service: a jar that would have passed end of life by now was replaced, so a
+    # faster-ageing jar is younger (at most 90 % of its life to end of life).
+    years_to_end_of_life = design_life_years / PROFILE_FADE_MULTIPLIER[profile]
+    initial_age_years = age_draw * np.minimum(spec.max_initial_age_years, 0.9 * years_to_end_of_life)
     return Fleet(
         spec=spec,
         models=models,
