@@ -105,9 +105,6 @@ class LiveSession:
         self.slot = slot
         self.broadcaster = broadcaster
         start = config.start or default_start(config.interval_s)
-        # Without a given start, virtual time begins at the wall clock's now, so at 1x ticks fall on the
-        # wall clock's whole intervals.
-        offset_s = 0.0 if config.start else max(0.0, time.time() - start.timestamp())
         self.fleet = build_fleet(config.fleet, config.seed)
         # Refuse a bad timeline or scenario before anything is written.
         timeline = resolve_timeline(config.timeline) if config.timeline else None
@@ -127,6 +124,9 @@ class LiveSession:
         self.scenarios = Scenarios(self.world)
         self.alarms = AlarmMonitor(self.world.bank.new_resistance_mohm, self.world.bank.cells)
         self.encoder = TelemetryEncoder(self.fleet)
+        # Without a given start, virtual time begins at the wall clock's now (the world took a while to
+        # build), so at 1x each tick is due when the wall clock reaches its timestamp.
+        offset_s = 0.0 if config.start else max(0.0, time.time() - start.timestamp())
         self.clock = PacedClock(offset_s, config.speed, paused=config.paused)
         self.timelines: list[Timeline] = []
         self.started_at = datetime.now(timezone.utc)
