@@ -284,6 +284,11 @@ class ReplaySource:
         return self.end_us
 
     @property
+    def span_end(self) -> datetime | None:
+        """Where the recorded span ends: one interval after the last reading (what ``-30m`` counts back from)."""
+        return None if self.end_us is None else _instant(self.end_us + self.interval_s * 1_000_000)
+
+    @property
     def info(self) -> RecordingInfo:
         row = self._connection.execute("SELECT readings FROM runs LIMIT 1").fetchall()
         readings = int(row[0][0] or 0)
@@ -295,14 +300,14 @@ class ReplaySource:
     def window(self, start: str | datetime | None = None, end: str | datetime | None = None,
                batteries: Sequence[str] = (), sites: Sequence[str] = ()) -> Window:
         """Validate what to play. Fields named in errors: ``from``, ``to``, ``battery_ids``, ``site_ids``."""
-        run_start = _instant(self.start_us)
-        last = None if self.end_us is None else _instant(self.end_us)
+        run_start, last = _instant(self.start_us), self.span_end
         begin = parse_instant(start, "from", run_start, last, self.timezone) if start is not None else run_start
         finish = parse_instant(end, "to", run_start, last, self.timezone) if end is not None else None
         if finish is not None and finish <= begin:
             raise ReplayError("to", f"{finish.isoformat()} is not after from ({begin.isoformat()})")
-        if last is not None and begin > last and not self.live:
-            raise ReplayError("from", f"{begin.isoformat()} is after the recording's last reading ({last.isoformat()})")
+        if last is not None and begin >= last and not self.live:
+            raise ReplayError("from", f"{begin.isoformat()} is after the recording's last reading "
+                                      f"({_instant(self.end_us).isoformat()})")
         if finish is not None and finish <= run_start:
             raise ReplayError("to", f"{finish.isoformat()} is not after the recording's start ({run_start.isoformat()})")
         keep = np.ones(len(self.battery_ids), dtype=bool)
@@ -485,6 +490,11 @@ class Player:
         self._last_us: int | None = None
         self._samples: deque[tuple[float, float]] = deque()
 
+    @property
+    def speed(self) -> float:
+        """The requested speed (``math.inf``: as fast as possible)."""
+        return self._clock.speed
+
     # -------------------------------------------------------------------------------- time
     def _virtual(self, timestamp_us: int) -> float:
         return (timestamp_us - self.window.start_us) / 1e6
@@ -503,7 +513,7 @@ class Player:
             return last
         now = self._clock.now()
         upcoming = self._upcoming_us(fetch=False)
-        if upcoming is not None and self._virtual(upcoming) <= now:
+        if upcoming is not None and self._due_in(self._virtual(upcoming)) == 0:
             return last  # behind: frames are due that have not gone out
         end_us = self._end_us()
         return min(now, self._virtual(end_us)) if end_us is not None else now
@@ -586,7 +596,7 @@ class Player:
                     if not self._at_end():
                         break
                     continue
-                if self._virtual(upcoming) > self._clock.now():
+                if self._due_in(self._virtual(upcoming)) > 0:
                     break
                 frames.append(self._take(self._chunk))
                 self._last_us = upcoming
@@ -609,9 +619,9 @@ class Player:
         if end_us is None:
             # An empty recording being written: nothing to loop over yet.
             return False
-        overshoot = now - self._virtual(end_us)
-        if overshoot < 0:
+        if self._due_in(self._virtual(end_us)) > 0:
             return False  # the last tick is out; the loop restarts when the window's time is up
+        overshoot = max(0.0, now - self._virtual(end_us))
         self.loops += 1
         self._drop_chunks()
         self._next_lo_us = self.window.start_us
@@ -634,8 +644,15 @@ class Player:
                 end_us = self._end_us()
                 if not self.loop or end_us is None:
                     return 0.0 if not self.loop else 0.5
-                return self._clock.wall_delay_until(self._virtual(end_us))
-            return self._clock.wall_delay_until(self._virtual(upcoming))
+                return self._due_in(self._virtual(end_us))
+            return self._due_in(self._virtual(upcoming))
+
+    def _due_in(self, virtual_s: float) -> float:
+        """Wall seconds until ``virtual_s``; within a microsecond (the timestamps' resolution) is now,
+        so that float rounding in the clock's arithmetic never leaves a tick a hair short of due."""
+        if self._clock.now() >= virtual_s - 1e-6:
+            return 0.0
+        return self._clock.wall_delay_until(virtual_s)
 
     # -------------------------------------------------------------------------------- commands
     def pause(self) -> None:
@@ -660,9 +677,8 @@ class Player:
     def seek(self, moment: str | datetime) -> None:
         """Play from ``moment``; the next frame holds each selected battery's last reading at or before it."""
         with self._lock:
-            run_start = _instant(self.source.start_us)
-            last = None if self.source.end_us is None else _instant(self.source.end_us)
-            at_us = to_unix_us(parse_instant(moment, "seek", run_start, last, self.source.timezone))
+            at_us = to_unix_us(parse_instant(moment, "seek", _instant(self.source.start_us), self.source.span_end,
+                                             self.source.timezone))
             end_us = self._end_us()
             if at_us < self.window.start_us or (end_us is not None and at_us >= end_us):
                 end = "the end of the recording" if end_us is None else iso_utc(end_us)
