@@ -25,8 +25,8 @@
   const MODES = ["float", "boost", "equalize", "discharge", "disconnected"];
   const MODE_COLORS = { float: "#3ecf8e", boost: "#4fa3ff", equalize: "#b084f5", discharge: "#ff8f3d",
     disconnected: "#ff5c5c", unknown: "#555" };
-  const EVENT_COLORS = { outage: "#ff5c5c", grid: "#ff5c5c", hvac: "#ff8f3d", scenario: "#4fa3ff",
-    alarm: "#f0b429", equalize: "#b084f5", boost: "#4fa3ff", other: "#8696a8" };
+  const EVENT_COLORS = { outage: "#ff5c5c", disconnect: "#ff5c5c", hvac: "#ff8f3d", scenario: "#4fa3ff",
+    alarm: "#f0b429", other: "#8696a8" };
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -701,6 +701,7 @@
         renderDetail();
       }
       renderStrip();
+      if (state.view === "replay" && store.simTime != null) setSeekPosition(store.simTime);
       state.draws++;
       state.drawMs += performance.now() - parsed;
     }
@@ -906,42 +907,49 @@
   });
 
   // ------------------------------------------------------------------------------ replay controls
+  // Recordings are listed by GET /recordings (id = the file name without .duckdb); a replay streams on
+  // /ws/replay as telemetry frames plus playback_state frames after every command and change of state.
   async function loadRecordings() {
-    const data = await api("GET", "recordings");
-    state.recordings = Array.isArray(data) ? data : data.recordings || [];
+    state.recordings = await api("GET", "recordings");
     const select = $("recording"), previous = select.value;
-    select.innerHTML = state.recordings.map((r) => `<option value="${escapeHtml(recordingKey(r))}">`
-      + `${escapeHtml(recordingLabel(r))}</option>`).join("") || `<option value="">no recordings yet</option>`;
-    if (state.recordings.some((r) => recordingKey(r) === previous)) select.value = previous;
+    select.innerHTML = state.recordings.map((r) => `<option value="${escapeHtml(r.id)}">${escapeHtml(recordingLabel(r))}</option>`)
+      .join("") || `<option value="">no recordings yet</option>`;
+    if (state.recordings.some((r) => r.id === previous)) select.value = previous;
     describeRecording();
   }
-  const recordingKey = (r) => String(r.id ?? r.recording ?? r.name ?? r.path);
   function recordingLabel(r) {
-    const name = r.name || (r.path ? r.path.split(/[\\/]/).pop() : recordingKey(r));
-    return `${name}${r.status && r.status !== "complete" ? ` (${r.status})` : ""}`;
+    return `${r.file || r.id}${r.status && r.status !== "complete" ? ` (${r.status})` : ""}`;
   }
-  function currentRecording() { return state.recordings.find((r) => recordingKey(r) === $("recording").value); }
+  function currentRecording() { return state.recordings.find((r) => r.id === $("recording").value); }
   function recordingSpan(r) {
-    const start = r.start ?? r.span?.start ?? r.span_start ?? r.first_reading, end = r.end ?? r.span?.end ?? r.span_end ?? r.last_reading;
-    return start && end ? { start: isoSeconds(start), end: isoSeconds(end) } : null;
+    return r && r.start && r.end ? { start: isoSeconds(r.start), end: isoSeconds(r.end) } : null;
   }
   function describeRecording() {
     const r = currentRecording();
     if (!r) { $("recording-description").textContent = ""; return; }
     const span = recordingSpan(r);
-    const parts = [r.preset || r.fleet, r.readings != null ? `${Number(r.readings).toLocaleString("en")} readings` : null,
-      span ? `${timeText(span.start)} → ${timeText(span.end)}` : null, r.status];
+    const parts = [r.preset, r.batteries ? `${r.batteries} jars` : null,
+      r.readings != null ? `${Number(r.readings).toLocaleString("en")} readings` : null,
+      r.interval_s ? `every ${r.interval_s} s` : null, span ? `${timeText(span.start)} → ${timeText(span.end)}` : null,
+      r.status];
     $("recording-description").textContent = parts.filter(Boolean).join(" · ");
+  }
+
+  function replaySpeed() {
+    const value = $("replay-speed").value;
+    return value === "max" ? "max" : Number(value);
   }
 
   const playReplay = action(async () => {
     const r = currentRecording();
     if (!r) throw new Error("recording: no recording to replay yet (a live run or `battsim run` makes one)");
     setView("replay");
-    feeds.replay.open();
-    const result = await api("POST", "replay/start", { recording: recordingKey(r), speed: Number($("replay-speed").value) });
     state.replaySpan = recordingSpan(r);
-    setReplayStatus(result);
+    state.replayEvents = [];
+    state.replayStatus = null;
+    drawSeekEvents();
+    feeds.replay.open();
+    setReplayStatus(await api("POST", "replay/start", { recording: r.id, speed: replaySpeed() }));
     await loadReplayEvents(r);
   });
 
@@ -950,21 +958,28 @@
   });
 
   const stopReplay = action(async () => {
-    try { setReplayStatus(await api("POST", "replay/stop")); } finally {
+    try {
+      if (state.replayStatus && state.replayStatus.state !== "idle") setReplayStatus(await api("POST", "replay/stop"));
+    } finally {
       feeds.replay.close();
       setView("live");
     }
   });
 
+  // The events on the seek bar, from the recording's events table through the read-only SQL endpoint:
+  // one marker per kind per bucket of the span (a year of daily outages stays a few hundred markers).
   async function loadReplayEvents(r) {
-    state.replayEvents = [];
+    const span = recordingSpan(r);
+    if (!span || ["running", "busy"].includes(r.status)) return; // still being written: not queryable yet
+    const bucket = Math.max(1, Math.ceil((span.end - span.start) / 400));
+    const sql = "SELECT kind, min(timestamp) AS timestamp, count(*) AS n, min(site_id) AS site_id, "
+      + "min(string_id) AS string_id, min(battery_id) AS battery_id FROM events WHERE kind <> 'mode_change' "
+      + `GROUP BY kind, floor(epoch(timestamp) / ${bucket}) ORDER BY 2 LIMIT 4000`;
     try {
-      const data = await api("GET", `recordings/${encodeURIComponent(recordingKey(r))}`);
-      const span = recordingSpan(data) || state.replaySpan;
-      state.replaySpan = span;
-      state.replayEvents = (data.events || []).map((e) => ({ ...e, t: isoSeconds(e.timestamp ?? e.time) }));
+      const result = await api("POST", "query", { recording: r.id, sql });
+      state.replayEvents = result.rows.map((e) => ({ ...e, t: isoSeconds(e.timestamp) }));
     } catch (error) {
-      toast(error.message);
+      toast(`events of ${r.id}: ${error.message}`);
     }
     drawSeekEvents();
   }
@@ -988,13 +1003,15 @@
     $("seek-start").textContent = span ? timeText(span.start) : "";
     $("seek-end").textContent = span ? timeText(span.end) : "";
     $("seek-bar").disabled = !span;
+    $("seek").dataset.events = String(state.replayEvents.length);
     if (!span || span.end <= span.start) return;
     for (const e of state.replayEvents) {
-      const x = ((e.t - span.start) / (span.end - span.start)) * width;
+      const x = Math.round(((e.t - span.start) / (span.end - span.start)) * (width - 2));
       ctx.fillStyle = eventColor(e.kind);
-      ctx.fillRect(Math.round(x), 0, 2, 14);
+      // Causes (outages, HVAC, scenarios) full height; alarms, which are many, as short ticks.
+      if (String(e.kind).startsWith("alarm")) ctx.fillRect(x, 9, 2, 5);
+      else ctx.fillRect(x, 0, 2, 14);
     }
-    $("seek").dataset.events = String(state.replayEvents.length);
   }
 
   function seekEventHint(event) {
@@ -1004,28 +1021,31 @@
     const t = span.start + ((event.clientX - rect.left) / rect.width) * (span.end - span.start);
     let best = null;
     for (const e of state.replayEvents) if (!best || Math.abs(e.t - t) < Math.abs(best.t - t)) best = e;
-    const where = [best.site_id, best.string_id, best.battery_id].filter(Boolean).join(" ");
-    $("seek-event-hint").textContent = `${timeText(best.t)} ${best.kind} ${where}`;
+    const where = [best.battery_id || best.string_id || best.site_id].filter(Boolean).join(" ");
+    $("seek-event-hint").textContent = `${timeText(best.t)} ${best.kind} ${where}${best.n > 1 ? ` (+${best.n - 1} more nearby)` : ""}`;
   }
 
   function setReplayStatus(status) {
     if (!status || typeof status !== "object") return;
-    state.replayStatus = { ...(state.replayStatus || {}), ...status };
+    state.replayStatus = status.state === "idle" ? { state: "idle" } : { ...(state.replayStatus || {}), ...status };
     const s = state.replayStatus;
-    if (!state.replaySpan) {
-      const span = recordingSpan(s) || (s.from && s.to ? { start: isoSeconds(s.from), end: isoSeconds(s.to) } : null);
-      if (span) { state.replaySpan = span; drawSeekEvents(); }
+    if (!state.replaySpan && s.from && s.to) {
+      state.replaySpan = { start: isoSeconds(s.from), end: isoSeconds(s.to) };
+      drawSeekEvents();
     }
-    const position = s.position ?? s.sim_time ?? s.current_time ?? s.virtual_time;
     const rows = [
-      ["State", s.state ?? s.status ?? "–"], ["Recording", s.recording ?? s.recording_id ?? "–"],
-      ["Position", position ? timeText(isoSeconds(position)) : "–"],
-      ["Speed", s.speed != null ? `${s.speed}×` : "–"],
+      ["State", s.state ?? "–"], ["Recording", s.recording ?? "–"],
+      ["Position", s.position ? timeText(isoSeconds(s.position)) : "–"],
+      ["Speed", s.speed != null ? `${s.speed}${s.speed === "max" ? "" : "×"}` : "–"],
       ["Achieved", s.achieved_speed != null ? `${fmt(s.achieved_speed, 1)}×` : "–"],
-      ["Readings", s.readings_sent ?? s.readings ?? "–"],
+      ["Frames", s.frames != null ? `${s.frames} (${Number(s.readings || 0).toLocaleString("en")} readings)` : "–"],
     ];
     $("replay-status").innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd>${escapeHtml(v)}</dd>`).join("");
-    if (position) setSeekPosition(isoSeconds(position));
+    const playing = ["playing", "paused"].includes(s.state);
+    $("replay-pause").disabled = s.state !== "playing";
+    $("replay-resume").disabled = s.state !== "paused";
+    $("replay-stop").disabled = !playing && s.state !== "ended";
+    if (s.position) setSeekPosition(isoSeconds(s.position));
   }
 
   function setSeekPosition(t) {
@@ -1042,19 +1062,14 @@
 
   const seek = action(async () => {
     state.seeking = false;
-    const t = seekTarget();
     store.clearHistory();
-    setReplayStatus(await api("POST", "replay/seek", { time: new Date(t * 1000).toISOString() }));
+    setReplayStatus(await api("POST", "replay/seek", { time: new Date(seekTarget() * 1000).toISOString() }));
   });
 
   async function refreshReplayStatus() {
-    try {
-      const status = await api("GET", "replay/status");
-      setReplayStatus(status);
-      return status;
-    } catch {
-      return null; // no replay API on this server, or none running
-    }
+    const status = await api("GET", "replay/status");
+    setReplayStatus(status);
+    return status;
   }
 
   // ------------------------------------------------------------------------------ wiring
@@ -1089,7 +1104,7 @@
     $("replay-resume").addEventListener("click", replayCommand("replay/resume"));
     $("replay-stop").addEventListener("click", stopReplay);
     $("replay-speed").addEventListener("change", () => {
-      if (state.view === "replay") replayCommand("replay/speed", { speed: Number($("replay-speed").value) })();
+      if (state.view === "replay") replayCommand("replay/speed", () => ({ speed: replaySpeed() }))();
     });
     $("recording").addEventListener("change", describeRecording);
     $("recordings-refresh").addEventListener("click", action(loadRecordings));
@@ -1164,11 +1179,19 @@
     feeds.live.open();
     requestAnimationFrame(animate);
     await Promise.all([loadPresets(), loadScenarios(), loadTimelines(), refreshSimStatus()].map((p) => p.catch((e) => toast(e.message))));
-    loadRecordings().catch(() => { $("recording").innerHTML = `<option value="">replay is not available</option>`; });
-    const replay = await refreshReplayStatus();
-    if (replay && ["playing", "paused"].includes(replay.state)) { setView("replay"); feeds.replay.open(); }
+    await loadRecordings().catch((e) => toast(e.message));
+    const replay = await refreshReplayStatus().catch((e) => toast(e.message));
+    // A replay already running (started by another page or by curl): show it.
+    if (replay && ["playing", "paused"].includes(replay.state)) {
+      const r = state.recordings.find((x) => x.id === replay.recording);
+      if (r) $("recording").value = r.id;
+      setView("replay");
+      state.replaySpan = recordingSpan(r);
+      feeds.replay.open();
+      if (r) loadReplayEvents(r);
+    }
     // Status frames arrive on every change; this poll only refreshes the running counters.
-    setInterval(() => { refreshSimStatus().catch(() => {}); if (state.view === "replay") refreshReplayStatus(); }, 2000);
+    setInterval(() => { refreshSimStatus().catch(() => {}); if (state.view === "replay") refreshReplayStatus().catch(() => {}); }, 2000);
   }
 
   boot();
