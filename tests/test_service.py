@@ -197,6 +197,15 @@ def test_stop_completes_a_recording_that_holds_exactly_what_was_broadcast(server
     assert events["detail"].str.contains('"source": "api"').all() and len(events) == 1
 
 
+def test_a_scenario_given_at_start_acts_on_every_battery(server):
+    with server.telemetry() as ws:
+        server.http.post("/api/v1/simulation/start", json=SEED_START | {"scenario": "power_outage", "speed": 500})
+        frame = next_of(ws, "telemetry", lambda f: f["seq"] >= 1)
+    assert {reading["mode"] for reading in frame["data"]} == {"discharge"}
+    status = server.http.get("/api/v1/simulation/status").json()
+    assert status["scenario"] == "power_outage" and status["active_scenarios"][0]["source"] == "start"
+
+
 def test_filters_keep_only_the_chosen_batteries(server):
     http = server.http
     http.post("/api/v1/simulation/start", json=SEED_START | {"speed": 500}).raise_for_status()

@@ -134,6 +134,11 @@ class Recorder:
     def event(self, event: Event) -> None:
         self._events.append(event)
 
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the file being written, for readers in this process (DuckDB lets no other process
+        open it meanwhile); it sees the batches committed so far and closes with the recorder."""
+        return self._connection.cursor()
+
     def close(self, status: str = "complete", wall_seconds: float = 0.0) -> None:
         """Write what is pending and mark the run; ``status`` is 'complete' or 'incomplete'."""
         events, self._events = self._events, []

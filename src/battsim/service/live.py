@@ -406,6 +406,16 @@ class Sessions:
         await session.stop()
         return session
 
+    def live_connection(self, path: Path):
+        """A DuckDB cursor on a recording a running session is writing (None if none is): in-process
+        readers (replay, SQL) must go through the writer's connection while it is open. Close it when
+        done: a cursor left open keeps the recorder from checkpointing the file when the session stops."""
+        for slot in self.slots.values():
+            session = slot.running
+            if session is not None and session.recording_path.resolve() == Path(path).resolve():
+                return session.recorder.cursor()
+        return None
+
     async def stop_all(self) -> None:
         for slot in self.slots.values():
             if slot.running is not None:
