@@ -38,8 +38,9 @@ from battsim.service.routes_query import UnknownRecordingError, find_recording
 API = "/api/v1"
 # Longest single wait of the pacing task, so it notices a command or a loop restart promptly anyway.
 MAX_WAIT_S = 0.5
-# At max speed, poll again only when every subscriber has fewer queued frames than this.
-BACKLOG_FRAMES = 16
+# At max speed, frames are taken this many at a time, and only while every subscriber's queue is at
+# most half full (frames and bytes), so none is dropped: full-fleet frames are ~0.6 MB each.
+MAX_SPEED_BATCH = 8
 
 LiveConnection = Callable[[Path], "duckdb.DuckDBPyConnection | None"]
 
@@ -112,9 +113,11 @@ class ReplaySession:
         player = self.player
         try:
             while True:
-                if math.isinf(player.speed):
+                batch = 4096
+                if math.isinf(player.speed) and self.broadcaster.subscribers:
                     await self._subscribers_caught_up()
-                frames = await asyncio.to_thread(player.poll)
+                    batch = MAX_SPEED_BATCH
+                frames = await asyncio.to_thread(player.poll, batch)
                 for frame in frames:
                     self.broadcaster.publish(frame)
                 if player.changes != self._seen_changes:
@@ -132,7 +135,8 @@ class ReplaySession:
             await asyncio.to_thread(self._close)
 
     async def _subscribers_caught_up(self) -> None:
-        while any(len(s.queue) >= BACKLOG_FRAMES for s in self.broadcaster.subscribers.values()):
+        while any(len(s.queue) > s.max_frames // 2 or s.queued_bytes > s.max_bytes // 2
+                  for s in self.broadcaster.subscribers.values()):
             await asyncio.sleep(0.002)
 
     def _close(self) -> None:
