@@ -379,6 +379,7 @@
     if (state.view === view) return;
     state.view = view;
     for (const feed of Object.values(feeds)) { feed.queue = []; feed.queuedBytes = 0; }
+    if (view === "live") feeds.replay.close(); // the replay may go on on the server; this page stops watching it
     store.reset();
     clearAlarms();
     $("view-name").textContent = view;
@@ -453,7 +454,7 @@
     if (charts[key]) charts[key].plot.destroy();
     const strings = visibleStrings();
     const series = [{ label: "UTC" }].concat(strings.map((s, i) => ({
-      label: store.strings[s], stroke: palette(i), width: 1, spanGaps: false,
+      label: stringLabel(s), stroke: palette(i), width: 1, spanGaps: false,
       value: (u, v) => fmt(v, 2),
     })));
     const plot = new uPlot({
@@ -488,6 +489,14 @@
         axisStyle({ scale: "C", label: "°C", side: 1, size: 44, grid: { show: false } })],
     }, [[], [], [], []], el);
     charts.detail = { plot, el };
+  }
+
+  // The shortest name that tells a chart's lines apart: the site when it has one string, the string
+  // within its site when one site is shown, else the whole string id.
+  function stringLabel(s) {
+    const site = store.sites[store.stringSite[s]];
+    if (store.stringSite.filter((x) => x === store.stringSite[s]).length === 1) return site;
+    return state.chartSite ? store.strings[s].replace(`${site}_`, "") : store.strings[s];
   }
 
   function visibleStrings() {
@@ -961,7 +970,6 @@
     try {
       if (state.replayStatus && state.replayStatus.state !== "idle") setReplayStatus(await api("POST", "replay/stop"));
     } finally {
-      feeds.replay.close();
       setView("live");
     }
   });
