@@ -74,7 +74,7 @@ def export_recording(recording: str | Path, out: str | Path, format: str = "parq
                     rows[table] = _copy(connection, _partitioned_readings(connection), out / "readings",
                                         f"{options}, PARTITION_BY (site_id, date)")
                 else:
-                    query = _readings_select(connection) if table == "readings" else _select(table)
+                    query = _readings_select(connection) if table == "readings" else _select(connection, table)
                     rows[table] = _copy(connection, query, out / f"{table}.{format}", options)
     finally:
         connection.close()
@@ -97,8 +97,12 @@ def _prepare(out: Path, single_file: bool, overwrite: bool) -> None:
             out.unlink()
 
 
-def _select(table: str) -> str:
-    return f"SELECT * FROM {table} ORDER BY {_ORDER[table]}"
+def _select(connection, table: str) -> str:
+    # JSON columns (runs.config, events.detail) as text: Parquet readers other than DuckDB would
+    # see JSON-typed columns as raw bytes.
+    json_columns = [row[0] for row in connection.execute(f"DESCRIBE {table}").fetchall() if row[1] == "JSON"]
+    replace = f" REPLACE ({', '.join(f'{c}::VARCHAR AS {c}' for c in json_columns)})" if json_columns else ""
+    return f"SELECT *{replace} FROM {table} ORDER BY {_ORDER[table]}"
 
 
 def _readings_select(connection) -> str:

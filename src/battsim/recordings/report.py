@@ -46,9 +46,9 @@ class Report:
 
 
 def bucket_seconds(span_s: float, interval_s: int, points: int = TARGET_POINTS) -> int:
-    """The smallest bucket from :data:`BUCKETS_S`, at least one interval, giving at most ``points``."""
-    for bucket in BUCKETS_S:
-        if bucket >= interval_s and span_s / bucket <= points:
+    """The smallest bucket, the interval itself or one of :data:`BUCKETS_S` above it, giving at most ``points``."""
+    for bucket in sorted({interval_s} | {b for b in BUCKETS_S if b > interval_s}):
+        if span_s / bucket <= points:
             return bucket
     return BUCKETS_S[-1]
 
