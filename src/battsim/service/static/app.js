@@ -39,6 +39,7 @@
     scenarios: [],
     presets: [],
     shippedTimelines: {},
+    replayRecording: null, // the listing entry of the recording being replayed
     replaySpan: null, // {start, end} in seconds, of the recording being replayed
     replayEvents: [],
     seeking: false,
@@ -379,7 +380,12 @@
     if (state.view === view) return;
     state.view = view;
     for (const feed of Object.values(feeds)) { feed.queue = []; feed.queuedBytes = 0; }
-    if (view === "live") feeds.replay.close(); // the replay may go on on the server; this page stops watching it
+    if (view === "live") {
+      feeds.replay.close(); // the replay may go on on the server; this page stops watching it
+      replayAlarms.generation++;
+      replayAlarms.queue = [];
+      replayAlarms.more = false;
+    }
     store.reset();
     clearAlarms();
     $("view-name").textContent = view;
@@ -691,6 +697,7 @@
     state.animationFrames++;
     const began = performance.now();
     feeds[state.view].drain();
+    if (state.view === "replay" && store.simTime != null) advanceReplayAlarms();
     const parsed = performance.now();
     state.parseMs += parsed - began;
     if (dirty.layout && store.n) {
@@ -953,13 +960,14 @@
     const r = currentRecording();
     if (!r) throw new Error("recording: no recording to replay yet (a live run or `battsim run` makes one)");
     setView("replay");
+    state.replayRecording = r;
     state.replaySpan = recordingSpan(r);
     state.replayEvents = [];
     state.replayStatus = null;
     drawSeekEvents();
     feeds.replay.open();
     setReplayStatus(await api("POST", "replay/start", { recording: r.id, speed: replaySpeed() }));
-    await loadReplayEvents(r);
+    await Promise.all([loadReplayEvents(r), loadReplayAlarms(r, state.replaySpan ? state.replaySpan.start : 0)]);
   });
 
   const replayCommand = (path, body) => action(async () => {
@@ -990,6 +998,75 @@
       toast(`events of ${r.id}: ${error.message}`);
     }
     drawSeekEvents();
+  }
+
+  // The alarm list of a replay: the recording's alarm events (a live run records every alarm raised and
+  // cleared), those active at the start or seek position first, then the later ones applied as the
+  // frames shown pass their time, fetched a page at a time.
+  const ALARM_PAGE = 5000;
+  const ALARM_COLUMNS = "timestamp, kind, battery_id, site_id, json_extract_string(detail, '$.rule') AS rule, "
+    + "json_extract_string(detail, '$.severity') AS severity, TRY_CAST(json_extract(detail, '$.value') AS DOUBLE) AS value, "
+    + "json_extract_string(detail, '$.unit') AS unit, json_extract_string(detail, '$.message') AS message";
+  const replayAlarms = { recording: null, queue: [], next: 0, after: null, more: false, loading: false, generation: 0 };
+
+  function alarmFromEvent(row) {
+    return { ...row, state: row.kind === "alarm_cleared" ? "cleared" : "raised" };
+  }
+
+  async function loadReplayAlarms(r, t) {
+    const generation = ++replayAlarms.generation;
+    Object.assign(replayAlarms, { recording: null, queue: [], next: 0, after: null, more: false, loading: false });
+    clearAlarms();
+    if (!r || ["running", "busy"].includes(r.status)) return; // still being written: not queryable yet
+    const at = new Date(t * 1000).toISOString();
+    const sql = `SELECT * FROM (SELECT ${ALARM_COLUMNS} FROM events WHERE kind IN ('alarm_raised', 'alarm_cleared') `
+      + `AND timestamp <= '${at}' QUALIFY row_number() OVER (PARTITION BY battery_id, `
+      + "json_extract_string(detail, '$.rule') ORDER BY timestamp DESC) = 1) WHERE kind = 'alarm_raised'";
+    try {
+      const active = await api("POST", "query", { recording: r.id, sql });
+      if (generation !== replayAlarms.generation) return;
+      for (const row of active.rows) addAlarm(alarmFromEvent(row), row);
+      Object.assign(replayAlarms, { recording: r.id, after: at, more: true });
+      await moreReplayAlarms();
+    } catch (error) {
+      toast(`alarms of ${r.id}: ${error.message}`);
+    }
+  }
+
+  async function moreReplayAlarms() {
+    const generation = replayAlarms.generation;
+    if (!replayAlarms.more || replayAlarms.loading || !replayAlarms.recording) return;
+    replayAlarms.loading = true;
+    try {
+      const sql = `SELECT ${ALARM_COLUMNS} FROM events WHERE kind IN ('alarm_raised', 'alarm_cleared') `
+        + `AND timestamp > '${replayAlarms.after}' ORDER BY timestamp LIMIT ${ALARM_PAGE}`;
+      const result = await api("POST", "query", { recording: replayAlarms.recording, sql });
+      if (generation !== replayAlarms.generation) return;
+      let rows = result.rows;
+      const full = rows.length >= ALARM_PAGE || result.truncated;
+      if (full) {
+        // The page may end inside a group of changes at one time: keep whole groups only.
+        const last = rows[rows.length - 1].timestamp;
+        const whole = rows.filter((row) => row.timestamp !== last);
+        if (whole.length) rows = whole;
+      }
+      replayAlarms.queue = rows.map((row) => ({ row, t: isoSeconds(row.timestamp) }));
+      replayAlarms.next = 0;
+      replayAlarms.more = full;
+      if (rows.length) replayAlarms.after = rows[rows.length - 1].timestamp;
+    } finally {
+      if (generation === replayAlarms.generation) replayAlarms.loading = false;
+    }
+  }
+
+  // Called once per animation frame in the replay view: the alarm changes up to the time shown.
+  function advanceReplayAlarms() {
+    const { queue } = replayAlarms;
+    while (replayAlarms.next < queue.length && queue[replayAlarms.next].t <= store.simTime) {
+      const { row } = queue[replayAlarms.next++];
+      addAlarm(alarmFromEvent(row), row);
+    }
+    if (replayAlarms.next >= queue.length && replayAlarms.more) moreReplayAlarms().catch((e) => toast(e.message));
   }
 
   function eventColor(kind) {
@@ -1070,8 +1147,10 @@
 
   const seek = action(async () => {
     state.seeking = false;
+    const target = seekTarget();
     store.clearHistory();
-    setReplayStatus(await api("POST", "replay/seek", { time: new Date(seekTarget() * 1000).toISOString() }));
+    setReplayStatus(await api("POST", "replay/seek", { time: new Date(target * 1000).toISOString() }));
+    await loadReplayAlarms(state.replayRecording, target);
   });
 
   async function refreshReplayStatus() {
@@ -1194,9 +1273,13 @@
       const r = state.recordings.find((x) => x.id === replay.recording);
       if (r) $("recording").value = r.id;
       setView("replay");
+      state.replayRecording = r;
       state.replaySpan = recordingSpan(r);
       feeds.replay.open();
-      if (r) loadReplayEvents(r);
+      if (r) {
+        loadReplayEvents(r);
+        loadReplayAlarms(r, isoSeconds(replay.position));
+      }
     }
     // Status frames arrive on every change; this poll only refreshes the running counters.
     setInterval(() => { refreshSimStatus().catch(() => {}); if (state.view === "replay") refreshReplayStatus().catch(() => {}); }, 2000);
