@@ -170,7 +170,7 @@ class Scenarios:
         """
         spec = get_spec(name)
         validated = validate_params(spec, params)
-        if duration_s is not None and not (np.isfinite(duration_s) and duration_s > 0):
+        if duration_s is not None and not (isinstance(duration_s, (int, float)) and 0 < duration_s < float("inf")):
             raise ScenarioError(f"duration_s: {duration_s!r} must be a positive number of seconds")
         jars = self.targets.resolve(sites, strings, batteries)
         world = self.world
@@ -204,11 +204,7 @@ class Scenarios:
         that had one cleared."""
         if name is not None:
             get_spec(name)
-        if sites is None and strings is None and batteries is None:
-            jars = np.ones(self.world.fleet.size, dtype=bool)
-        else:
-            jars = self.targets.resolve(sites, strings, batteries)
-        return self._clear(jars, name, reason="cleared")
+        return self._clear(self.targets.resolve(sites, strings, batteries), name, reason="cleared")
 
     def active(self) -> list[dict]:
         """The scenarios acting now, in the order they were applied."""
