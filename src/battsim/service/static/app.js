@@ -465,7 +465,8 @@
     })));
     const plot = new uPlot({
       width: chartWidth(el), height: 190, tzDate: uPlotTz, series,
-      legend: { show: strings.length <= 40, live: true },
+      // Live values in the legend only when they fit; many strings get a compact legend of names.
+      legend: { show: strings.length <= 40, live: strings.length <= 6 },
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: true } },
       axes: [axisStyle({}), axisStyle({ label, size: 54 })],
@@ -735,7 +736,7 @@
     $("frame-count").textContent = `${store.framesParsed} drawn of ${feed.received}`;
     $("mode-counts").textContent = Object.entries(store.modeCounts).map(([m, c]) => `${m} ${c}`).join(" · ") || "–";
     const notes = [];
-    if (feed.decimated) notes.push(`${feed.decimated} frames decimated by the page`);
+    if (feed.decimated) notes.push(`${feed.decimated} frames skipped by the page`);
     if (feed.serverDropped) notes.push(`${feed.serverDropped} dropped by the server`);
     $("drop-note").textContent = notes.join("; ");
   }
