@@ -64,11 +64,13 @@ def write_report(recording: str | Path, out: str | Path) -> Report:
         span_s = max((run["end"] - run["start"]).total_seconds(), run["interval_s"])
         bucket_s = bucket_seconds(span_s, run["interval_s"])
         step = time.perf_counter()
-        strings = _string_series(connection, bucket_s)
-        timings["strings_scan_s"] = time.perf_counter() - step
+        _jar_buckets(connection, bucket_s)
+        timings["scan_s"] = time.perf_counter() - step
         step = time.perf_counter()
-        soh = _soh_series(connection, max(bucket_seconds(span_s, run["interval_s"], SOH_TARGET_POINTS), 3600))
-        timings["soh_scan_s"] = time.perf_counter() - step
+        strings = _string_series(connection, bucket_s)
+        soh_every = max(1, bucket_seconds(span_s, run["interval_s"], SOH_TARGET_POINTS) // bucket_s)
+        soh = _soh_series(connection, bucket_s, soh_every)
+        timings["series_s"] = time.perf_counter() - step
         step = time.perf_counter()
         outages = _fetch(connection, "SELECT * FROM outage_autonomy")
         alarms = _fetch(connection, "SELECT rule, site_id, battery_id, raised_at, cleared_at, duration_s FROM alarms")
@@ -118,29 +120,43 @@ def _run(connection: duckdb.DuckDBPyConnection) -> dict:
     return run
 
 
+def _jar_buckets(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> None:
+    """The one pass over the readings: per jar and time bucket, the sums, extremes and counts that
+    every chart is derived from (temp table ``jar_buckets``). Grouping by the stored jar key and an
+    integer bucket, with no join, is what keeps a year of the full fleet fast."""
+    parts = []
+    for name, column in (("v", "voltage_v"), ("i", "current_a"), ("t", "temperature_c"), ("soh", "soh_pct")):
+        value = f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
+        parts += [f"sum({value}) AS {name}_sum", f"count({value}) AS {name}_n"]
+        if name != "soh":
+            parts += [f"min({value}) AS {name}_min", f"max({value}) AS {name}_max"]
+    connection.execute(f"""
+        CREATE TEMP TABLE jar_buckets AS
+        SELECT battery_key, epoch(timestamp)::BIGINT // {bucket_s} AS bucket, {', '.join(parts)},
+               sum(true_soh_pct) AS true_soh_sum, count(*) AS n, count_if(temperature_c > {HOT_C}) AS hot_n
+        FROM reading_samples GROUP BY ALL""")
+
+
 def _string_series(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> dict[str, np.ndarray]:
     """Per string and time bucket: mean, min and max of the jars' voltage, current and temperature."""
     aggregates = []
-    for name, column in (("voltage", "voltage_v"), ("current", "current_a"), ("temperature", "temperature_c")):
-        value = f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
-        aggregates += [f"avg({value}) AS {name}_mean", f"min({value}) AS {name}_min", f"max({value}) AS {name}_max"]
+    for name, short in (("voltage", "v"), ("current", "i"), ("temperature", "t")):
+        aggregates += [f"sum(j.{short}_sum) / sum(j.{short}_n) AS {name}_mean", f"min(j.{short}_min) AS {name}_min",
+                       f"max(j.{short}_max) AS {name}_max"]
     query = f"""
-        SELECT b.site_id, b.string_id, s.bucket * {bucket_s} AS t, {', '.join(aggregates)},
-               count_if(s.temperature_c > {HOT_C}) * (SELECT max(interval_s) FROM runs) / 3600.0 AS hot_jar_hours
-        FROM (SELECT *, epoch(timestamp)::BIGINT // {bucket_s} AS bucket FROM reading_samples) s
-             JOIN batteries b USING (battery_key)
+        SELECT b.site_id, b.string_id, j.bucket * {bucket_s} AS t, {', '.join(aggregates)},
+               sum(j.hot_n) * (SELECT max(interval_s) FROM runs) / 3600.0 AS hot_jar_hours
+        FROM jar_buckets j JOIN batteries b USING (battery_key)
         GROUP BY ALL ORDER BY b.string_id, t"""
     return _columns(connection.execute(query).fetchnumpy())
 
 
-def _soh_series(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> dict[str, np.ndarray]:
-    """Per jar and time bucket (a day or longer): mean measured and true state of health."""
+def _soh_series(connection: duckdb.DuckDBPyConnection, bucket_s: int, every: int) -> dict[str, np.ndarray]:
+    """Per jar and every ``every`` buckets: mean measured and true state of health."""
     query = f"""
-        SELECT b.site_id, b.battery_id, s.bucket * {bucket_s} AS t,
-               avg(CASE WHEN isnan(s.soh_pct) THEN NULL ELSE s.soh_pct END) AS soh_pct,
-               avg(s.true_soh_pct) AS true_soh_pct
-        FROM (SELECT battery_key, soh_pct, true_soh_pct, epoch(timestamp)::BIGINT // {bucket_s} AS bucket
-              FROM reading_samples) s JOIN batteries b USING (battery_key)
+        SELECT b.site_id, b.battery_id, (j.bucket // {every}) * {every * bucket_s} AS t,
+               sum(j.soh_sum) / sum(j.soh_n) AS soh_pct, sum(j.true_soh_sum) / sum(j.n) AS true_soh_pct
+        FROM jar_buckets j JOIN batteries b USING (battery_key)
         GROUP BY ALL ORDER BY b.battery_id, t"""
     return _columns(connection.execute(query).fetchnumpy())
 
@@ -198,7 +214,7 @@ def _series_chart(path: Path, data: dict, sites: list[str], quantity: str, ylabe
         if hline is not None:
             ax.axhline(hline, color="red", linewidth=0.8, linestyle="--")
         if ax.get_lines() and len(ax.get_lines()) <= 12:
-            ax.legend(fontsize=6, ncols=3, loc="best")
+            ax.legend(fontsize=6, ncols=3, loc="upper left")
     figure.savefig(path, dpi=90)
     return path
 
@@ -209,16 +225,18 @@ def _soh_chart(path: Path, data: dict, sites: list[str]) -> Path:
     panel = {site: axes[i] for i, site in enumerate(sites)}
     segments: dict[str, list] = {site: [] for site in sites}
     colors: dict[str, list] = {site: [] for site in sites}
+    ends: dict[str, list] = {site: [] for site in sites}
     t_num = data["t"].astype("datetime64[s]").astype("int64") / 86_400.0  # matplotlib's date unit: days
     for battery_id, rows in _groups(data["battery_id"]):
         site = str(data["site_id"][rows.start])
         true = data["true_soh_pct"][rows].astype(float)
         segments[site].append(np.column_stack([t_num[rows], true]))
         colors[site].append("tab:red" if true[-1] < END_OF_LIFE_SOH_PCT else "tab:blue")
-        panel[site].plot(data["t"][rows][-1:], data["soh_pct"][rows][-1:], ".", color="0.4", markersize=2)
+        ends[site].append((t_num[rows.stop - 1], float(data["soh_pct"][rows.stop - 1])))
     for site, ax in panel.items():
         if segments[site]:
             ax.add_collection(LineCollection(segments[site], colors=colors[site], linewidths=0.5, alpha=0.6))
+            ax.scatter(*np.array(ends[site]).T, s=3, color="0.35", zorder=3)
             ax.autoscale_view()
         ax.axhline(END_OF_LIFE_SOH_PCT, color="red", linewidth=0.8, linestyle="--")
         ax.set_title(site, fontsize=9)
