@@ -28,6 +28,13 @@ console = Console(stderr=True)
 stdout = Console()
 
 
+def print_summary(rows: list[tuple[str, str]]) -> None:
+    """Aligned "name  value" lines; values are never truncated (paths and commands must stay copyable)."""
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        stdout.print(f"{name:<{width}}  {value}", soft_wrap=True, highlight=False, markup=False)
+
+
 def fail(flag: str, message: str) -> NoReturn:
     """Refuse bad input: name the flag, say what is allowed, exit with code 2."""
     console.print(f"[red]error:[/red] {flag}: {message}")
@@ -152,15 +159,15 @@ def run(
 
         summary = record_run(batch, progress=show)
 
-    table = Table(show_header=False, box=None)
-    table.add_row("recording", str(summary.path))
-    table.add_row("run id", summary.run_id)
-    table.add_row("readings", f"{summary.readings:,}")
-    table.add_row("virtual span", f"{begin.isoformat()} → {end.isoformat()} ({span_s / 86400:g} days)")
-    table.add_row("wall time", f"{summary.wall_s:.2f} s")
-    table.add_row("rate", f"{summary.readings_per_s:,.0f} readings/s")
-    table.add_row("try", f"battsim query {summary.path} \"SELECT site_id, mode, count(*) FROM readings GROUP BY ALL\"")
-    stdout.print(table)
+    print_summary([
+        ("recording", str(summary.path)),
+        ("run id", summary.run_id),
+        ("readings", f"{summary.readings:,}"),
+        ("virtual span", f"{begin.isoformat()} → {end.isoformat()} ({span_s / 86400:g} days)"),
+        ("wall time", f"{summary.wall_s:.2f} s"),
+        ("rate", f"{summary.readings_per_s:,.0f} readings/s"),
+        ("try", f"battsim query {summary.path} \"SELECT site_id, mode, count(*) FROM readings GROUP BY ALL\""),
+    ])
 
 
 @app.command()
@@ -234,15 +241,15 @@ def serve(
     web = create_app(data_dir, preset, interval_s=interval, speed=speed, seed=seed)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{shown}:{port}"
-    table = Table(show_header=False, box=None)
-    table.add_row("API", f"{base}/api/v1/")
-    table.add_row("docs", f"{base}/docs")
-    table.add_row("dashboard", f"{base}/")
-    table.add_row("WebSocket", f"ws://{shown}:{port}/api/v1/ws/telemetry")
-    table.add_row("recordings", str(data_dir.resolve()))
-    table.add_row("running", f"{preset} (interval {interval} s, speed {speed:g}x, seed {seed})" if preset else
-                  "nothing yet: POST /api/v1/simulation/start")
-    stdout.print(table)
+    print_summary([
+        ("API", f"{base}/api/v1/"),
+        ("docs", f"{base}/docs"),
+        ("dashboard", f"{base}/"),
+        ("WebSocket", f"ws://{shown}:{port}/api/v1/ws/telemetry"),
+        ("recordings", str(data_dir.resolve())),
+        ("running", f"{preset} (interval {interval} s, speed {speed:g}x, seed {seed})" if preset else
+         "nothing yet: POST /api/v1/simulation/start"),
+    ])
     # Per-message compression costs more CPU than loopback bandwidth is worth at telemetry rates.
     uvicorn.run(web, host=host, port=port, ws_per_message_deflate=False, log_level="info")
 
@@ -320,12 +327,9 @@ def export(
         fail(f"--{error.option}", escape(error.message))
     except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
         fail("FILE", escape(str(error)))
-    table = Table(show_header=False, box=None)
-    table.add_row("exported", str(summary.out))
-    for name, rows in summary.rows.items():
-        table.add_row(name, f"{rows:,} rows")
-    table.add_row("wall time", f"{summary.wall_s:.2f} s")
-    stdout.print(table)
+    print_summary([("exported", str(summary.out)),
+                   *((name, f"{rows:,} rows") for name, rows in summary.rows.items()),
+                   ("wall time", f"{summary.wall_s:.2f} s")])
 
 
 @app.command()
@@ -346,12 +350,8 @@ def report(
         summary = write_report(recording, out)
     except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
         fail("FILE", escape(str(error)))
-    table = Table(show_header=False, box=None)
-    for name, value in summary.headline.items():
-        table.add_row(name, value)
-    table.add_row("report", str(summary.index))
-    table.add_row("wall time", f"{summary.wall_s:.1f} s")
-    stdout.print(table)
+    print_summary([*summary.headline.items(), ("report", str(summary.index)),
+                   ("wall time", f"{summary.wall_s:.1f} s")])
 
 
 def main() -> None:
