@@ -30,7 +30,9 @@ def stalled_subscriber(port: int) -> socket.socket:
 
 
 def test_a_subscriber_that_never_reads_does_not_slow_the_others(tmp_path):
-    settings = {"max_frames": 64, "send_timeout_s": 3.0, "lag_limit_s": 20.0}
+    # Ten seconds of frames of slack for the healthy client however busy the machine; the stalled one
+    # is cut off by the send timeout once its socket buffers are full.
+    settings = {"max_frames": 400, "max_bytes": 2**30, "send_timeout_s": 3.0, "lag_limit_s": WAIT_S}
     with serve(tmp_path, broadcaster=settings) as server:
         http = server.http
         port = int(server.base.rsplit(":", 1)[1])
@@ -44,8 +46,7 @@ def test_a_subscriber_that_never_reads_does_not_slow_the_others(tmp_path):
 
             def stalled_fell_behind() -> bool:
                 stats = http.get("/api/v1/ws/subscribers").json()
-                others = [s for s in stats["subscribers"] if s["sent"] < max(seqs, default=0) - 64]
-                return stats["disconnected_slow"] > 0 or any(s["dropped"] > 0 for s in others)
+                return stats["disconnected_slow"] > 0 or any(s["dropped"] > 0 for s in stats["subscribers"])
 
             while True:
                 message = receive(healthy)
@@ -62,8 +63,6 @@ def test_a_subscriber_that_never_reads_does_not_slow_the_others(tmp_path):
                 seqs.append(next_of(healthy, "telemetry")["seq"])
             stalled.close()
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-        stats = http.get("/api/v1/ws/subscribers").json()
-        assert stats["disconnected_slow"] >= 0  # the endpoint answers while all this goes on
         http.post("/api/v1/simulation/stop").raise_for_status()
 
 

@@ -143,6 +143,7 @@ class LiveSession:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task | None = None
+        self._closer: asyncio.Future | None = None
         if timeline is not None:
             self._install(timeline)
         if config.scenario:
@@ -240,7 +241,7 @@ class LiveSession:
             log.exception("live simulation %s failed", self.slot)
             self.error = f"{type(error).__name__}: {error}"
             self._stopping = True
-            await self._close("incomplete")
+            await self._finish("incomplete")
 
     def _after_slice(self) -> None:
         if self._pending_rows >= RECORD_ROWS or (self._pending
@@ -287,11 +288,15 @@ class LiveSession:
         self.wake()
         if self._task is not None:
             await self._task
-        await self._close(status)
+        await self._finish(status)
+
+    async def _finish(self, status: str) -> None:
+        """Close once, however many stop requests (or a failure) arrive; each waits until it is done."""
+        if self._closer is None:
+            self._closer = asyncio.ensure_future(self._close(status))
+        await asyncio.shield(self._closer)
 
     async def _close(self, status: str) -> None:
-        if self.stopped_at is not None:
-            return
         self.stopped_at = datetime.now(timezone.utc)
         try:
             self.world.flush()
