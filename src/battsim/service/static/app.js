@@ -103,8 +103,9 @@
   }
 
   // ------------------------------------------------------------------------------ the data store
-  // One per view. Jars are indexed in the order of the first frame (the server sends fleet order:
-  // site, string, position), so a heat-map row is a string and a column a jar's position in it.
+  // What the page shows, for the feed being viewed (reset when the view or the run changes). Jars are
+  // indexed in the order of the first frame (the server sends fleet order: site, string, position),
+  // so a heat-map row is a string and a column a jar's position in it.
   class Store {
     constructor() { this.reset(); }
 
@@ -332,9 +333,9 @@
       handleMessage(this, message);
     }
 
-    // Parse what is queued, within the budget; returns the frames parsed.
+    // Parse what is queued, within the budget.
     drain() {
-      if (!this.queue.length) return 0;
+      if (!this.queue.length) return;
       const texts = this.queue, total = this.queuedBytes;
       this.queue = [];
       this.queuedBytes = 0;
@@ -347,7 +348,6 @@
         this.decimated += texts.length - chosen.length;
       }
       for (const text of chosen) store.ingest(JSON.parse(text));
-      return chosen.length;
     }
   }
 
@@ -370,9 +370,11 @@
       case "error":
         toast(`${feed.name} feed: ${message.detail || message.message || JSON.stringify(message)}`);
         return;
+      case "playback_state":
+        setReplayStatus(message);
+        return;
       default:
-        // The replay feed's playback-state frames (and anything else that describes a replay).
-        if (feed.name === "replay") setReplayStatus(message);
+        // A message type this page does not know yet: nothing to show.
     }
   }
 
@@ -410,11 +412,11 @@
   }
 
   function addAlarm(alert, frame) {
-    const rule = alert.rule ?? alert.alarm ?? alert.alert_type ?? "alarm";
+    const rule = alert.rule;
     const key = `${alert.battery_id}|${rule}`;
     const item = {
       key, rule, battery_id: alert.battery_id, site_id: alert.site_id, severity: alert.severity || "warning",
-      state: alert.state || (alert.raised === false ? "cleared" : "raised"),
+      state: alert.state,
       time: isoSeconds(alert.timestamp ?? frame.sim_time), value: alert.value, unit: alert.unit || "",
       message: alert.message || rule,
     };
@@ -471,7 +473,26 @@
       scales: { x: { time: true } },
       axes: [axisStyle({}), axisStyle({ label, size: 54 })],
     }, [[]].concat(strings.map(() => [])), el);
-    charts[key] = { plot, el, array, strings };
+    charts[key] = zoomable({ plot, el, array, strings });
+  }
+
+  // Drag on a chart to zoom into a span of time; it stays there while new data arrives (a live chart
+  // would otherwise jump back to everything on the next frame). Double-click returns to everything.
+  function zoomable(chart) {
+    const { plot } = chart;
+    chart.zoom = null;
+    plot.hooks.setSelect = [(u) => {
+      if (u.select.width > 0) chart.zoom = { min: u.posToVal(u.select.left, "x"), max: u.posToVal(u.select.left + u.select.width, "x") };
+    }];
+    plot.over.addEventListener("dblclick", () => { chart.zoom = null; });
+    return chart;
+  }
+
+  function show(chart, data) {
+    chart.plot.batch(() => {
+      chart.plot.setData(data);
+      if (chart.zoom) chart.plot.setScale("x", chart.zoom);
+    });
   }
 
   function axisStyle(extra) {
@@ -495,7 +516,7 @@
         axisStyle({ scale: "A", label: "A", side: 1, size: 48, grid: { show: false } }),
         axisStyle({ scale: "C", label: "°C", side: 1, size: 44, grid: { show: false } })],
     }, [[], [], [], []], el);
-    charts.detail = { plot, el };
+    charts.detail = zoomable({ plot, el });
   }
 
   // The shortest name that tells a chart's lines apart: the site when it has one string, the string
@@ -525,17 +546,17 @@
     for (const key of ["voltage", "current", "temperature"]) {
       const chart = charts[key];
       const ys = store.stringSeries(chart.strings, store[chart.array]);
-      chart.plot.setData([x].concat(ys));
+      show(chart, [x].concat(ys));
       chart.el.dataset.points = String(x.length * ys.length);
       chart.el.dataset.series = String(ys.length);
     }
     const j = state.selected;
     const detail = charts.detail;
     if (j >= 0 && j < store.n) {
-      detail.plot.setData([x, store.jarSeries(j, store.hv), store.jarSeries(j, store.hi), store.jarSeries(j, store.ht)]);
+      show(detail, [x, store.jarSeries(j, store.hv), store.jarSeries(j, store.hi), store.jarSeries(j, store.ht)]);
       detail.el.dataset.points = String(x.length);
     } else {
-      detail.plot.setData([[], [], [], []]);
+      show(detail, [[], [], [], []]);
       detail.el.dataset.points = "0";
     }
   }
@@ -1232,6 +1253,7 @@
     get framesParsed() { return store.framesParsed; },
     get readingsParsed() { return store.readingsParsed; },
     get points() { return store.len; },
+    times: () => Array.from(store.t.subarray(0, store.len)),
     get lastSeq() { return store.lastSeq; },
     get simTime() { return store.simTime; },
     get modeCounts() { return { ...store.modeCounts }; },
