@@ -1,0 +1,99 @@
+"""Telemetry frame encoding and per-subscriber queues, without a network."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from battsim.engine.battery import Mode
+from battsim.engine.fleet import FleetSpec, JarSpec, SiteSpec, build_fleet, get_preset
+from battsim.engine.readings import ReadingBuffer
+from battsim.service.broadcast import AlertFrame, ReadingFilter, Subscriber, TelemetryEncoder
+
+
+def two_site_fleet():
+    spec = FleetSpec(sites=[SiteSpec(site_id="A", jars=[JarSpec(battery_id="A1"), JarSpec(battery_id="A2")]),
+                            SiteSpec(site_id="B", jars=[JarSpec(battery_id="B1")])])
+    return build_fleet(spec, seed=1)
+
+
+def one_tick(values: dict, size: int, timestamp_us: int = 1_775_000_000_000_000):
+    buffer = ReadingBuffer(size, 1)
+    for name, view in ((n, buffer.tick_view(n)) for n in buffer.columns):
+        view[:] = values.get(name, 0)
+    buffer.tick_view("timestamp_us")[:] = timestamp_us
+    buffer.commit_tick()
+    return buffer.take().columns
+
+
+def test_a_frame_is_json_with_the_original_fields_rounded_and_missing_values_null():
+    fleet = two_site_fleet()
+    columns = one_tick({
+        "voltage_v": np.array([13.6419, np.nan, 12.0], np.float32),
+        "current_a": np.array([-34.12345, 0.0284, 1.5], np.float32),
+        "temperature_c": np.array([24.349, np.nan, 31.0], np.float32),
+        "internal_resistance_mohm": np.array([3.91, 4.0, 4.2], np.float32),
+        "soh_pct": np.array([96.8, 80.0, 79.96], np.float32),
+        "soc_pct": np.array([99.996, 50.0, 1.0], np.float32),
+        "ambient_c": np.array([24.0, 24.0, 30.5], np.float32),
+        "mode": np.array([Mode.DISCHARGE, Mode.FLOAT, Mode.BOOST], np.uint8),
+    }, fleet.size)
+    frame = TelemetryEncoder(fleet).tick(41, columns, slice(0, fleet.size))
+    message = json.loads(frame.text(ReadingFilter()))
+    assert (message["type"], message["seq"], message["sim_time"]) == ("telemetry", 41, "2026-03-31T23:33:20+00:00")
+    first, second, third = message["data"]
+    assert first == {"battery_id": "A1", "site_id": "A", "string_id": "A_SYS01_STR01",
+                     "timestamp": "2026-03-31T23:33:20+00:00", "voltage_v": 13.642, "current_a": -34.123,
+                     "temperature_c": 24.35, "internal_resistance_mohm": 3.91, "soh_pct": 96.8, "mode": "discharge",
+                     "soc_pct": 100.0, "ambient_c": 24.0}
+    assert second["voltage_v"] is None and second["temperature_c"] is None and second["mode"] == "float"
+    assert third["mode"] == "boost" and third["soh_pct"] == 79.96 and third["string_id"] == "B_SYS01_STR01"
+
+
+def test_filters_combine_ids_of_a_kind_with_or_and_kinds_with_and():
+    fleet = two_site_fleet()
+    frame = TelemetryEncoder(fleet).tick(0, one_tick({}, fleet.size), slice(0, fleet.size))
+
+    def ids(**kinds):
+        chosen = ReadingFilter(**{name: frozenset(values) for name, values in kinds.items()})
+        return [reading["battery_id"] for reading in json.loads(frame.text(chosen))["data"]]
+
+    assert ids(battery_ids={"A2", "B1"}) == ["A2", "B1"]
+    assert ids(site_ids={"A"}) == ["A1", "A2"]
+    assert ids(site_ids={"A"}, battery_ids={"A2", "B1"}) == ["A2"]
+    assert ids(string_ids={"B_SYS01_STR01"}) == ["B1"]
+    assert ReadingFilter(battery_ids=frozenset({"Z9"}), site_ids=frozenset({"A"})).unknown_ids(fleet) == ["Z9"]
+
+
+def test_the_full_fleet_frame_has_every_jar_once():
+    fleet = build_fleet(get_preset("thailand-full"), seed=0)
+    columns = one_tick({"voltage_v": np.full(fleet.size, 13.5, np.float32)}, fleet.size)
+    data = json.loads(TelemetryEncoder(fleet).tick(0, columns, slice(0, fleet.size)).text(ReadingFilter()))["data"]
+    assert [reading["battery_id"] for reading in data] == fleet.battery_ids
+
+
+def test_alerts_reach_only_subscribers_whose_filter_keeps_the_jar():
+    fleet = two_site_fleet()
+    frame = AlertFrame(TelemetryEncoder(fleet), 3, "t", np.array([2]), [{"battery_id": "B1", "rule": "low_soh"}])
+    assert frame.text(ReadingFilter(site_ids=frozenset({"A"}))) is None
+    assert json.loads(frame.text(ReadingFilter(battery_ids=frozenset({"B1"}))))["data"][0]["rule"] == "low_soh"
+
+
+class NoSocket:
+    client = None
+
+
+def test_a_full_queue_drops_its_oldest_frames_and_counts_them():
+    subscriber = Subscriber(NoSocket(), ReadingFilter(), max_frames=3, max_bytes=10_000, send_timeout_s=1,
+                            lag_limit_s=1, ping_interval_s=1)
+    for seq in range(5):
+        subscriber.offer(f"frame {seq}", published_at=0.0)
+    assert [text for text, _ in subscriber.queue] == ["frame 2", "frame 3", "frame 4"]
+    assert (subscriber.dropped, subscriber.unreported_drops) == (2, 2)
+    # The byte bound too, but the newest frame always stays.
+    subscriber = Subscriber(NoSocket(), ReadingFilter(), max_frames=100, max_bytes=10, send_timeout_s=1,
+                            lag_limit_s=1, ping_interval_s=1)
+    subscriber.offer("x" * 8, 0.0)
+    subscriber.offer("y" * 20, 0.0)
+    assert [text for text, _ in subscriber.queue] == ["y" * 20] and subscriber.dropped == 1
