@@ -1,14 +1,18 @@
 """Every jar of the fleet as numpy arrays, advanced one tick at a time.
 
 :class:`BatteryBank` holds the state of all jars (charge in a two-well kinetic battery model,
-temperature, state of health, resistance) and the parameters that come from each jar's model,
-manufacturing spread and degradation profile. :meth:`BatteryBank.advance` moves all of them over
-one time step under the charger or load that the rectifiers impose; it has no Python loop over jars.
+temperature, state of health) and the parameters that come from each jar's model, manufacturing
+spread and degradation profile. :meth:`BatteryBank.advance` moves all of them over one time step
+under the charger or load that the rectifiers impose; it has no Python loop over jars. The fleet,
+``battsim lab`` and the failure hazards all drive this same code.
 
 The charge model is the kinetic battery model (KiBaM, Manwell & McGowan 1993): an *available*
 well feeds the terminals, a *bound* well refills it at a finite rate. It gives the rate-dependent
 capacity of the datasheet tables and the recovery of voltage after a discharge, and its exact
-solution for a constant current makes each step independent of its length.
+solution for a constant current makes each step independent of its length. The jar is one thermal
+mass heated by its own losses (ohmic, overpotential and the overcharge current that oxygen
+recombination turns wholly into heat) and cooled by the room; the float current grows with
+temperature, which is where thermal runaway comes from. Equations: ``docs/physics.md``.
 """
 
 from __future__ import annotations
@@ -47,14 +51,13 @@ class Profile(IntEnum):
 PROFILE_NAMES = tuple(profile.name.lower() for profile in Profile)
 
 # Multipliers on calendar and cycle fade for each profile. An accelerated jar reaches end of life
-# in about 40 % of its design life, a failing one in about 15 % (field experience of early failures).
+# in about 40 % of its design life, a failing one in about 15 % (field experience of early
+# failures: 3-4 years for a 10-year block in a poor site, 1-2 years for a bad batch).
 PROFILE_FADE_MULTIPLIER = np.array([1.0, 2.5, 6.5])
-
-# Specific heat of a VRLA block (lead, acid, plastic), J/(kg·K) (typical published 0.7-0.9 kJ/(kg·K)).
-SPECIFIC_HEAT_J_PER_KG_K = 800.0
-# Natural convection and radiation from a block in an open rack, W/K for a 30 kg block, scaling
-# with surface area (mass^2/3): about 10 W/(m²·K) over the 0.34 m² of a 100 Ah block.
-HEAT_TRANSFER_W_PER_K_30KG = 3.6
+# Resistance rise per point of capacity lost, relative to a healthy jar: early failures are mostly
+# grid corrosion and dry-out, which raise resistance faster than they take capacity, ending at
+# 1.45 / 1.52 / 1.59 × the new resistance at 80 % (vrla-facts.md: 1.3-1.6 × at end of life).
+PROFILE_RESISTANCE_RISE = np.array([1.0, 1.15, 1.3])
 
 # Cycle ageing: a UPS AGM block gives about 250 full-depth cycles to 80 % (datasheet cycle-life curves).
 FADE_PCT_PER_FULL_CYCLE = 20.0 / 250.0
@@ -62,6 +65,12 @@ FADE_PCT_PER_FULL_CYCLE = 20.0 / 250.0
 # Charge acceptance falls as the available well fills; this resistance (per unit C10, V/cell per C)
 # sets how fast the boost current tapers near full.
 CHARGE_TAPER_V_PER_C_RATE = 0.08
+
+# Ageing stress doubles per 100 mV/cell away from the temperature-compensated float voltage:
+# above it grid corrosion (overcharge), below it sulfation (undercharge) (vrla-facts.md "Ageing").
+VOLTAGE_STRESS_DOUBLING_V = 0.100
+# Sulfation while a jar sits discharged: stress rises to 3 × at empty.
+DISCHARGED_STRESS_AT_EMPTY = 2.0
 
 
 @dataclass
@@ -93,30 +102,44 @@ class BatteryBank:
         self.model_index = np.asarray(model_index)
         self.profile = np.asarray(profile, dtype=np.int8)
         self.cells = per_jar("cells")
-        self.live_cells = self.cells.copy()
         self.rated_capacity_ah = per_jar("capacity_ah_c10") * capacity_spread
+        self.full_capacity_ah = self.rated_capacity_ah * per_jar("capacity_over_c10")
         self.new_resistance_mohm = per_jar("internal_resistance_mohm") * resistance_spread
         self.design_life_years = per_jar("design_life_years")
         self.float_v_per_cell = per_jar("float_v_per_cell")
         self.boost_v_per_cell = per_jar("boost_v_per_cell")
         self.float_compensation_mv_per_c = per_jar("float_compensation_mv_per_c")
         self.boost_compensation_mv_per_c = per_jar("boost_compensation_mv_per_c")
-        self.current_limit_c10 = per_jar("boost_current_limit_c10")
+        self.current_limit_a = per_jar("boost_current_limit_c10") * self.rated_capacity_ah
         self.end_voltage_v_per_cell = per_jar("end_voltage_v_per_cell")
         self.float_current_ma_per_ah = per_jar("float_current_ma_per_ah")
         self.self_discharge_pct_per_month = per_jar("self_discharge_pct_per_month")
         self.available_fraction = per_jar("available_charge_fraction")
         self.diffusion_rate_per_h = per_jar("diffusion_rate_per_h")
-        self.polarization_v_per_c = per_jar("polarization_v_per_c_rate")
+        self.tafel_v_per_cell = per_jar("tafel_v_per_cell")
+        self.tafel_reference_c_rate = per_jar("tafel_reference_c_rate")
         self.depletion_v_per_cell = per_jar("depletion_v_per_cell")
         mass_kg = np.array([model.block_mass_kg for model in models])[model_index]
-        self.heat_capacity_j_per_k = mass_kg * SPECIFIC_HEAT_J_PER_KG_K
-        self.heat_transfer_w_per_k = HEAT_TRANSFER_W_PER_K_30KG * np.power(mass_kg / 30.0, 2.0 / 3.0)
+        self.heat_capacity_j_per_k = mass_kg * per_jar("specific_heat_j_per_kg_k")
+        self.heat_transfer_w_per_k = np.array([model.block_heat_transfer_w_per_k for model in models])[model_index]
+        self.thermal_time_constant_s = self.heat_capacity_j_per_k / self.heat_transfer_w_per_k
+        self.taper_ohm_per_cell = CHARGE_TAPER_V_PER_C_RATE / self.rated_capacity_ah
+        self.resistance_rise = PROFILE_RESISTANCE_RISE[self.profile]
+        # KiBaM constant k' = k / (c (1 - c)) (Manwell & McGowan 1993), 1/h.
+        self.kibam_rate_per_h = self.diffusion_rate_per_h / (self.available_fraction * (1.0 - self.available_fraction))
 
-        # Causes that scenarios and failures change (1.0 / 0 = normal).
+        # Causes that scenarios and failures change (1.0 / inf = normal).
+        self.live_cells = self.cells.copy()  # a shorted cell no longer counts (failures.py)
         self.fade_multiplier = PROFILE_FADE_MULTIPLIER[self.profile].copy()
         self.resistance_multiplier = np.ones(self.size)
         self.float_current_multiplier = np.ones(self.size)
+        self.self_discharge_multiplier = np.ones(self.size)
+        # The charger regulates a whole string: when cells of the string are shorted, the others share
+        # its voltage and each sees this much more than its setpoint (string cells / live string cells).
+        self.charge_voltage_share = np.ones(self.size)
+        # Rectifier thermal protection: stop charging a jar above this temperature (inf = never; UPS
+        # defaults stop at 50 °C, vrla-facts.md). Leaving it off lets a runaway reach its charger limit.
+        self.charge_cutoff_c = np.full(self.size, np.inf)
 
         # State.
         self.soh_pct = np.asarray(initial_soh_pct, dtype=np.float64).copy()
@@ -126,10 +149,10 @@ class BatteryBank:
         self.bound_ah = capacity * (1.0 - self.available_fraction)
         self.depth_of_discharge = np.zeros(self.size)
 
-    # ----------------------------------------------------------------------------------------
+    # ---------------------------------------------------------------------------------- state
     def capacity_ah(self) -> np.ndarray:
-        """Capacity at the 10 h rate, after ageing and at the jar's temperature, Ah."""
-        return self.rated_capacity_ah * self.soh_pct / 100.0 * physics.capacity_temperature_factor(self.temperature_c)
+        """Charge a full jar holds now (after ageing, at its temperature), Ah."""
+        return self.full_capacity_ah * self.soh_pct * 0.01 * physics.capacity_temperature_factor(self.temperature_c)
 
     def state_of_charge(self) -> np.ndarray:
         return np.clip((self.available_ah + self.bound_ah) / self.capacity_ah(), 0.0, 1.0)
@@ -139,135 +162,191 @@ class BatteryBank:
         return np.clip(self.available_ah / (self.capacity_ah() * self.available_fraction), 0.0, 1.0)
 
     def resistance_mohm(self) -> np.ndarray:
-        return physics.resistance_mohm(
-            self.new_resistance_mohm * self.resistance_multiplier, self.soh_pct, self.temperature_c,
-            self.state_of_charge(),
+        return self._resistance_mohm(self.state_of_charge())
+
+    def _resistance_mohm(self, soc: np.ndarray) -> np.ndarray:
+        # Ageing rise scaled by the profile: the capacity lost counts resistance_rise times.
+        effective_soh = 100.0 - self.resistance_rise * (100.0 - self.soh_pct)
+        return self.new_resistance_mohm * self.resistance_multiplier * physics.resistance_factor(
+            effective_soh, self.temperature_c, soc
         )
 
-    def charge_setpoint_v_per_cell(self, mode: np.ndarray) -> np.ndarray:
-        """Temperature-compensated charger voltage the jar's mode asks for, V/cell."""
-        float_v = physics.compensated_charge_voltage_v_per_cell(
-            self.float_v_per_cell, self.float_compensation_mv_per_c, self.temperature_c
+    # The rectifier compensates its voltage from one probe per string, in the rack air beside the
+    # jars: it follows the room, not the one jar that heats itself (which is why a runaway jar does
+    # not pull its own charge voltage down). Setpoints therefore take the probe's temperature.
+    def float_setpoint_v_per_cell(self, probe_temperature_c) -> np.ndarray:
+        """Temperature-compensated float voltage at the charger probe's temperature, V/cell."""
+        return physics.compensated_charge_voltage_v_per_cell(
+            self.float_v_per_cell, self.float_compensation_mv_per_c, probe_temperature_c
         )
+
+    def charge_setpoint_v_per_cell(self, mode: np.ndarray, probe_temperature_c=None) -> np.ndarray:
+        """Temperature-compensated charger voltage the jar's mode asks for, V/cell (probe: the room)."""
+        probe_c = self.temperature_c if probe_temperature_c is None else probe_temperature_c
+        float_v = self.float_setpoint_v_per_cell(probe_c)
+        if not (mode == Mode.BOOST).any() and not (mode == Mode.EQUALIZE).any():
+            return float_v
         boost_v = physics.compensated_charge_voltage_v_per_cell(
-            self.boost_v_per_cell, self.boost_compensation_mv_per_c, self.temperature_c
+            self.boost_v_per_cell, self.boost_compensation_mv_per_c, probe_c
         )
         return np.where(mode == Mode.FLOAT, float_v, boost_v)
 
-    # ----------------------------------------------------------------------------------------
-    def _kibam_step(self, current_a: np.ndarray, dt_s: float) -> None:
+    def overcharge_current_a(self, voltage_v_per_cell: np.ndarray) -> np.ndarray:
+        """Float (oxygen-recombination) current of each jar held at a cell voltage, A; rises with age."""
+        return physics.float_current_a(
+            self.rated_capacity_ah,
+            self.float_current_ma_per_ah * self.float_current_multiplier * (2.0 - self.soh_pct * 0.01),
+            voltage_v_per_cell, self.float_v_per_cell, self.temperature_c,
+        )
+
+    # ------------------------------------------------------------------------------ discharge
+    def discharge_voltage_v(self, discharge_current_a: np.ndarray) -> np.ndarray:
+        """Block terminal voltage while delivering ``discharge_current_a`` (positive), V."""
+        capacity = self.capacity_ah()
+        surface = np.clip(self.available_ah / (capacity * self.available_fraction), 0.0, 1.0)
+        soc = np.clip((self.available_ah + self.bound_ah) / capacity, 0.0, 1.0)
+        return self._discharge_v_per_cell(
+            discharge_current_a, surface, physics.open_circuit_voltage_v_per_cell(surface),
+            self._resistance_mohm(soc) * 1e-3,
+        ) * self.live_cells
+
+    def _discharge_v_per_cell(self, current_a, surface, ocv, resistance_ohm):
+        c_rate = current_a / self.rated_capacity_ah
+        return (
+            ocv
+            - current_a * resistance_ohm / self.cells
+            - physics.discharge_overpotential_v_per_cell(c_rate, self.tafel_v_per_cell, self.tafel_reference_c_rate)
+            - physics.depletion_overpotential_v_per_cell(c_rate, surface, self.depletion_v_per_cell)
+        )
+
+    # ---------------------------------------------------------------------------------- step
+    def _kibam_step(self, current_a: np.ndarray, dt_s, capacity: np.ndarray) -> None:
         """Exact KiBaM solution for a constant current (+ discharge here) over ``dt_s``."""
         c = self.available_fraction
-        k_prime = self.diffusion_rate_per_h / (c * (1.0 - c))
-        t_h = dt_s / 3600.0
+        k_prime = self.kibam_rate_per_h
+        t_h = dt_s / physics.SECONDS_PER_HOUR
         decay = np.exp(-k_prime * t_h)
-        ramp = k_prime * t_h - 1.0 + decay
+        ramp = (k_prime * t_h - 1.0 + decay) / k_prime
         total = self.available_ah + self.bound_ah
-        available = (
-            self.available_ah * decay
-            + (total * k_prime * c - current_a) * (1.0 - decay) / k_prime
-            - current_a * c * ramp / k_prime
-        )
-        bound = self.bound_ah * decay + total * (1.0 - c) * (1.0 - decay) - current_a * (1.0 - c) * ramp / k_prime
-        capacity = self.capacity_ah()
+        spill = total * (1.0 - decay)  # charge that would flow between the wells at zero current
+        available = self.available_ah * decay + spill * c - current_a * (1.0 - decay) / k_prime - current_a * c * ramp
+        bound = self.bound_ah * decay + spill * (1.0 - c) - current_a * (1.0 - c) * ramp
         self.available_ah = np.clip(available, 0.0, capacity * c)
         self.bound_ah = np.clip(bound, 0.0, capacity * (1.0 - c))
 
-    def discharge_voltage_v(self, discharge_current_a: np.ndarray) -> np.ndarray:
-        """Block terminal voltage while delivering ``discharge_current_a`` (positive), V."""
-        c_rate = discharge_current_a / self.rated_capacity_ah
-        surface = self.surface_state_of_charge()
-        per_cell = (
-            physics.open_circuit_voltage_v_per_cell(surface)
-            - discharge_current_a * self.resistance_mohm() * 1e-3 / self.cells
-            - self.polarization_v_per_c * c_rate
-            - self.depletion_v_per_cell * c_rate * (1.0 / np.maximum(surface, 1e-3) - 1.0)
-        )
-        return per_cell * self.live_cells
-
     def advance(
         self,
-        dt_s: float,
+        dt_s,
         mode: np.ndarray,
         discharge_current_a: np.ndarray,
         room_temperature_c: np.ndarray,
         charge_voltage_v_per_cell: np.ndarray | None = None,
     ) -> Terminal:
-        """Advance every jar by ``dt_s`` seconds.
+        """Advance every jar by ``dt_s`` seconds (a scalar, or one value per jar).
 
         ``mode`` is each jar's :class:`Mode`; ``discharge_current_a`` the load current (positive)
         of jars in DISCHARGE; ``charge_voltage_v_per_cell`` the charger voltage of jars on charge
-        (default: the jar's own compensated float or boost setpoint).
+        (default: the jar's own compensated float or boost setpoint, times its share of the string).
         """
-        charging = mode <= Mode.EQUALIZE
-        discharging = mode == Mode.DISCHARGE
-        if charge_voltage_v_per_cell is None:
-            charge_voltage_v_per_cell = self.charge_setpoint_v_per_cell(mode)
+        cells = self.live_cells
         capacity = self.capacity_ah()
-        ocv = physics.open_circuit_voltage_v_per_cell(self.surface_state_of_charge())
+        well_ah = capacity * self.available_fraction
+        surface = np.clip(self.available_ah / well_ah, 0.0, 1.0)
+        soc = np.clip((self.available_ah + self.bound_ah) / capacity, 0.0, 1.0)
+        ocv = physics.open_circuit_voltage_v_per_cell(surface)
+        resistance_ohm = self._resistance_mohm(soc) * 1e-3
+        float_v = self.float_setpoint_v_per_cell(room_temperature_c)
 
-        # Charger side: acceptance into the available well (current-limited, tapering as it fills)
-        # plus the overcharge current that only makes heat.
-        current_limit_a = self.current_limit_c10 * self.rated_capacity_ah
-        taper_ohm = CHARGE_TAPER_V_PER_C_RATE / self.rated_capacity_ah
-        room_in_well_a = (capacity * self.available_fraction - self.available_ah) / max(dt_s / 3600.0, 1e-9)
-        acceptance_a = np.clip((charge_voltage_v_per_cell - ocv) / taper_ohm, 0.0, current_limit_a)
-        acceptance_a = np.minimum(acceptance_a, room_in_well_a)
-        overcharge_a = physics.float_current_a(
-            self.rated_capacity_ah * self.soh_pct / 100.0,
-            self.float_current_ma_per_ah * self.float_current_multiplier * (2.0 - self.soh_pct / 100.0),
-            charge_voltage_v_per_cell,
-            self.float_v_per_cell,
-            self.temperature_c,
+        charging = mode <= Mode.EQUALIZE
+        if np.isfinite(self.charge_cutoff_c).any():
+            charging &= self.temperature_c < self.charge_cutoff_c
+        discharging = mode == Mode.DISCHARGE
+        any_discharging = discharging.any()
+
+        # Charger side: the setpoint drives acceptance into the available well (tapering as it
+        # fills) and the overcharge current that only makes heat. When the sum passes the current
+        # limit the charger's voltage sags to where the jar takes just the limit.
+        if charge_voltage_v_per_cell is None:
+            if (mode == Mode.FLOAT).all():
+                charge_voltage_v_per_cell = float_v
+            else:
+                charge_voltage_v_per_cell = self.charge_setpoint_v_per_cell(mode, room_temperature_c)
+            charge_voltage_v_per_cell = charge_voltage_v_per_cell * self.charge_voltage_share
+        room_in_well_a = (well_ah - self.available_ah) / np.maximum(dt_s / physics.SECONDS_PER_HOUR, 1e-9)
+        acceptance_a = np.minimum(
+            np.maximum(charge_voltage_v_per_cell - ocv, 0.0) / self.taper_ohm_per_cell, room_in_well_a
         )
-        charge_current_a = np.where(charging, np.minimum(acceptance_a + overcharge_a, current_limit_a), 0.0)
-        overcharge_a = np.where(charging, charge_current_a - np.minimum(acceptance_a, charge_current_a), 0.0)
-        stored_a = charge_current_a - overcharge_a
+        overcharge_a = self.overcharge_current_a(charge_voltage_v_per_cell)
+        cell_v = charge_voltage_v_per_cell
+        limited = charging & (acceptance_a + overcharge_a > self.current_limit_a)
+        if limited.any():
+            # A jar with room in its available well takes the limit as charge (bulk charging);
+            # a full one turns what it cannot store into overcharge, at the voltage where the
+            # recombination current equals the rest of the limit (a runaway jar on a current-
+            # limited charger).
+            limit_a = self.current_limit_a
+            bulk = room_in_well_a >= limit_a
+            overcharge_share_a = np.maximum(limit_a - room_in_well_a, 1e-3 * limit_a)
+            sagged_v = np.minimum(cell_v, np.where(
+                bulk,
+                ocv + limit_a * self.taper_ohm_per_cell,
+                physics.float_voltage_for_current_v_per_cell(
+                    overcharge_share_a, self.rated_capacity_ah,
+                    self.float_current_ma_per_ah * self.float_current_multiplier * (2.0 - self.soh_pct * 0.01),
+                    self.float_v_per_cell, self.temperature_c,
+                ),
+            ))
+            cell_v = np.where(limited, sagged_v, cell_v)
+            overcharge_a = np.where(limited, np.minimum(self.overcharge_current_a(cell_v), limit_a), overcharge_a)
+            acceptance_a = np.where(limited, np.minimum(limit_a - overcharge_a, room_in_well_a), acceptance_a)
+        stored_a = np.where(charging, acceptance_a, 0.0)
+        overcharge_a = np.where(charging, overcharge_a, 0.0)
 
-        self_discharge_a = capacity * self.state_of_charge() * physics.self_discharge_fraction_per_s(
-            self.self_discharge_pct_per_month, self.temperature_c
-        ) * 3600.0
-        load_a = np.where(discharging, discharge_current_a, 0.0)
+        self_discharge_a = capacity * soc * physics.SECONDS_PER_HOUR * self.self_discharge_multiplier * (
+            physics.self_discharge_fraction_per_s(self.self_discharge_pct_per_month, self.temperature_c)
+        )
 
-        if discharging.any():
-            voltage_v = np.where(discharging, self.discharge_voltage_v(load_a), 0.0)
+        voltage_v = np.where(charging, cell_v, ocv)
+        if any_discharging:
+            load_a = np.where(discharging, discharge_current_a, 0.0)
+            voltage_v = np.where(discharging, self._discharge_v_per_cell(load_a, surface, ocv, resistance_ohm),
+                                 voltage_v)
+            net_discharge_a = load_a + self_discharge_a - stored_a
         else:
-            voltage_v = np.zeros(self.size)
-        resistance_ohm = self.resistance_mohm() * 1e-3
-        # The charger holds its voltage unless the current limit pulls the jar below it.
-        limited_voltage_v = (ocv + stored_a * taper_ohm) * self.live_cells + charge_current_a * resistance_ohm
-        charge_voltage_v = np.where(
-            charge_current_a >= current_limit_a,
-            np.minimum(limited_voltage_v, charge_voltage_v_per_cell * self.live_cells),
-            charge_voltage_v_per_cell * self.live_cells,
-        )
-        voltage_v = np.where(charging, charge_voltage_v, voltage_v)
-        voltage_v = np.where(mode == Mode.DISCONNECTED, ocv * self.live_cells, voltage_v)
+            net_discharge_a = self_discharge_a - stored_a
+        voltage_v = voltage_v * cells
+        ocv_v = ocv * cells
 
-        heat_w = (
-            np.square(load_a + stored_a) * resistance_ohm
-            + load_a * np.maximum(ocv * self.live_cells - voltage_v, 0.0)
-            + overcharge_a * voltage_v
-        )
+        # Heat: what goes into storage or comes out loses (V - OCV) per ampere (ohmic and
+        # overpotential); the overcharge current's whole power becomes heat (oxygen recombination).
+        heat_w = stored_a * (voltage_v - ocv_v) + overcharge_a * voltage_v
+        if any_discharging:
+            heat_w = heat_w + load_a * np.maximum(ocv_v - voltage_v, 0.0)
 
-        depth_before = self.depth_of_discharge
-        self._kibam_step(load_a + self_discharge_a - stored_a, dt_s)
-        soc_after = self.state_of_charge()
-        self.depth_of_discharge = np.where(discharging, np.maximum(depth_before, 1.0 - soc_after), 0.0)
+        self._kibam_step(net_discharge_a, dt_s, capacity)
 
-        stress = np.where(
-            charging,
-            np.exp2((charge_voltage_v_per_cell - self.float_v_per_cell) / 0.1),
-            1.0 + 2.0 * (1.0 - soc_after),  # sulfation while discharged
-        )
-        fade_pct = (
-            physics.calendar_fade_pct_per_s(self.design_life_years, self.temperature_c, stress) * dt_s
-            + physics.cycle_fade_pct(depth_before, self.depth_of_discharge, FADE_PCT_PER_FULL_CYCLE)
-        ) * self.fade_multiplier
-        self.soh_pct = np.maximum(self.soh_pct - fade_pct, 0.0)
+        # Ageing: calendar fade at the instantaneous temperature, scaled by voltage stress, plus
+        # cycle fade as the depth of discharge deepens.
+        stress = np.exp2(np.abs(cell_v - float_v) / VOLTAGE_STRESS_DOUBLING_V)
+        fade_pct = physics.calendar_fade_pct_per_s(self.design_life_years, self.temperature_c, stress) * dt_s
+        all_charging = charging.all()
+        if not all_charging:
+            soc_after = self.state_of_charge()
+            stress_discharged = 1.0 + DISCHARGED_STRESS_AT_EMPTY * (1.0 - soc_after)
+            fade_pct = np.where(charging, fade_pct, fade_pct * stress_discharged / stress)
+        if any_discharging or self.depth_of_discharge.any():
+            if all_charging:
+                soc_after = self.state_of_charge()
+            depth_before = self.depth_of_discharge
+            self.depth_of_discharge = np.where(discharging, np.maximum(depth_before, 1.0 - soc_after), 0.0)
+            fade_pct = fade_pct + physics.cycle_fade_pct(depth_before, self.depth_of_discharge, FADE_PCT_PER_FULL_CYCLE)
+        self.soh_pct = np.maximum(self.soh_pct - fade_pct * self.fade_multiplier, 0.0)
 
-        equilibrium_c = room_temperature_c + heat_w / self.heat_transfer_w_per_k
         self.temperature_c = physics.relax_towards(
-            self.temperature_c, equilibrium_c, dt_s, self.heat_capacity_j_per_k / self.heat_transfer_w_per_k
+            self.temperature_c, room_temperature_c + heat_w / self.heat_transfer_w_per_k, dt_s,
+            self.thermal_time_constant_s,
         )
-        return Terminal(voltage_v=voltage_v, current_a=charge_current_a - load_a, heat_w=heat_w)
+        current_a = stored_a + overcharge_a
+        if any_discharging:
+            current_a = current_a - load_a
+        return Terminal(voltage_v=voltage_v, current_a=current_a, heat_w=heat_w)

@@ -14,6 +14,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
+# Heat a racked 30 kg (100 Ah) block loses per kelvin above the room: natural convection
+# (about 4-5 W/(m²·K) for a 0.22 m tall face) plus radiation (4σεT³ ≈ 6 W/(m²·K), ε 0.9) over the
+# 0.27 m² not facing a neighbour or the shelf. Surface scales with mass^(2/3). See docs/physics.md.
+HEAT_TRANSFER_W_PER_K_30KG = 3.0
+
+
 class BatteryModel(BaseModel):
     """Datasheet parameters of one VRLA block type. Voltages are per cell, at 25 °C."""
 
@@ -51,20 +57,39 @@ class BatteryModel(BaseModel):
         default=3.0, gt=0, le=20, description="Open-circuit self-discharge at 25 °C, %/month (AGM: about 3)."
     )
     mass_kg: float | None = Field(
-        default=None, gt=0, le=2_000, description="Block mass, kg; default 0.3 kg/Ah × C10 (typical AGM)."
+        default=None, gt=0, le=2_000, description="Block mass, kg; default 0.3 kg/Ah × C10 (USF12-100A: 31 kg)."
+    )
+    heat_transfer_w_per_k: float | None = Field(
+        default=None, gt=0, le=1_000,
+        description="Heat lost to the room per kelvin above it, W/K; default 3.0 W/K × (mass / 30 kg)^(2/3) "
+        "(natural convection plus radiation, about 11 W/(m²·K) over the 0.27 m² a racked 100 Ah block exposes).",
+    )
+    specific_heat_j_per_kg_k: float = Field(
+        default=800.0, gt=100, le=5_000,
+        description="Specific heat of the whole block, J/(kg·K) (lead, acid, plastic by mass: 0.7-0.9 kJ/(kg·K)).",
+    )
+    # Discharge: fitted to the USF12-100A constant-current and constant-power tables by
+    # tools/fit_discharge.py; currents enter as C-rates (A per Ah of C10), so other sizes scale.
+    capacity_over_c10: float = Field(
+        default=1.141, ge=1.0, le=1.5,
+        description="Charge a full block holds, as a multiple of C10 (what a very slow discharge gets out; "
+        "USF12-100A C20/C10 = 110/104).",
     )
     available_charge_fraction: float = Field(
-        default=0.45, gt=0.05, lt=1.0,
+        default=0.6687, gt=0.05, lt=1.0,
         description="Kinetic battery model: share of the charge that is immediately available (Manwell 1993).",
     )
     diffusion_rate_per_h: float = Field(
-        default=1.2, gt=0, le=100, description="Kinetic battery model: rate constant between the wells, 1/h."
+        default=0.1055, gt=0, le=100, description="Kinetic battery model: rate constant between the wells, 1/h."
     )
-    polarization_v_per_c_rate: float = Field(
-        default=0.06, ge=0, le=1, description="Activation/concentration overpotential per unit C-rate, V/cell."
+    tafel_v_per_cell: float = Field(
+        default=0.1315, ge=0, le=2, description="Discharge overpotential b in b·ln(1 + C-rate/C0), V/cell."
+    )
+    tafel_reference_c_rate: float = Field(
+        default=5.0, gt=0, le=100, description="C0 in the discharge overpotential b·ln(1 + C-rate/C0), 1/h."
     )
     depletion_v_per_cell: float = Field(
-        default=0.012, ge=0, le=1, description="Knee of the discharge curve near an empty available well, V/cell."
+        default=0.06082, ge=0, le=1, description="Knee of the discharge curve near an empty available well, V/cell per C."
     )
     temperature_warning_c: float = Field(default=45.0, description="Manufacturer temperature warning, °C.")
     temperature_critical_c: float = Field(default=50.0, description="Manufacturer temperature limit, °C.")
@@ -76,6 +101,12 @@ class BatteryModel(BaseModel):
     @property
     def block_mass_kg(self) -> float:
         return self.mass_kg if self.mass_kg is not None else 0.3 * self.capacity_ah_c10
+
+    @property
+    def block_heat_transfer_w_per_k(self) -> float:
+        if self.heat_transfer_w_per_k is not None:
+            return self.heat_transfer_w_per_k
+        return HEAT_TRANSFER_W_PER_K_30KG * (self.block_mass_kg / 30.0) ** (2.0 / 3.0)
 
 
 BUILT_IN_MODELS: dict[str, BatteryModel] = {

@@ -1,8 +1,10 @@
 """Battery physics as small pure functions over numpy arrays.
 
 Every function takes arrays (or scalars) with the unit in the argument name and returns arrays.
-Voltages are per cell unless the name says otherwise; currents are positive when charging.
-Figures and their sources are collected in ``docs/physics.md`` and ``vrla-facts.md``.
+Voltages are per cell unless the name says otherwise; currents are positive when charging unless the
+name says ``discharge``. Rates are expressed per unit of capacity (C-rate = A / Ah) so that a block of
+another size scales like a real one. Figures and their sources are in ``docs/physics.md`` and
+``reference/vrla-facts.md``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ GAS_CONSTANT_J_PER_MOL_K = 8.314462618
 # activation energy of about 53 kJ/mol gives exactly that between 25 and 35 °C.
 AGEING_ACTIVATION_ENERGY_J_PER_MOL = 53_000.0
 
-# Open-circuit voltage of a rested AGM cell, roughly linear in state of charge
-# (vrla-facts.md: full 2.13-2.15 V/cell, empty about 1.93-1.97 V/cell).
+# Open-circuit voltage of a rested AGM cell, linear in state of charge (vrla-facts.md: full
+# 2.13-2.15 V/cell, empty about 1.93-1.97 V/cell; gel table 1.96 + 0.18·SOC).
 OCV_EMPTY_V_PER_CELL = 1.95
 OCV_FULL_V_PER_CELL = 2.14
 
 # Float current doubles per +10 °C and triples per +100 mV/cell (vrla-facts.md "Float current").
 FLOAT_CURRENT_DOUBLING_C = 10.0
 FLOAT_CURRENT_TRIPLING_V = 0.100
+LN2_PER_DOUBLING = np.log(2.0) / FLOAT_CURRENT_DOUBLING_C
+LN3_PER_TRIPLING = np.log(3.0) / FLOAT_CURRENT_TRIPLING_V
 
 # Temperature compensation applies only between 5 and 40 °C (Narada Acme; Yuasa).
 COMPENSATION_MIN_C = 5.0
@@ -34,9 +38,21 @@ COMPENSATION_MAX_C = 40.0
 RESISTANCE_RISE_AT_END_OF_LIFE = 0.45
 END_OF_LIFE_SOH_PCT = 80.0
 
-# Electrolyte conductivity falls about 1.2 %/K below 25 °C (lead-acid, typical).
+# Electrolyte conductivity falls about 1.2 %/K below 25 °C (lead-acid, typical); floor at half.
 RESISTANCE_TEMPERATURE_COEFF_PER_C = -0.012
+# Ohmic resistance of a discharged block is about 40 % above that of a full one (lead sulphate in
+# the plates; field impedance-vs-SOC curves of AGM blocks).
+RESISTANCE_RISE_WHEN_EMPTY = 0.4
 
+# Capacity at the 10 h rate relative to 25 °C (vrla-facts.md: -15 °C 65 %, 0 °C 86 %, 40 °C 103 %;
+# the 60 °C point extends the flattening trend of the published curves).
+CAPACITY_TABLE_C = np.array([-15.0, 0.0, 25.0, 40.0, 60.0])
+CAPACITY_TABLE_FACTOR = np.array([0.65, 0.86, 1.00, 1.03, 1.05])
+
+# Self-discharge doubles per +10 °C (vrla-facts.md "Self-discharge").
+SELF_DISCHARGE_DOUBLING_C = 10.0
+
+SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_YEAR = 365.25 * 86_400.0
 SECONDS_PER_MONTH = SECONDS_PER_YEAR / 12.0
 
@@ -60,33 +76,67 @@ def compensated_charge_voltage_v_per_cell(setpoint_v_per_cell, compensation_mv_p
 
 
 def float_current_a(capacity_ah, float_current_ma_per_ah, voltage_v_per_cell, float_v_per_cell, temperature_c):
-    """Overcharge (gassing and oxygen-recombination) current of a full cell held at a voltage, A.
+    """Overcharge (oxygen-recombination) current of a full cell held at a voltage, A.
 
     ``float_current_ma_per_ah`` is the value at 25 °C and ``float_v_per_cell``; the current doubles
-    per +10 °C and triples per +100 mV (vrla-facts.md).
+    per +10 °C and triples per +100 mV (vrla-facts.md). One exponential of the sum costs one
+    numpy call instead of two powers.
     """
-    temperature_term = np.exp2((np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C) / FLOAT_CURRENT_DOUBLING_C)
-    voltage_term = np.power(3.0, (np.asarray(voltage_v_per_cell) - float_v_per_cell) / FLOAT_CURRENT_TRIPLING_V)
-    return capacity_ah * float_current_ma_per_ah * 1e-3 * temperature_term * voltage_term
+    exponent = (LN2_PER_DOUBLING * (np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C)
+                + LN3_PER_TRIPLING * (np.asarray(voltage_v_per_cell) - float_v_per_cell))
+    return capacity_ah * float_current_ma_per_ah * 1e-3 * np.exp(exponent)
+
+
+def float_voltage_for_current_v_per_cell(current_a, capacity_ah, float_current_ma_per_ah, float_v_per_cell,
+                                         temperature_c):
+    """Inverse of :func:`float_current_a`: the cell voltage at which a full cell takes ``current_a``, V/cell."""
+    reference_a = capacity_ah * float_current_ma_per_ah * 1e-3
+    return (float_v_per_cell
+            + (np.log(current_a / reference_a) - LN2_PER_DOUBLING * (temperature_c - REFERENCE_TEMPERATURE_C))
+            / LN3_PER_TRIPLING)
+
+
+def resistance_factor(soh_pct, temperature_c, soc):
+    """Ohmic resistance relative to a new, full block at 25 °C.
+
+    Rises linearly with capacity lost (1.45 × at 80 % state of health), about 1.2 %/K below 25 °C
+    (falling above it, floored at half), and by 40 % towards empty.
+    """
+    ageing = 1.0 + RESISTANCE_RISE_AT_END_OF_LIFE * (100.0 - soh_pct) / (100.0 - END_OF_LIFE_SOH_PCT)
+    temperature = np.maximum(
+        1.0 + RESISTANCE_TEMPERATURE_COEFF_PER_C * (temperature_c - REFERENCE_TEMPERATURE_C), 0.5
+    )
+    depletion = 1.0 + RESISTANCE_RISE_WHEN_EMPTY * np.square(1.0 - soc)
+    return ageing * temperature * depletion
 
 
 def resistance_mohm(new_resistance_mohm, soh_pct, temperature_c, soc):
-    """Ohmic resistance of an aged block at a temperature and state of charge, mΩ.
-
-    Rises linearly with capacity lost (1.45 × at 80 % state of health), about 1.2 %/K below 25 °C,
-    and towards the end of discharge (sulphate in the plates).
-    """
-    ageing = 1.0 + RESISTANCE_RISE_AT_END_OF_LIFE * (100.0 - np.asarray(soh_pct)) / (100.0 - END_OF_LIFE_SOH_PCT)
-    temperature = 1.0 + RESISTANCE_TEMPERATURE_COEFF_PER_C * (np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C)
-    depletion = 1.0 + 0.4 * np.square(1.0 - np.clip(soc, 0.0, 1.0))
-    return new_resistance_mohm * ageing * np.maximum(temperature, 0.5) * depletion
+    """Ohmic resistance of an aged block at a temperature and state of charge, mΩ."""
+    return new_resistance_mohm * resistance_factor(np.asarray(soh_pct), np.asarray(temperature_c),
+                                                   np.clip(soc, 0.0, 1.0))
 
 
 def capacity_temperature_factor(temperature_c):
     """Available capacity relative to 25 °C (10 h rate): 86 % at 0 °C, 103 % at 40 °C (vrla-facts.md)."""
-    table_c = np.array([-15.0, 0.0, 25.0, 40.0, 60.0])
-    table_factor = np.array([0.65, 0.86, 1.00, 1.03, 1.05])
-    return np.interp(temperature_c, table_c, table_factor)
+    return np.interp(temperature_c, CAPACITY_TABLE_C, CAPACITY_TABLE_FACTOR)
+
+
+def discharge_overpotential_v_per_cell(c_rate, tafel_v_per_cell, reference_c_rate):
+    """Activation and concentration overpotential of a cell delivering ``c_rate`` (A per Ah of C10), V/cell.
+
+    A Tafel-like ``b · ln(1 + I/I0)``: linear at trickle rates, logarithmic at UPS rates, which is
+    what lets one set of constants follow the datasheet from the 20 h to the 10 min rate.
+    """
+    return tafel_v_per_cell * np.log1p(c_rate / reference_c_rate)
+
+
+def depletion_overpotential_v_per_cell(c_rate, surface_soc, depletion_v_per_cell):
+    """The knee at the end of discharge: acid next to the plates runs out, V/cell.
+
+    Proportional to the rate and to how empty the available (surface) charge is, diverging as it
+    empties, so the cut-off arrives within minutes of the available well running dry.
+    """
+    return depletion_v_per_cell * c_rate * (1.0 / np.maximum(surface_soc, 1e-3) - 1.0)
 
 
 def calendar_fade_pct_per_s(design_life_years, temperature_c, stress_factor):
@@ -115,7 +165,7 @@ def self_discharge_fraction_per_s(self_discharge_pct_per_month, temperature_c):
     """Open-circuit self-discharge, fraction of capacity per second; doubles per +10 °C."""
     return (
         np.asarray(self_discharge_pct_per_month) / 100.0 / SECONDS_PER_MONTH
-        * np.exp2((np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C) / 10.0)
+        * np.exp2((np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C) / SELF_DISCHARGE_DOUBLING_C)
     )
 
 

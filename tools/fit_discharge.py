@@ -1,0 +1,74 @@
+"""Fit the discharge constants of a battery model to the USF12-100A datasheet tables.
+
+Development script (needs scipy, which the package itself does not): runs the constant-current
+and constant-power discharges through ``battsim.engine.lab`` (the engine's own code) and adjusts
+the kinetic-battery and overpotential constants of :class:`BatteryModel` to minimise the log error
+of the runtimes to 1.80 and 1.75 V/cell at every column from 10 min to 20 h. Prints the fitted
+values to paste into ``models.py`` defaults, and the error table.
+
+    .venv/bin/pip install scipy && .venv/bin/python tools/fit_discharge.py
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from battsim.engine import lab
+from battsim.engine.models import get_model
+
+REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+FITTED = ("capacity_over_c10", "available_charge_fraction", "diffusion_rate_per_h", "tafel_v_per_cell",
+          "tafel_reference_c_rate", "depletion_v_per_cell")
+LOWER = np.array([1.0, 0.1, 0.05, 0.0, 0.005, 0.0])
+UPPER = np.array([1.4, 0.9, 20.0, 1.0, 50.0, 0.5])
+END_VOLTAGES = (1.80, 1.75)
+
+
+def column_seconds(label: str) -> float:
+    return float(label[:-3]) * 60.0 if label.endswith("min") else float(label[:-1]) * 3600.0
+
+
+def read_table(path: Path) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+    """(runtime seconds per column, {end V/cell: loads per column}) of a datasheet CSV."""
+    rows = [row for row in csv.reader(line for line in path.open() if not line.startswith("#"))]
+    header, body = rows[0], rows[1:]
+    seconds = np.array([column_seconds(label) for label in header[1:]])
+    return seconds, {float(row[0]): np.array([float(x) for x in row[1:]]) for row in body}
+
+
+def errors(model, steps: int = 500) -> dict[str, np.ndarray]:
+    """Simulated / datasheet runtime for CC to 1.80 and 1.75, CP to 1.80 and 1.75 V/cell."""
+    out = {}
+    for kind, name in (("current_a", "constant-current"), ("power_w_per_cell", "constant-power")):
+        seconds, table = read_table(REFERENCE / f"usf12-100a-{name}.csv")
+        for end in END_VOLTAGES:
+            runs = lab.discharge_many(model, **{kind: table[end]}, end_v_per_cell=(end,), steps=steps)
+            out[f"{name} {end:.2f}"] = runs.runtime_s[0] / seconds
+    return out
+
+
+def main() -> None:
+    base = get_model("USF12-100A")
+    start = np.array([getattr(base, name) for name in FITTED])
+
+    def residuals(x):
+        model = base.model_copy(update=dict(zip(FITTED, x)))
+        ratios = np.concatenate(list(errors(model, steps=300).values()))
+        return np.log(np.where(np.isfinite(ratios), ratios, 3.0))
+
+    result = least_squares(residuals, np.clip(start, LOWER, UPPER), bounds=(LOWER, UPPER), diff_step=1e-3,
+                           max_nfev=int(sys.argv[1]) if len(sys.argv) > 1 else 200, verbose=1)
+    fitted = base.model_copy(update=dict(zip(FITTED, result.x)))
+    for name, value in zip(FITTED, result.x):
+        print(f"{name} = {value:.4g}")
+    for label, ratio in errors(fitted).items():
+        print(f"{label:>22}: worst {np.max(np.abs(ratio - 1)) * 100:5.1f} %  ", " ".join(f"{r:5.3f}" for r in ratio))
+
+
+if __name__ == "__main__":
+    main()
