@@ -26,6 +26,8 @@ from battsim.engine.alarms import RULES, AlarmThresholds
 from battsim.engine.fleet import PRESETS, FleetSpec, JarSpec, SiteSpec, get_preset
 from battsim.scenarios import CATALOGUE, ScenarioError, TimelineError, shipped_timelines
 from battsim.service.broadcast import ReadingFilter
+from battsim.service.routes_query import query_router
+from battsim.service.routes_replay import replay_router
 from battsim.service.live import DEFAULT_SLOT, AlreadyRunning, LiveConfig, NotRunning, Sessions, idle_status
 
 log = logging.getLogger(__name__)
@@ -185,6 +187,10 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     # The dashboard's files, when the package ships them (served at / to browsers, below).
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Recordings, replay and read-only SQL over the same data directory; a recording a live session is
+    # still writing is read through its writer's connection.
+    app.include_router(replay_router(data_dir, live_connection=sessions.live_connection))
+    app.include_router(query_router(data_dir))
 
     endpoints = {
         "health": "GET /health",
@@ -204,6 +210,10 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         "alarms": f"GET {API}/alarms",
         "subscribers": f"GET {API}/ws/subscribers",
         "telemetry": f"WS {API}/ws/telemetry",
+        "recordings": f"GET {API}/recordings",
+        "replay": f"POST {API}/replay/start|pause|resume|stop|seek|speed, GET {API}/replay/status",
+        "replay_telemetry": f"WS {API}/ws/replay",
+        "query": f"POST {API}/query",
     }
 
     def running():

@@ -144,6 +144,7 @@ class LiveSession:
         self._stopping = False
         self._task: asyncio.Task | None = None
         self._closer: asyncio.Future | None = None
+        self._reader_cursors: list = []
         if timeline is not None:
             self._install(timeline)
         if config.scenario:
@@ -282,6 +283,13 @@ class LiveSession:
         self._status_changed = True
         return timeline
 
+    def reader_cursor(self):
+        """A cursor on the recording for a reader in this process; closed when the session stops, since an
+        open one would keep the recorder from checkpointing the file."""
+        cursor = self.recorder.cursor()
+        self._reader_cursors.append(cursor)
+        return cursor
+
     async def stop(self, status: str = "complete") -> None:
         """Stop pacing, record what is pending, and close the recording (marked ``status``)."""
         self._stopping = True
@@ -302,6 +310,8 @@ class LiveSession:
             self.world.flush()
             self._record_pending()
         finally:
+            for cursor in self._reader_cursors:
+                cursor.close()
             wall_s = (self.stopped_at - self.started_at).total_seconds()
             try:
                 await asyncio.to_thread(self.recorder.close, status=status, wall_seconds=wall_s)
@@ -413,12 +423,12 @@ class Sessions:
 
     def live_connection(self, path: Path):
         """A DuckDB cursor on a recording a running session is writing (None if none is): in-process
-        readers (replay, SQL) must go through the writer's connection while it is open. Close it when
-        done: a cursor left open keeps the recorder from checkpointing the file when the session stops."""
+        readers (replay, SQL) must go through the writer's connection while it is open. The cursor is
+        closed when the session stops (the file can then be opened on its own)."""
         for slot in self.slots.values():
             session = slot.running
             if session is not None and session.recording_path.resolve() == Path(path).resolve():
-                return session.recorder.cursor()
+                return session.reader_cursor()
         return None
 
     async def stop_all(self) -> None:
