@@ -53,6 +53,8 @@ SPEED_MAX = 100_000.0
 # Rows per chunk read from DuckDB: large enough that a query's fixed cost is small against its rows,
 # small enough that two chunks in memory (playing one, fetching the next) stay a few tens of MB.
 CHUNK_ROWS = 65_536
+# When paced, a chunk holds about this much wall time of playback (and at most CHUNK_ROWS).
+PACED_CHUNK_WALL_S = 0.25
 # Wall seconds over which the achieved speed is measured.
 ACHIEVED_WINDOW_S = 2.0
 
@@ -470,15 +472,19 @@ class Player:
         self.source, self.window, self.loop = source, window, loop
         self._wall_clock = wall_clock
         self._lock = threading.RLock()
-        self._clock = PacedClock(0.0, speed=parse_speed(speed), paused=paused, wall_clock=wall_clock)
+        self._initial_speed = speed = parse_speed(speed)
         self._ticks_per_chunk = max(1, chunk_rows // len(window.keys))
         # One worker thread owns the DuckDB cursor: it reads the next chunk while this one plays.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="battsim-replay")
         self._cursor = self._worker.submit(source.cursor).result()
         self._chunk: TickChunk | None = None
         self._pending: Future | None = None
+        self._loop_pending: Future | None = None  # the window's first chunk, read ahead of a loop restart
         self._drained = False  # the window has no more ticks (a live recording may get more)
         self._next_lo_us = window.start_us
+        # Preroll: the first chunk is in memory before the clock starts, so tick 0 is not late by a query.
+        self._upcoming_us()
+        self._clock = PacedClock(0.0, speed=speed, paused=paused, wall_clock=wall_clock)
         self._snapshot: TickChunk | None = None
         self.state = "paused" if paused else "playing"
         self.ended_reason: str | None = None
@@ -527,7 +533,7 @@ class Player:
         if window.end_us is not None:
             limit = min(limit, window.end_us)
         while lo_us < limit:
-            hi_us = min(lo_us + self._ticks_per_chunk * source.interval_s * 1_000_000, limit)
+            hi_us = min(lo_us + self._chunk_ticks() * source.interval_s * 1_000_000, limit)
             chunk = source.fetch(self._cursor, window, lo_us, hi_us)
             if len(chunk.tick_us):
                 return chunk
@@ -536,6 +542,16 @@ class Player:
                 return None
             lo_us = following
         return None
+
+    def _chunk_ticks(self) -> int:
+        """Ticks per chunk: as many as fit ``chunk_rows``, and when paced only about PACED_CHUNK_WALL_S
+        of playback, so that reading the next chunk is a short burst beside the frames going out."""
+        clock = getattr(self, "_clock", None)  # the preroll runs before the clock exists
+        speed = self._initial_speed if clock is None else clock.speed
+        if math.isinf(speed):
+            return self._ticks_per_chunk
+        paced = math.ceil(speed * PACED_CHUNK_WALL_S / self.source.interval_s)
+        return max(1, min(self._ticks_per_chunk, paced))
 
     def _upcoming_us(self, fetch: bool = True) -> int | None:
         """The time of the next tick to send, loading the next chunk if needed (None: none left).
@@ -555,6 +571,8 @@ class Player:
             self._pending = None
             if chunk is None:
                 self._drained = True
+                if self.loop and self._loop_pending is None:
+                    self._loop_pending = self._worker.submit(self._fetch, self.window.start_us)
                 return None
             self._chunk = chunk
             self._next_lo_us = chunk.hi_us
@@ -575,9 +593,10 @@ class Player:
         return frame
 
     def _drop_chunks(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
+        for pending in (self._pending, self._loop_pending):
+            if pending is not None:
+                pending.cancel()
+        self._pending = self._loop_pending = None
         self._chunk = None
         self._drained = False
 
@@ -623,7 +642,9 @@ class Player:
             return False  # the last tick is out; the loop restarts when the window's time is up
         overshoot = max(0.0, now - self._virtual(end_us))
         self.loops += 1
+        restart, self._loop_pending = self._loop_pending, None
         self._drop_chunks()
+        self._pending = restart
         self._next_lo_us = self.window.start_us
         self._last_us = None
         self._samples.clear()
@@ -687,6 +708,7 @@ class Player:
             self._drop_chunks()
             self._snapshot = self._worker.submit(self.source.snapshot, self._cursor, self.window, at_us).result()
             self._next_lo_us = at_us + 1
+            self._upcoming_us()  # what follows is in memory before the clock is re-anchored
             self._last_us = at_us
             if self.state == "ended":  # seeking a finished replay brings it back, paused at the new time
                 self._clock.pause(self._virtual(at_us))
