@@ -66,11 +66,32 @@ FADE_PCT_PER_FULL_CYCLE = 20.0 / 250.0
 # sets how fast the boost current tapers near full.
 CHARGE_TAPER_V_PER_C_RATE = 0.08
 
+# A charger's thermal cut-off resumes charging 10 K below the cut-off (hysteresis, as thermostat
+# relays do; the figure is an assumption, UPS manuals give 5-10 K).
+CHARGE_CUTOFF_HYSTERESIS_C = 10.0
+
 # Ageing stress doubles per 100 mV/cell away from the temperature-compensated float voltage:
 # above it grid corrosion (overcharge), below it sulfation (undercharge) (vrla-facts.md "Ageing").
 VOLTAGE_STRESS_DOUBLING_V = 0.100
 # Sulfation while a jar sits discharged: stress rises to 3 × at empty.
 DISCHARGED_STRESS_AT_EMPTY = 2.0
+
+
+# Effects of sudden failures (failures.py draws them). Grid corrosion: the positive grid thins, resistance up 25 % and capacity fading twice as
+# fast from then on. Dry-out: water lost through the valve, resistance up 40 %, float current 4 ×
+# (oxygen recombination grows as the glass mat dries), 5 points of capacity gone. Sulfation: hard
+# lead sulphate, 10 points of capacity gone and resistance up 15 %.
+CORROSION_RESISTANCE_FACTOR = 1.25
+CORROSION_FADE_FACTOR = 2.0
+DRY_OUT_RESISTANCE_FACTOR = 1.4
+DRY_OUT_FLOAT_CURRENT_FACTOR = 4.0
+DRY_OUT_CAPACITY_LOSS_PCT = 5.0
+SULFATION_CAPACITY_LOSS_PCT = 10.0
+SULFATION_RESISTANCE_FACTOR = 1.15
+# Thermal runaway's trigger: an end-stage dried-out jar with cells out of balance draws about
+# 15 mA/Ah at 25 °C, above the ~12 mA/Ah at which a racked block can no longer shed the heat of
+# its own float current (docs/physics.md "Thermal runaway"); the feedback does the rest.
+RUNAWAY_FLOAT_CURRENT_FACTOR = 120.0
 
 
 @dataclass
@@ -140,6 +161,7 @@ class BatteryBank:
         # Rectifier thermal protection: stop charging a jar above this temperature (inf = never; UPS
         # defaults stop at 50 °C, vrla-facts.md). Leaving it off lets a runaway reach its charger limit.
         self.charge_cutoff_c = np.full(self.size, np.inf)
+        self.charge_cut = np.zeros(self.size, dtype=bool)
 
         # State.
         self.soh_pct = np.asarray(initial_soh_pct, dtype=np.float64).copy()
@@ -148,6 +170,11 @@ class BatteryBank:
         self.available_ah = capacity * self.available_fraction
         self.bound_ah = capacity * (1.0 - self.available_fraction)
         self.depth_of_discharge = np.zeros(self.size)
+
+    @property
+    def thermal_protection(self) -> bool:
+        """Whether any jar's charger has a thermal cut-off (set ``charge_cutoff_c`` to enable it)."""
+        return bool(np.isfinite(self.charge_cutoff_c).any())
 
     # ---------------------------------------------------------------------------------- state
     def capacity_ah(self) -> np.ndarray:
@@ -219,6 +246,38 @@ class BatteryBank:
             - physics.depletion_overpotential_v_per_cell(c_rate, surface, self.depletion_v_per_cell)
         )
 
+    # ------------------------------------------------------------------------------- failures
+    # Sudden failures (failures.py draws when they happen) change causes, never readings.
+    def corrode_grid(self, jars) -> None:
+        self.resistance_multiplier[jars] *= CORROSION_RESISTANCE_FACTOR
+        self.fade_multiplier[jars] *= CORROSION_FADE_FACTOR
+
+    def dry_out(self, jars) -> None:
+        self.resistance_multiplier[jars] *= DRY_OUT_RESISTANCE_FACTOR
+        self.float_current_multiplier[jars] *= DRY_OUT_FLOAT_CURRENT_FACTOR
+        self.soh_pct[jars] = np.maximum(self.soh_pct[jars] - DRY_OUT_CAPACITY_LOSS_PCT, 0.0)
+
+    def sulfate(self, jars) -> None:
+        self.soh_pct[jars] = np.maximum(self.soh_pct[jars] - SULFATION_CAPACITY_LOSS_PCT, 0.0)
+        self.resistance_multiplier[jars] *= SULFATION_RESISTANCE_FACTOR
+
+    def short_cell(self, jars, string_of_jar: np.ndarray | None = None) -> None:
+        """One cell of each jar shorts: the jar loses a cell's voltage (about 2 V), and the charger's
+        string voltage is shared by the cells left, each getting a little more.
+
+        ``string_of_jar`` gives each jar's string (default: every jar alone on its own charger).
+        """
+        jars = np.atleast_1d(jars)
+        self.live_cells[jars] = np.maximum(self.live_cells[jars] - 1.0, 0.0)
+        strings = np.arange(self.size) if string_of_jar is None else np.asarray(string_of_jar)
+        cells = np.bincount(strings, weights=self.cells)
+        live = np.bincount(strings, weights=self.live_cells)
+        self.charge_voltage_share = (cells / np.maximum(live, 1.0))[strings]
+
+    def start_thermal_runaway(self, jars) -> None:
+        self.float_current_multiplier[jars] = np.maximum(self.float_current_multiplier[jars],
+                                                         RUNAWAY_FLOAT_CURRENT_FACTOR)
+
     # ---------------------------------------------------------------------------------- step
     def _kibam_step(self, current_a: np.ndarray, dt_s, capacity: np.ndarray) -> None:
         """Exact KiBaM solution for a constant current (+ discharge here) over ``dt_s``."""
@@ -258,8 +317,11 @@ class BatteryBank:
         float_v = self.float_setpoint_v_per_cell(room_temperature_c)
 
         charging = mode <= Mode.EQUALIZE
-        if np.isfinite(self.charge_cutoff_c).any():
-            charging &= self.temperature_c < self.charge_cutoff_c
+        if self.thermal_protection:
+            # The charger stops at the cut-off and resumes only once the jar has cooled well below it.
+            self.charge_cut = (self.temperature_c >= self.charge_cutoff_c) | (
+                self.charge_cut & (self.temperature_c > self.charge_cutoff_c - CHARGE_CUTOFF_HYSTERESIS_C))
+            charging &= ~self.charge_cut
         discharging = mode == Mode.DISCHARGE
         any_discharging = discharging.any()
 
@@ -272,7 +334,13 @@ class BatteryBank:
             else:
                 charge_voltage_v_per_cell = self.charge_setpoint_v_per_cell(mode, room_temperature_c)
             charge_voltage_v_per_cell = charge_voltage_v_per_cell * self.charge_voltage_share
-        room_in_well_a = (well_ah - self.available_ah) / np.maximum(dt_s / physics.SECONDS_PER_HOUR, 1e-9)
+        self_discharge_a = capacity * soc * physics.SECONDS_PER_HOUR * self.self_discharge_multiplier * (
+            physics.self_discharge_fraction_per_s(self.self_discharge_pct_per_month, self.temperature_c)
+        )
+        # What the available well can take in this step: the space left plus what self-discharge
+        # takes out meanwhile (a jar that lost capacity may hold more than its well; none then).
+        room_in_well_a = np.maximum(well_ah - self.available_ah, 0.0) / np.maximum(
+            dt_s / physics.SECONDS_PER_HOUR, 1e-9) + self_discharge_a
         acceptance_a = np.minimum(
             np.maximum(charge_voltage_v_per_cell - ocv, 0.0) / self.taper_ohm_per_cell, room_in_well_a
         )
@@ -301,10 +369,6 @@ class BatteryBank:
             acceptance_a = np.where(limited, np.minimum(limit_a - overcharge_a, room_in_well_a), acceptance_a)
         stored_a = np.where(charging, acceptance_a, 0.0)
         overcharge_a = np.where(charging, overcharge_a, 0.0)
-
-        self_discharge_a = capacity * soc * physics.SECONDS_PER_HOUR * self.self_discharge_multiplier * (
-            physics.self_discharge_fraction_per_s(self.self_discharge_pct_per_month, self.temperature_c)
-        )
 
         voltage_v = np.where(charging, cell_v, ocv)
         if any_discharging:

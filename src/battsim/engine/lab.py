@@ -23,8 +23,8 @@ DISCHARGE_STEPS = 1500
 MAX_DISCHARGE_S = 200 * 3600.0
 # Points in the reported voltage curve.
 CURVE_POINTS = 200
-# Float: time to settle the jar's temperature (several thermal time constants) and the step.
-FLOAT_SETTLE_S = 5 * 86_400.0
+# Float: time to settle the jar's temperature (many thermal time constants) and the step.
+FLOAT_SETTLE_S = 2 * 86_400.0
 FLOAT_STEP_S = 60.0
 # Life: one step a day; ageing is integrated exactly over constant conditions, so the step only
 # sets the resolution of the answer.
@@ -179,37 +179,65 @@ class FloatState:
     float_current_a: float
     float_current_ma_per_ah: float
     battery_temperature_c: float
-    voltage_v_per_cell: float
+    voltage_v_per_cell: float  # per live cell
     room_temperature_c: float
     thermal_runaway: bool  # held at the charger's current limit instead of a thermal balance
+    # Hours from the start until each runaway signature first showed (None: never): the jar
+    # 10 °C above the room, float current 3 × its value at the start, the jar above 50 °C.
+    signatures_h: dict[str, float | None]
+    trace: list[list[float]]  # hourly [hours, battery °C, current A, block V]
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
-def float_equilibrium(model: BatteryModel, temperature_c: float = 25.0, voltage_v_per_cell: float | None = None,
-                      soh_pct: float = 100.0, settle_s: float = FLOAT_SETTLE_S) -> FloatState:
-    """Hold a full jar on float in a room at ``temperature_c`` until its temperature settles.
+def float_charge(model: BatteryModel, temperature_c: float = 25.0, voltage_v_per_cell: float | None = None,
+                 soh_pct: float = 100.0, failures: tuple[str, ...] = (), charge_cutoff_c: float | None = None,
+                 hours: float = FLOAT_SETTLE_S / 3600.0) -> FloatState:
+    """Hold a full jar on float in a room at ``temperature_c`` for ``hours`` and report where it settles.
 
     Without ``voltage_v_per_cell`` the charger applies the model's temperature-compensated float
-    voltage; with it, that fixed voltage. Ageing is switched off so that only the float is measured.
+    voltage; with it, that fixed voltage. ``failures`` (names from ``failures.FAILURE_NAMES``) are
+    applied at the start, the jar being alone on its charger; ``charge_cutoff_c`` is the charger's
+    thermal protection. Ageing is switched off so that only the float is measured.
     """
+    from battsim.engine.failures import FAILURE_NAMES, Failure, apply_failure
+
     bank = bench(model, 1, temperature_c, soh_pct)
+    for name in failures:
+        if name not in FAILURE_NAMES:
+            raise ValueError(f"failure must be one of {', '.join(FAILURE_NAMES)}, not {name!r}")
+        apply_failure(bank, Failure(FAILURE_NAMES.index(name)), np.zeros(1, dtype=int))
     bank.fade_multiplier[:] = 0.0
+    if charge_cutoff_c is not None:
+        bank.charge_cutoff_c[:] = charge_cutoff_c
     mode = np.full(1, Mode.FLOAT, dtype=np.uint8)
     room_c = np.full(1, float(temperature_c))
     fixed_v = None if voltage_v_per_cell is None else np.full(1, float(voltage_v_per_cell))
-    terminal = None
-    for _ in range(int(np.ceil(settle_s / FLOAT_STEP_S))):
+    steps = int(np.ceil(hours * 3600.0 / FLOAT_STEP_S))
+    steps_per_hour = int(round(3600.0 / FLOAT_STEP_S))
+    signatures: dict[str, float | None] = {"above_room_10c": None, "current_3x": None, "above_50c": None}
+    trace, onset_a = [], None
+    for step in range(1, steps + 1):
         terminal = bank.advance(FLOAT_STEP_S, mode, np.zeros(1), room_c, fixed_v)
-    current = float(terminal.current_a[0])
+        current, jar_c = float(terminal.current_a[0]), float(bank.temperature_c[0])
+        onset_a = current if onset_a is None else onset_a
+        hour = step * FLOAT_STEP_S / 3600.0
+        for key, showing in (("above_room_10c", jar_c - temperature_c > 10.0), ("current_3x", current > 3 * onset_a),
+                             ("above_50c", jar_c > 50.0)):
+            if showing and signatures[key] is None:
+                signatures[key] = round(hour, 3)
+        if step % steps_per_hour == 0:
+            trace.append([round(hour, 2), round(jar_c, 3), round(current, 5), round(float(terminal.voltage_v[0]), 4)])
     return FloatState(
         float_current_a=round(current, 6),
         float_current_ma_per_ah=round(current / model.capacity_ah_c10 * 1e3, 4),
-        battery_temperature_c=round(float(bank.temperature_c[0]), 3),
-        voltage_v_per_cell=round(float(terminal.voltage_v[0] / bank.live_cells[0]), 4),
+        battery_temperature_c=round(jar_c, 3),
+        voltage_v_per_cell=round(float(terminal.voltage_v[0] / max(bank.live_cells[0], 1.0)), 4),
         room_temperature_c=float(temperature_c),
         thermal_runaway=bool(current >= 0.999 * bank.current_limit_a[0]),
+        signatures_h=signatures,
+        trace=trace,
     )
 
 

@@ -22,8 +22,10 @@ from battsim.engine.fleet import PRESETS, FleetFileError, FleetSpec, build_fleet
 from battsim.engine.world import DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.scenarios import CATALOGUE, TimelineError, load_timeline, shipped_timelines
+from battsim.service.lab_cli import lab_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate stationary VRLA battery fleets.")
+app.add_typer(lab_app, name="lab")
 console = Console(stderr=True)
 stdout = Console()
 

@@ -1,0 +1,121 @@
+"""``battsim lab``: single-battery experiments, printed as JSON on stdout.
+
+A thin edge over :mod:`battsim.engine.lab`: it checks the flags (exit code 2 naming the flag when
+one is wrong), loads the model and prints what the experiment returns.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+from battsim.engine import lab
+from battsim.engine.battery import PROFILE_NAMES
+from battsim.engine.failures import FAILURE_NAMES
+from battsim.engine.models import BUILT_IN_MODELS, BatteryModel, ModelFileError, get_model, load_model_file
+
+lab_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                      help="Single-battery experiments on the fleet's own physics (JSON on stdout).")
+console = Console(stderr=True)
+
+ModelOption = Annotated[Optional[str], typer.Option("--model", help=f"Built-in model: {', '.join(BUILT_IN_MODELS)}.")]
+ModelFileOption = Annotated[Optional[Path], typer.Option("--model-file", help="A battery model TOML file.")]
+
+
+def fail(flag: str, message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {flag}: {message}")
+    raise typer.Exit(code=2)
+
+
+def resolve_model(name: str | None, path: Path | None) -> BatteryModel:
+    if (name is None) == (path is None):
+        fail("--model/--model-file", "give exactly one of them")
+    try:
+        return get_model(name) if name is not None else load_model_file(path)
+    except ModelFileError as error:
+        fail("--model" if name is not None else "--model-file", str(error))
+
+
+def check_range(flag: str, value: float | None, low: float, high: float, unit: str) -> None:
+    if value is not None and not low <= value <= high:
+        fail(flag, f"{value:g} is outside {low:g}-{high:g} {unit}")
+
+
+def emit(model: BatteryModel, inputs: dict, result: dict) -> None:
+    print(json.dumps({"model": model.name, **inputs, **result}))
+
+
+@lab_app.command()
+def discharge(
+    model: ModelOption = None,
+    model_file: ModelFileOption = None,
+    current: Annotated[Optional[float], typer.Option("--current", help="Constant current, A.")] = None,
+    power: Annotated[Optional[float], typer.Option("--power", help="Constant power, W per cell.")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="Room and starting jar temperature, °C.")] = 25.0,
+    end_voltage: Annotated[Optional[float], typer.Option(
+        "--end-voltage", help="End voltage, V per cell (default: the model's).")] = None,
+    soh: Annotated[float, typer.Option("--soh", help="State of health at the start, %.")] = 100.0,
+) -> None:
+    """Discharge a full jar at a constant current or power until it reaches the end voltage."""
+    battery = resolve_model(model, model_file)
+    if (current is None) == (power is None):
+        fail("--current/--power", "give exactly one of them")
+    limit_a = 20.0 * battery.capacity_ah_c10
+    check_range("--current", current, 1e-3 * battery.capacity_ah_c10, limit_a, f"A (0.001-20 C for {battery.name})")
+    check_range("--power", power, 1e-3 * battery.capacity_ah_c10, 40.0 * battery.capacity_ah_c10, "W per cell")
+    check_range("--temperature", temperature, -20.0, 60.0, "°C")
+    check_range("--end-voltage", end_voltage, 1.5, 2.05, "V per cell")
+    check_range("--soh", soh, 1.0, 100.0, "%")
+    result = lab.discharge(battery, current_a=current, power_w_per_cell=power, temperature_c=temperature,
+                           end_v_per_cell=end_voltage, soh_pct=soh)
+    emit(battery, {"current_a": current, "power_w_per_cell": power, "temperature_c": temperature, "soh_pct": soh},
+         result.as_dict())
+
+
+@lab_app.command(name="float")
+def float_(
+    model: ModelOption = None,
+    model_file: ModelFileOption = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="Room temperature, °C.")] = 25.0,
+    voltage: Annotated[Optional[float], typer.Option(
+        "--voltage", help="Fixed charger voltage, V per cell (default: compensated float).")] = None,
+    soh: Annotated[float, typer.Option("--soh", help="State of health, %.")] = 100.0,
+    failure: Annotated[Optional[list[str]], typer.Option(
+        "--failure", help=f"Apply a failure first (repeatable): {', '.join(FAILURE_NAMES)}.")] = None,
+    cutoff: Annotated[Optional[float], typer.Option(
+        "--cutoff", help="Charger thermal cut-off, °C (default: none).")] = None,
+    hours: Annotated[float, typer.Option("--hours", help="How long to hold the jar on float, h.")] = 48.0,
+) -> None:
+    """Hold a full jar on float and report the current and temperature it settles at (or runs away to)."""
+    battery = resolve_model(model, model_file)
+    check_range("--temperature", temperature, -20.0, 60.0, "°C")
+    check_range("--voltage", voltage, 2.0, 2.7, "V per cell")
+    check_range("--soh", soh, 1.0, 100.0, "%")
+    check_range("--cutoff", cutoff, 30.0, 90.0, "°C")
+    check_range("--hours", hours, 1.0, 24.0 * 30, "h")
+    for name in failure or []:
+        if name not in FAILURE_NAMES:
+            fail("--failure", f"{name!r} is not one of {', '.join(FAILURE_NAMES)}")
+    result = lab.float_charge(battery, temperature, voltage, soh, tuple(failure or ()), cutoff, hours)
+    emit(battery, {"temperature_c": temperature, "failures": failure or [], "cutoff_c": cutoff}, result.as_dict())
+
+
+@lab_app.command()
+def life(
+    model: ModelOption = None,
+    model_file: ModelFileOption = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Constant room temperature, °C.")] = None,
+    profile: Annotated[str, typer.Option("--profile", help=f"Degradation profile: {', '.join(PROFILE_NAMES)}.")] = "healthy",
+) -> None:
+    """Years on float at a constant temperature until the state of health falls below 80 %."""
+    battery = resolve_model(model, model_file)
+    if temperature is None:
+        fail("--temperature", "is required (°C)")
+    check_range("--temperature", temperature, -20.0, 70.0, "°C")
+    if profile not in PROFILE_NAMES:
+        fail("--profile", f"{profile!r} is not one of {', '.join(PROFILE_NAMES)}")
+    emit(battery, {}, lab.life(battery, temperature, profile).as_dict())
