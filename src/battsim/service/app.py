@@ -9,15 +9,14 @@ The eight endpoints of the original keep their request and response shapes
 from __future__ import annotations
 
 import json
-import logging
-from datetime import timezone
 from contextlib import asynccontextmanager
+from datetime import timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import Body, FastAPI, HTTPException, Request, WebSocket
+from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -26,11 +25,9 @@ from battsim.engine.alarms import RULES, AlarmThresholds
 from battsim.engine.fleet import PRESETS, FleetSpec, JarSpec, SiteSpec, get_preset
 from battsim.scenarios import CATALOGUE, ScenarioError, TimelineError, shipped_timelines
 from battsim.service.broadcast import ReadingFilter
+from battsim.service.live import DEFAULT_SLOT, AlreadyRunning, LiveConfig, NotRunning, Sessions, idle_status
 from battsim.service.routes_query import query_router
 from battsim.service.routes_replay import replay_router
-from battsim.service.live import DEFAULT_SLOT, AlreadyRunning, LiveConfig, NotRunning, Sessions, idle_status
-
-log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 API = "/api/v1"

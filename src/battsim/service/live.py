@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -31,9 +30,10 @@ from battsim.engine.alarms import AlarmChange, AlarmMonitor
 from battsim.engine.clock import PacedClock
 from battsim.engine.fleet import FleetSpec, build_fleet
 from battsim.engine.readings import ReadingBatch
-from battsim.engine.world import Event, World, to_unix_us
+from battsim.engine.world import Event, World
 from battsim.recordings.recorder import Recorder, RunInfo
-from battsim.scenarios import CATALOGUE, ScenarioError, Scenarios, Timeline, TimelineError, load_timeline, shipped_timelines
+from battsim.scenarios import (CATALOGUE, ScenarioError, Scenarios, Timeline, TimelineError, load_timeline,
+                               shipped_timelines)
 from battsim.service.broadcast import AlertFrame, Broadcaster, MessageFrame, TelemetryEncoder, iso_utc
 
 log = logging.getLogger(__name__)
@@ -436,6 +436,3 @@ class Sessions:
             if slot.running is not None:
                 await slot.running.stop()
 
-
-def speed_ok(speed: float) -> bool:
-    return math.isfinite(speed) and speed > 0
