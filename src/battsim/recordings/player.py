@@ -449,7 +449,7 @@ class PlaybackStatus:
     loops: int
     frames: int
     readings: int
-    ended_reason: str | None  # finished | stopped
+    ended_reason: str | None  # finished | stopped | what went wrong
 
     def as_dict(self) -> dict:
         def speed(x):
@@ -717,9 +717,9 @@ class Player:
             self._samples.clear()
             self.changes += 1
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "stopped") -> None:
         with self._lock:
-            self._set_state("ended", "stopped")
+            self._set_state("ended", reason)
 
     def close(self) -> None:
         """Stop and release the cursor and the worker thread."""

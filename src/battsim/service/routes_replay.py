@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,8 @@ from battsim.recordings.query import RecordingBusyError
 from battsim.recordings.recording import NotARecordingError
 from battsim.service.broadcast import Broadcaster, MessageFrame, ReadingFilter
 from battsim.service.routes_query import UnknownRecordingError, find_recording
+
+log = logging.getLogger(__name__)
 
 API = "/api/v1"
 # Longest single wait of the pacing task, so it notices a command or a loop restart promptly anyway.
@@ -131,6 +134,11 @@ class ReplaySession:
                         await asyncio.wait_for(self._wake.wait(), min(delay, MAX_WAIT_S))
                     except TimeoutError:
                         pass
+        except (duckdb.Error, OSError) as error:
+            # e.g. the live recording it followed was closed: end the replay and say why.
+            log.warning("replay %s of %s failed: %s", self.id, self.recording_id, error)
+            player.stop(f"error: {error}")
+            await self.publish_state()
         finally:
             await asyncio.to_thread(self._close)
 
