@@ -158,7 +158,8 @@ async def main() -> None:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
 
-    print(f"full fleet (1,944 jars) at a 1 s interval, speed 1x, on {os.cpu_count()} cores")
+    print(f"full fleet (1,944 jars) at a 1 s interval, speed 1x, on {os.cpu_count()} cores "
+          f"(load average {os.getloadavg()[0]:.1f}: other work on the machine inflates latency)")
     print(f"  one tick simulated and measured in-process: {floor_ms:.2f} ms (floor: {floor_ms / 10:.2f} % of a core)")
     print(f"  {'subscribers':>11} {'server CPU':>11} {'× baseline':>10} {'frames':>7} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'lost':>5} {'client CPU':>11}")
