@@ -16,7 +16,7 @@
 (() => {
   // ------------------------------------------------------------------------------ constants
   const API = "api/v1/"; // relative to the page, so the dashboard also works behind a path prefix
-  const HISTORY = 1000; // points kept per series; when full, every other point is dropped
+  const HISTORY = 600; // points kept per series (about a chart's width in pixels); when full, every other is dropped
   const PARSE_BUDGET_BYTES = 1.5e6; // telemetry JSON parsed per animation frame, at most
   const MAX_QUEUED_BYTES = 64e6; // telemetry text waiting to be parsed (a hidden tab parses nothing)
   const MIN_REDRAW_MS = 100; // charts and heat maps redraw at most this often
@@ -47,6 +47,8 @@
     animationFrames: 0,
     parseMs: 0, // main-thread time spent parsing telemetry and updating the store
     drawMs: 0, // and drawing charts, heat maps and the detail
+    chartMs: 0, // of which the charts
+    heatMs: 0, // and the heat maps
     errors: [],
   };
   const dirty = { data: false, alarms: false, layout: false };
@@ -288,9 +290,18 @@
       this.state = "closed";
     }
 
+    // Connects (and reconnects while wanted); resolves once the socket is open.
     open() {
       this.wanted = true;
-      if (this.socket) return;
+      if (this.socket && this.socket.readyState === WebSocket.OPEN) return Promise.resolve();
+      if (!this.socket) this.connect();
+      return new Promise((resolve, reject) => {
+        this.socket.addEventListener("open", () => resolve(), { once: true });
+        this.socket.addEventListener("close", () => reject(new Error(`${this.name} feed: could not connect`)), { once: true });
+      });
+    }
+
+    connect() {
       const url = new URL(API + this.path, location.href);
       url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
       const socket = new WebSocket(url);
@@ -301,7 +312,7 @@
       socket.onclose = () => {
         this.socket = null;
         this.setState("closed");
-        if (this.wanted) setTimeout(() => { if (this.wanted) this.open(); }, this.retry);
+        if (this.wanted) setTimeout(() => { if (this.wanted && !this.socket) this.connect(); }, this.retry);
         this.retry = Math.min(this.retry * 2, 8000);
       };
     }
@@ -713,7 +724,7 @@
   }
 
   // ------------------------------------------------------------------------------ the frame loop
-  let lastDraw = 0;
+  let lastDraw = 0, lastDrawCost = 0;
   function animate(now) {
     requestAnimationFrame(animate);
     state.animationFrames++;
@@ -730,18 +741,25 @@
       if (state.selected < 0 || state.selected >= store.n) select(0);
       else $("detail-id").textContent = store.ids[state.selected];
     }
-    if (dirty.data && now - lastDraw >= MIN_REDRAW_MS) {
+    // Redraw when something changed, at most every MIN_REDRAW_MS, and never more often than keeps
+    // drawing under about a fifth of the main thread (a big fleet's draw takes longer).
+    if (dirty.data && now - lastDraw >= Math.max(MIN_REDRAW_MS, 4 * lastDrawCost)) {
       dirty.data = false;
       lastDraw = now;
+      const drawing = performance.now();
       if (store.n) {
         drawCharts();
+        const charted = performance.now();
+        state.chartMs += charted - drawing;
         for (const map of heatMaps) map.draw();
+        state.heatMs += performance.now() - charted;
         renderDetail();
       }
       renderStrip();
       if (state.view === "replay" && store.simTime != null) setSeekPosition(store.simTime);
       state.draws++;
-      state.drawMs += performance.now() - parsed;
+      lastDrawCost = performance.now() - drawing;
+      state.drawMs += lastDrawCost;
     }
     if (dirty.alarms) {
       dirty.alarms = false;
@@ -987,7 +1005,7 @@
     state.replayEvents = [];
     state.replayStatus = null;
     drawSeekEvents();
-    feeds.replay.open();
+    await feeds.replay.open(); // subscribed before it starts, so the first frames (or all, at max) are not missed
     setReplayStatus(await api("POST", "replay/start", { recording: r.id, speed: replaySpeed() }));
     await Promise.all([loadReplayEvents(r), loadReplayAlarms(r, state.replaySpan ? state.replaySpan.start : 0)]);
   });
@@ -1134,7 +1152,7 @@
 
   function setReplayStatus(status) {
     if (!status || typeof status !== "object") return;
-    state.replayStatus = status.state === "idle" ? { state: "idle" } : { ...(state.replayStatus || {}), ...status };
+    state.replayStatus = status; // each is a whole snapshot
     const s = state.replayStatus;
     if (!state.replaySpan && s.from && s.to) {
       state.replaySpan = { start: isoSeconds(s.from), end: isoSeconds(s.to) };
@@ -1265,6 +1283,8 @@
     get animationFrames() { return state.animationFrames; },
     get parseMs() { return state.parseMs; },
     get drawMs() { return state.drawMs; },
+    get chartMs() { return state.chartMs; },
+    get heatMs() { return state.heatMs; },
     get errors() { return state.errors.slice(); },
     get simStatus() { return state.simStatus; },
     get replayStatus() { return state.replayStatus; },
@@ -1286,7 +1306,7 @@
 
   async function boot() {
     wire();
-    feeds.live.open();
+    feeds.live.open().catch(() => {}); // it reconnects by itself; the pill shows the state
     requestAnimationFrame(animate);
     await Promise.all([loadPresets(), loadScenarios(), loadTimelines(), refreshSimStatus()].map((p) => p.catch((e) => toast(e.message))));
     await loadRecordings().catch((e) => toast(e.message));
@@ -1298,7 +1318,7 @@
       setView("replay");
       state.replayRecording = r;
       state.replaySpan = recordingSpan(r);
-      feeds.replay.open();
+      feeds.replay.open().catch(() => {});
       if (r) {
         loadReplayEvents(r);
         loadReplayAlarms(r, isoSeconds(replay.position));
