@@ -267,3 +267,14 @@ def test_replaying_a_live_recording_shows_the_alarms_it_recorded(page, server):
     page.wait_for_function(f"() => window.__battsim.activeAlarms.length === {active_at_end}")
     expect(page.locator("#alarms")).to_have_attribute("data-active", str(active_at_end))
     assert_clean(page)
+
+
+def test_a_replay_as_fast_as_possible_reaches_the_page(page, server):
+    # The page subscribes before it starts the replay: at max speed nothing waits for a late subscriber.
+    page.select_option("#recording", label="outage-6h.duckdb")
+    page.select_option("#replay-speed", "max")
+    page.click("#replay-play")
+    page.wait_for_function("() => window.__battsim.replayStatus?.state === 'ended'")
+    page.wait_for_function(f"() => window.__battsim.simTime === {RECORDING_START.timestamp() + 6 * 3600 - 60}")
+    assert debug(page, "jars") == 216 and debug(page, "framesParsed") >= 1
+    assert_clean(page)
