@@ -1,0 +1,105 @@
+"""Thermal runaway emerging from the float-current / temperature feedback, and sudden failures."""
+
+import numpy as np
+import pytest
+
+from battsim.engine import lab
+from battsim.engine.failures import FAILURE_NAMES, enable_failures, hourly_failure_probability
+from battsim.engine.fleet import build_fleet, get_preset
+from battsim.engine.models import get_model
+from battsim.engine.world import World
+
+MODEL = get_model("USF12-100A")
+
+
+@pytest.mark.parametrize("cause", ["internal_short", "thermal_runaway"])
+def test_runaway_shows_its_signatures_in_order_over_hours_and_settles_at_65_to_75_c(cause):
+    result = lab.float_charge(MODEL, 25.0, failures=(cause,), hours=48)
+    times = result.signatures_h
+    assert 1.0 < times["above_room_10c"] < times["current_3x"] < times["above_50c"] < 24.0, times
+    assert result.thermal_runaway
+    assert 65.0 <= result.battery_temperature_c <= 75.0
+    temperatures = [row[1] for row in result.trace]
+    assert temperatures[0] < 35.0  # over hours, not one tick
+
+
+def test_a_hot_room_and_a_high_float_voltage_make_a_dried_out_jar_run_away():
+    cool = lab.float_charge(MODEL, 25.0, failures=("dry_out",), hours=24)
+    assert not cool.thermal_runaway and cool.battery_temperature_c - 25.0 < 3.0
+    hot = lab.float_charge(MODEL, 40.0, voltage_v_per_cell=2.55, failures=("dry_out", "dry_out"), hours=48)
+    assert hot.thermal_runaway and hot.battery_temperature_c > 65.0
+
+
+def test_a_charger_thermal_cut_off_stops_the_runaway():
+    result = lab.float_charge(MODEL, 25.0, failures=("thermal_runaway",), charge_cutoff_c=50.0, hours=48)
+    assert max(row[1] for row in result.trace) < 52.0
+    assert not result.thermal_runaway
+
+
+def test_a_shorted_cell_drops_the_jar_by_about_2_v():
+    healthy = lab.bench(MODEL, jars=2)
+    healthy.short_cell(np.array([1]))
+    terminal = healthy.advance(60.0, np.full(2, 4, dtype=np.uint8), np.zeros(2), np.full(2, 25.0))
+    assert 1.9 <= terminal.voltage_v[0] - terminal.voltage_v[1] <= 2.3
+
+
+def test_a_short_in_a_string_raises_the_voltage_of_the_other_cells():
+    bank = lab.bench(MODEL, jars=4)
+    bank.short_cell(np.array([0]), string_of_jar=np.array([0, 0, 1, 1]))
+    assert bank.charge_voltage_share[1] == pytest.approx(12 / 11)
+    assert bank.charge_voltage_share[2] == 1.0
+
+
+def test_dry_out_and_sulfation_and_corrosion_change_the_physics():
+    bank = lab.bench(MODEL, jars=4)
+    before = bank.resistance_mohm().copy()
+    bank.dry_out(np.array([0]))
+    bank.sulfate(np.array([1]))
+    bank.corrode_grid(np.array([2]))
+    after = bank.resistance_mohm()
+    assert after[0] > 1.3 * before[0] and after[1] > before[1] and after[2] > before[2]
+    assert after[3] == before[3]
+    assert bank.float_current_multiplier[0] > 1.0
+    assert bank.soh_pct[1] < bank.soh_pct[0] < 100.0 == bank.soh_pct[3]
+    assert bank.fade_multiplier[2] > bank.fade_multiplier[3]
+
+
+def test_failing_jars_have_a_far_higher_hazard_and_heat_raises_it():
+    bank = lab.bench(MODEL, jars=3)
+    bank.profile[:] = [0, 1, 2]
+    per_hour = hourly_failure_probability(bank, 3600.0)
+    assert per_hour.shape == (3, len(FAILURE_NAMES))
+    assert np.all(per_hour[2] > 5 * per_hour[0])
+    bank.temperature_c[:] = 35.0
+    assert np.all(hourly_failure_probability(bank, 3600.0) > 1.8 * per_hour)
+
+
+class Collect:
+    def __init__(self):
+        self.events = []
+
+    def readings(self, batch):
+        pass
+
+    def event(self, event):
+        self.events.append(event)
+
+
+def run_with_failures(seed):
+    sink = Collect()
+    world = World(build_fleet(get_preset("single-string"), seed=seed), sink, seed=seed, interval_s=3600)
+    enable_failures(world, hazard_scale=300.0)
+    world.run_until(30 * 86_400)
+    return world, [e for e in sink.events if e.kind == "battery_failure"]
+
+
+def test_the_failure_process_fails_jars_repeatably_and_labels_each_failure():
+    world, failures = run_with_failures(5)
+    assert failures, "no failure in a month at 300 × the hazard"
+    assert {e.detail["failure"] for e in failures} <= set(FAILURE_NAMES)
+    _, again = run_with_failures(5)
+    assert [(e.timestamp_us, e.battery_id, e.detail["failure"]) for e in failures] == [
+        (e.timestamp_us, e.battery_id, e.detail["failure"]) for e in again]
+    shorted = [world.fleet.battery_ids.index(e.battery_id) for e in failures if e.detail["failure"] == "internal_short"]
+    if shorted:
+        assert np.all(world.bank.live_cells[shorted] < 6)
