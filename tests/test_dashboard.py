@@ -19,7 +19,6 @@ from battsim.engine.fleet import get_preset
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.scenarios import load_timeline
 
-import test_service_helpers
 from test_service_helpers import serve, wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -55,34 +54,10 @@ def data_dir(tmp_path_factory) -> Path:
     return directory
 
 
-def serves_replay(app) -> bool:
-    return any(getattr(route, "path", None) == "/api/v1/replay/status" for route in app.routes)
-
-
 @pytest.fixture(scope="module")
 def server(data_dir):
-    create_app = test_service_helpers.create_app
-    if serves_replay(create_app(data_dir)):
-        with serve(data_dir) as running:
-            yield running
-        return
-    # Until create_app includes the replay and SQL routers (test_battsim_serve_serves_... says so), the
-    # page is tested against the app with them added here, as `battsim serve` is meant to be.
-    from battsim.service.routes_query import query_router
-    from battsim.service.routes_replay import replay_router
-
-    def with_replay(directory, **options):
-        app = create_app(directory, **options)
-        app.include_router(replay_router(directory))
-        app.include_router(query_router(directory))
-        return app
-
-    test_service_helpers.create_app = with_replay
-    try:
-        with serve(data_dir) as running:
-            yield running
-    finally:
-        test_service_helpers.create_app = create_app
+    with serve(data_dir) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -140,13 +115,6 @@ def start_from_the_page(page, preset: str = "thailand-9x24", speed: str = "60") 
 
 
 # ---------------------------------------------------------------------------------------------- tests
-@pytest.mark.xfail(not serves_replay(test_service_helpers.create_app("recordings")),
-                   reason="create_app does not include replay_router and query_router yet: the dashboard's "
-                          "replay panel needs /api/v1/recordings, /api/v1/replay/* and /api/v1/query")
-def test_battsim_serve_serves_the_replay_and_sql_apis_the_page_uses():
-    assert serves_replay(test_service_helpers.create_app("recordings"))
-
-
 def test_the_page_loads_without_console_errors(page, server):
     expect(page.locator("#banner")).to_contain_text("SIMULATION MODE")
     # The chart library is the vendored copy, served by the package (nothing comes from the internet).
