@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -110,6 +111,15 @@ def test_status_codes_name_what_is_wrong(server):
     assert response.status_code == 422 and "capacity_pct" in json.dumps(response.json())
     assert http.post("/api/v1/scenarios/clear", json=["BAT404"]).status_code == 404
     assert http.post("/api/v1/simulation/speed", json={"speed": 0}).status_code == 422
+
+
+def test_of_two_simultaneous_starts_one_wins(server):
+    body = {"preset": "thailand-full", "interval_seconds": 60}
+    with ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(lambda _: server.http.post("/api/v1/simulation/start", json=body).status_code, range(2)))
+    assert codes == [200, 409]
+    assert len(list(server.data_dir.glob("*.duckdb"))) == 1
+    server.http.post("/api/v1/simulation/stop").raise_for_status()
 
 
 def test_telemetry_frames_arrive_at_the_configured_interval(server):

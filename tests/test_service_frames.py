@@ -89,11 +89,15 @@ def test_a_full_queue_drops_its_oldest_frames_and_counts_them():
                             lag_limit_s=1, ping_interval_s=1)
     for seq in range(5):
         subscriber.offer(f"frame {seq}", published_at=0.0)
-    assert [text for text, _ in subscriber.queue] == ["frame 2", "frame 3", "frame 4"]
+    assert [text for text, _, _ in subscriber.queue] == ["frame 2", "frame 3", "frame 4"]
     assert (subscriber.dropped, subscriber.unreported_drops) == (2, 2)
+    # Alerts and status messages are kept: telemetry makes room for them.
+    subscriber.offer("alert", 0.0, droppable=False)
+    subscriber.offer("frame 5", 0.0)
+    assert [text for text, _, _ in subscriber.queue] == ["frame 4", "alert", "frame 5"]
     # The byte bound too, but the newest frame always stays.
     subscriber = Subscriber(NoSocket(), ReadingFilter(), max_frames=100, max_bytes=10, send_timeout_s=1,
                             lag_limit_s=1, ping_interval_s=1)
     subscriber.offer("x" * 8, 0.0)
     subscriber.offer("y" * 20, 0.0)
-    assert [text for text, _ in subscriber.queue] == ["y" * 20] and subscriber.dropped == 1
+    assert [text for text, _, _ in subscriber.queue] == ["y" * 20] and subscriber.dropped == 1

@@ -166,7 +166,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if preset is not None:
-            sessions.start(LiveConfig(fleet=get_preset(preset), preset=preset, interval_s=interval_s, speed=speed,
+            await sessions.start(LiveConfig(fleet=get_preset(preset), preset=preset, interval_s=interval_s, speed=speed,
                                       seed=seed))
         yield
         # A clean shutdown (SIGINT/SIGTERM) completes every recording.
@@ -259,7 +259,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
                             speed=request.speed, start=request.start, scenario=request.scenario,
                             timeline=request.timeline, paused=request.paused)
         try:
-            session = sessions.start(config, DEFAULT_SLOT)
+            session = await sessions.start(config, DEFAULT_SLOT)
         except AlreadyRunning as error:
             raise HTTPException(409, detail=str(error)) from None
         except TimelineError as error:

@@ -3,7 +3,7 @@
 Awaiting each client's ``send`` in turn would stall everyone on the slowest one
 (engineering-notes.md, "WebSocket fan-out"). Here publishing never awaits: a frame is offered to
 every subscriber's queue and each subscriber's own task sends at the pace its client reads. A full
-queue drops its oldest frame and counts it; the count is sent to the client (a ``dropped``
+queue drops its oldest telemetry frame (alerts and status messages are kept) and counts it; the count is sent to the client (a ``dropped``
 message) before its next frame, and every telemetry frame carries the tick's ``seq`` so gaps are
 visible. A subscriber whose frames are older than the lag limit when their turn comes, or whose
 send does not complete within the send timeout, is disconnected.
@@ -145,13 +145,19 @@ def _quoted(values: np.ndarray) -> np.ndarray:
 
 
 class Frame(Protocol):
-    """Something to send: the text for a subscriber's filter (None when nothing in it is theirs)."""
+    """Something to send: the text for a subscriber's filter (None when nothing in it is theirs).
+
+    Frames with ``droppable`` true (telemetry; the default when a frame does not say) may be dropped for
+    a subscriber that falls behind; the others (alerts, status) are kept.
+    """
 
     def text(self, reading_filter: ReadingFilter) -> str | None: ...
 
 
 class TelemetryFrame:
     """One tick's readings; the text for each filter is encoded on first request and shared."""
+
+    droppable = True
 
     def __init__(self, encoder: TelemetryEncoder, seq: int, columns: dict[str, np.ndarray], rows: slice):
         self.encoder, self.seq, self.columns, self.rows = encoder, seq, columns, rows
@@ -180,6 +186,7 @@ class MessageFrame:
 
     payload: dict
     _text: str | None = None
+    droppable = False  # a class attribute (no annotation): not a dataclass field
 
     def text(self, reading_filter: ReadingFilter) -> str:
         if self._text is None:
@@ -196,6 +203,7 @@ class AlertFrame:
     sim_time: str
     jars: np.ndarray
     alerts: list[dict]
+    droppable = False
 
     def text(self, reading_filter: ReadingFilter) -> str | None:
         chosen = self.encoder.select(reading_filter)
@@ -223,7 +231,7 @@ class Subscriber:
         self.filter = reading_filter
         self.max_frames, self.max_bytes = max_frames, max_bytes
         self.send_timeout_s, self.lag_limit_s, self.ping_interval_s = send_timeout_s, lag_limit_s, ping_interval_s
-        self.queue: deque[tuple[str, float]] = deque()
+        self.queue: deque[tuple[str, float, bool]] = deque()  # (text, published at, droppable)
         self.queued_bytes = 0
         self.sent = 0
         self.dropped = 0
@@ -232,12 +240,17 @@ class Subscriber:
         self.closed_reason: str | None = None
         self._ready = asyncio.Event()
 
-    def offer(self, text: str, published_at: float) -> None:
-        """Queue a frame without waiting; when full, the oldest frames make room and are counted."""
-        self.queue.append((text, published_at))
+    def offer(self, text: str, published_at: float, droppable: bool = True) -> None:
+        """Queue a frame without waiting; when full, the oldest droppable frames (telemetry, not alerts
+        or status) make room and are counted."""
+        self.queue.append((text, published_at, droppable))
         self.queued_bytes += len(text)
         while len(self.queue) > 1 and (len(self.queue) > self.max_frames or self.queued_bytes > self.max_bytes):
-            dropped, _ = self.queue.popleft()
+            oldest = next((index for index, entry in enumerate(self.queue) if entry[2]), None)
+            if oldest is None:
+                break
+            dropped = self.queue[oldest][0]
+            del self.queue[oldest]
             self.queued_bytes -= len(dropped)
             self.dropped += 1
             self.unreported_drops += 1
@@ -253,7 +266,7 @@ class Subscriber:
                 except TimeoutError:
                     await self._send('{"type":"ping"}')
                 continue
-            text, published_at = self.queue.popleft()
+            text, published_at, _ = self.queue.popleft()
             self.queued_bytes -= len(text)
             lag_s = time.monotonic() - published_at
             if lag_s > self.lag_limit_s:
@@ -299,13 +312,13 @@ class Broadcaster:
                 texts[subscriber.filter] = frame.text(subscriber.filter)
             text = texts[subscriber.filter]
             if text is not None:
-                subscriber.offer(text, now)
+                subscriber.offer(text, now, getattr(frame, "droppable", True))
 
     async def serve(self, websocket: WebSocket, reading_filter: ReadingFilter, greeting: dict | None = None) -> None:
         """Run an accepted WebSocket until the client leaves or is too slow."""
         subscriber = Subscriber(websocket, reading_filter, **self.settings)
         if greeting is not None:
-            subscriber.offer(json.dumps(greeting), time.monotonic())
+            subscriber.offer(json.dumps(greeting), time.monotonic(), droppable=False)
         self.subscribers[subscriber.id] = subscriber
         sender = asyncio.create_task(subscriber.send_loop(), name=f"ws-sender-{subscriber.id}")
         receiver = asyncio.create_task(_drain_client(websocket), name=f"ws-receiver-{subscriber.id}")

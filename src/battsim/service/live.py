@@ -380,6 +380,7 @@ class Slot:
     name: str
     broadcaster: Broadcaster
     session: LiveSession | None = None  # the running one, or the last one (for its status)
+    starting: bool = False
 
     @property
     def running(self) -> LiveSession | None:
@@ -405,12 +406,17 @@ class Sessions:
             raise NotRunning("no simulation is running; start one with POST /api/v1/simulation/start")
         return session
 
-    def start(self, config: LiveConfig, name: str = DEFAULT_SLOT) -> LiveSession:
+    async def start(self, config: LiveConfig, name: str = DEFAULT_SLOT) -> LiveSession:
         slot = self.slot(name)
-        if slot.running is not None:
+        if slot.running is not None or slot.starting:
             raise AlreadyRunning("a simulation is already running; stop it first with POST /api/v1/simulation/stop")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        session = LiveSession(config, self.data_dir, slot.broadcaster, slot=name)
+        slot.starting = True
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Building a large fleet and creating its recording take a moment: not on the event loop.
+            session = await asyncio.to_thread(LiveSession, config, self.data_dir, slot.broadcaster, name)
+        finally:
+            slot.starting = False
         slot.session = session
         session.begin()
         session.publish_status()
