@@ -128,3 +128,39 @@ def test_a_batch_of_ticks_gives_the_same_changes_as_tick_by_tick():
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.name)
 def test_every_rule_has_a_severity_and_description(rule):
     assert rule.severity in ("warning", "critical") and rule.description
+
+
+class Collect:
+    def __init__(self):
+        self.events, self.rows = [], 0
+
+    def readings(self, batch):
+        self.rows += batch.rows
+
+    def event(self, event):
+        self.events.append(event)
+
+
+def alarm_events_of_a_hot_room(batch_rows: int):
+    from battsim.engine.alarms import AlarmingSink
+    from battsim.engine.fleet import build_fleet, get_preset
+    from battsim.engine.world import World
+    from battsim.scenarios import Scenarios
+
+    fleet = build_fleet(get_preset("single-string"), seed=3)
+    collected = Collect()
+    world = World(fleet, AlarmingSink(collected, fleet), seed=3, interval_s=60, batch_rows=batch_rows)
+    Scenarios(world).apply("high_temperature", params={"ambient_c": 45.0}, duration_s=4 * 3600)
+    world.run_until(10 * 3600)
+    world.flush()
+    return [(e.timestamp_us, e.kind, e.battery_id, e.detail["rule"]) for e in collected.events
+            if e.kind.startswith("alarm_")], collected.rows
+
+
+def test_an_alarming_sink_records_alarms_whatever_the_batch_size():
+    one_tick, rows = alarm_events_of_a_hot_room(batch_rows=24)
+    many_ticks, _ = alarm_events_of_a_hot_room(batch_rows=24 * 97)
+    assert one_tick == many_ticks and rows == 24 * 600
+    hot = [(kind, battery) for _, kind, battery, rule in one_tick if rule == "high_temperature"]
+    assert ("alarm_raised", "BKK_DC1_SYS01_STR01_BAT001") in hot
+    assert ("alarm_cleared", "BKK_DC1_SYS01_STR01_BAT001") in hot  # the room cools after 4 h

@@ -20,7 +20,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from battsim.engine.battery import Mode
+from battsim.engine.fleet import Fleet
 from battsim.engine.readings import ReadingBatch
+from battsim.engine.world import Event
 
 
 class AlarmThresholds(BaseModel):
@@ -77,6 +79,16 @@ class AlarmChange:
     def state(self) -> str:
         return "raised" if self.raised else "cleared"
 
+    def detail(self) -> dict:
+        return {"rule": self.rule.name, "severity": self.rule.severity, "state": self.state, "value": self.value,
+                "threshold": self.threshold, "unit": self.rule.unit, "message": self.rule.description}
+
+    def event(self, fleet: Fleet) -> Event:
+        """The ``alarm_raised`` / ``alarm_cleared`` event of a recording's ``events`` table."""
+        jar = self.jar
+        return Event(self.timestamp_us, f"alarm_{self.state}", fleet.site_ids[fleet.battery_site[jar]],
+                     fleet.string_ids[fleet.battery_string[jar]], fleet.battery_ids[jar], self.detail())
+
 
 class AlarmMonitor:
     """Raise/clear state of every rule on every jar, advanced one tick of readings at a time."""
@@ -90,6 +102,14 @@ class AlarmMonitor:
         self.active = np.zeros((len(RULES), size), dtype=bool)
         # Since when each jar has been above the high-temperature threshold (-1: it is not).
         self.hot_since_us = np.full(size, -1, dtype=np.int64)
+
+    @classmethod
+    def for_fleet(cls, fleet: Fleet, thresholds: AlarmThresholds = AlarmThresholds()) -> AlarmMonitor:
+        """Rules over a fleet's jars, against each jar's commissioning resistance (model × spread)."""
+        models = fleet.models
+        baseline = np.array([models[m].internal_resistance_mohm for m in fleet.battery_model]) * fleet.resistance_spread
+        cells = np.array([models[m].cells for m in fleet.battery_model])
+        return cls(baseline, cells, thresholds)
 
     def evaluate_batch(self, batch: ReadingBatch) -> list[AlarmChange]:
         """Evaluate every tick of a batch in order (a short loop over ticks, not over jars)."""
@@ -163,3 +183,20 @@ class AlarmMonitor:
         """(rule name, jar index) of every alarm currently raised."""
         rules, jars = np.nonzero(self.active)
         return [(RULES[r].name, int(j)) for r, j in zip(rules, jars)]
+
+
+class AlarmingSink:
+    """A sink in front of another: evaluates the alarm rules on every batch of readings and passes the
+    ``alarm_raised`` / ``alarm_cleared`` events on before the readings (e.g. a batch run's recorder)."""
+
+    def __init__(self, inner, fleet: Fleet, thresholds: AlarmThresholds = AlarmThresholds()):
+        self.inner, self.fleet = inner, fleet
+        self.monitor = AlarmMonitor.for_fleet(fleet, thresholds)
+
+    def readings(self, batch: ReadingBatch) -> None:
+        for change in self.monitor.evaluate_batch(batch):
+            self.inner.event(change.event(self.fleet))
+        self.inner.readings(batch)
+
+    def event(self, event: Event) -> None:
+        self.inner.event(event)

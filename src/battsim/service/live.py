@@ -32,7 +32,7 @@ from battsim.engine.fleet import FleetSpec, build_fleet
 from battsim.engine.readings import ReadingBatch
 from battsim.engine.world import Event, World
 from battsim.recordings.recorder import Recorder, RunInfo
-from battsim.scenarios import (CATALOGUE, ScenarioError, Scenarios, Timeline, TimelineError, load_timeline,
+from battsim.scenarios import (CATALOGUE, SCENARIO_NAMES, ScenarioError, Scenarios, Timeline, TimelineError, load_timeline,
                                shipped_timelines)
 from battsim.service.broadcast import AlertFrame, Broadcaster, MessageFrame, TelemetryEncoder, iso_utc
 
@@ -116,13 +116,13 @@ class LiveSession:
         self.recorder = Recorder(
             self.recording_path, self.fleet,
             RunInfo(config.seed, start, None, config.interval_s, config.config(), config.preset),
-            scenario_names=list(CATALOGUE),
+            scenario_names=SCENARIO_NAMES,
         )
         # One tick per batch: each tick is measured, broadcast and alarmed as soon as it is simulated.
         self.world = World(self.fleet, self, seed=config.seed, start=start, interval_s=config.interval_s,
                            batch_rows=self.fleet.size)
         self.scenarios = Scenarios(self.world)
-        self.alarms = AlarmMonitor(self.world.bank.new_resistance_mohm, self.world.bank.cells)
+        self.alarms = AlarmMonitor.for_fleet(self.fleet)
         self.encoder = TelemetryEncoder(self.fleet)
         # Without a given start, virtual time begins at the wall clock's now (the world took a while to
         # build), so at 1x each tick is due when the wall clock reaches its timestamp.
@@ -178,17 +178,12 @@ class LiveSession:
             self._status_changed = True
 
     def _alert(self, seq: int, timestamp_us: int, changes: list[AlarmChange]) -> None:
-        fleet, alerts = self.fleet, []
+        alerts = []
         for change in changes:
-            jar = change.jar
-            detail = {"rule": change.rule.name, "severity": change.rule.severity, "state": change.state,
-                      "value": change.value, "threshold": change.threshold, "unit": change.rule.unit,
-                      "message": change.rule.description}
-            event = Event(timestamp_us, f"alarm_{change.state}", fleet.site_ids[fleet.battery_site[jar]],
-                          fleet.string_ids[fleet.battery_string[jar]], fleet.battery_ids[jar], detail)
+            event = change.event(self.fleet)
             self.recorder.event(event)
             alerts.append({"battery_id": event.battery_id, "site_id": event.site_id, "string_id": event.string_id,
-                           "timestamp": iso_utc(timestamp_us), **detail})
+                           "timestamp": iso_utc(timestamp_us), **event.detail})
         self.alarm_changes += len(changes)
         jars = np.array([change.jar for change in changes])
         self.broadcaster.publish(AlertFrame(self.encoder, seq, iso_utc(timestamp_us), jars, alerts))
