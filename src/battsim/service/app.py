@@ -166,8 +166,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if preset is not None:
-            await sessions.start(LiveConfig(fleet=get_preset(preset), preset=preset, interval_s=interval_s, speed=speed,
-                                      seed=seed))
+            await sessions.start(LiveConfig(fleet=get_preset(preset), preset=preset, interval_s=interval_s,
+                                            speed=speed, seed=seed))
         yield
         # A clean shutdown (SIGINT/SIGTERM) completes every recording.
         await sessions.stop_all()
