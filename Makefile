@@ -28,6 +28,7 @@ test: install chromium
 
 bench: install
 	$(PY) bench/bench_batch.py
+	$(PY) bench/bench_live.py
 
 clean:
 	rm -rf $(VENV) recordings .pytest_cache
