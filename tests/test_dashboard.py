@@ -144,9 +144,6 @@ def test_start_draws_the_charts_heat_maps_and_detail_within_seconds(page, server
     status = server.http.get("/api/v1/simulation/status").json()
     assert status["is_running"] and status["batteries_count"] == debug(page, "jars") == 216
     assert debug(page, "modeCounts") == {"float": 216}
-    # Every frame so far was parsed and drawn (216 jars at 60 frames/s is far inside the page's budget).
-    feeds = debug(page, "feeds()")
-    assert feeds["live"]["decimated"] == 0 and debug(page, "framesParsed") >= 3
     # Picking a jar in the heat map selects it for the detail panel.
     page.locator("#heat-temperature canvas").click(position={"x": 5, "y": 5})
     expect(page.locator("#detail-id")).to_have_text(debug(page, "selected"))
