@@ -70,9 +70,8 @@ CHARGE_TAPER_V_PER_C_RATE = 0.08
 # relays do; the figure is an assumption, UPS manuals give 5-10 K).
 CHARGE_CUTOFF_HYSTERESIS_C = 10.0
 
-# Ageing stress doubles per 100 mV/cell away from the temperature-compensated float voltage:
-# above it grid corrosion (overcharge), below it sulfation (undercharge) (vrla-facts.md "Ageing").
-VOLTAGE_STRESS_DOUBLING_V = 0.100
+# A jar is never modelled as holding nothing: a floor keeps its capacity positive.
+SOH_FLOOR_PCT = 1.0
 # Sulfation while a jar sits discharged: stress rises to 3 × at empty.
 DISCHARGED_STRESS_AT_EMPTY = 2.0
 
@@ -133,8 +132,6 @@ class BatteryBank:
         self.boost_compensation_mv_per_c = per_jar("boost_compensation_mv_per_c")
         self.current_limit_a = per_jar("boost_current_limit_c10") * self.rated_capacity_ah
         self.end_voltage_v_per_cell = per_jar("end_voltage_v_per_cell")
-        self.float_current_ma_per_ah = per_jar("float_current_ma_per_ah")
-        self.self_discharge_pct_per_month = per_jar("self_discharge_pct_per_month")
         self.available_fraction = per_jar("available_charge_fraction")
         self.diffusion_rate_per_h = per_jar("diffusion_rate_per_h")
         self.tafel_v_per_cell = per_jar("tafel_v_per_cell")
@@ -144,7 +141,13 @@ class BatteryBank:
         self.heat_capacity_j_per_k = mass_kg * per_jar("specific_heat_j_per_kg_k")
         self.heat_transfer_w_per_k = np.array([model.block_heat_transfer_w_per_k for model in models])[model_index]
         self.thermal_time_constant_s = self.heat_capacity_j_per_k / self.heat_transfer_w_per_k
-        self.taper_ohm_per_cell = CHARGE_TAPER_V_PER_C_RATE / self.rated_capacity_ah
+        self.taper_siemens_per_cell = self.rated_capacity_ah / CHARGE_TAPER_V_PER_C_RATE
+        self.float_reference_a = self.rated_capacity_ah * per_jar("float_current_ma_per_ah") * 1e-3
+        # Self-discharge current per Ah held at 25 °C, A/Ah.
+        self.self_discharge_a_per_ah = physics.self_discharge_fraction_per_s(
+            per_jar("self_discharge_pct_per_month"), physics.REFERENCE_TEMPERATURE_C) * physics.SECONDS_PER_HOUR
+        self.calendar_fade_pct_per_s = physics.calendar_fade_pct_per_s(self.design_life_years, 25.0, 1.0)
+        self._step_cache: dict[float, tuple] = {}
         self.resistance_rise = PROFILE_RESISTANCE_RISE[self.profile]
         # KiBaM constant k' = k / (c (1 - c)) (Manwell & McGowan 1993), 1/h.
         self.kibam_rate_per_h = self.diffusion_rate_per_h / (self.available_fraction * (1.0 - self.available_fraction))
@@ -158,6 +161,7 @@ class BatteryBank:
         # The charger regulates a whole string: when cells of the string are shorted, the others share
         # its voltage and each sees this much more than its setpoint (string cells / live string cells).
         self.charge_voltage_share = np.ones(self.size)
+        self.string_has_short = False
         # Rectifier thermal protection: stop charging a jar above this temperature (inf = never; UPS
         # defaults stop at 50 °C, vrla-facts.md). Leaving it off lets a runaway reach its charger limit.
         self.charge_cutoff_c = np.full(self.size, np.inf)
@@ -218,13 +222,6 @@ class BatteryBank:
         )
         return np.where(mode == Mode.FLOAT, float_v, boost_v)
 
-    def overcharge_current_a(self, voltage_v_per_cell: np.ndarray) -> np.ndarray:
-        """Float (oxygen-recombination) current of each jar held at a cell voltage, A; rises with age."""
-        return physics.float_current_a(
-            self.rated_capacity_ah,
-            self.float_current_ma_per_ah * self.float_current_multiplier * (2.0 - self.soh_pct * 0.01),
-            voltage_v_per_cell, self.float_v_per_cell, self.temperature_c,
-        )
 
     # ------------------------------------------------------------------------------ discharge
     def discharge_voltage_v(self, discharge_current_a: np.ndarray) -> np.ndarray:
@@ -239,11 +236,14 @@ class BatteryBank:
 
     def _discharge_v_per_cell(self, current_a, surface, ocv, resistance_ohm):
         c_rate = current_a / self.rated_capacity_ah
-        return (
+        # Floored at 0 V: a cell driven past empty by its string reverses, and does not go on
+        # falling as the depletion term would.
+        return np.maximum(
             ocv
             - current_a * resistance_ohm / self.cells
             - physics.discharge_overpotential_v_per_cell(c_rate, self.tafel_v_per_cell, self.tafel_reference_c_rate)
-            - physics.depletion_overpotential_v_per_cell(c_rate, surface, self.depletion_v_per_cell)
+            - physics.depletion_overpotential_v_per_cell(c_rate, surface, self.depletion_v_per_cell),
+            0.0,
         )
 
     # ------------------------------------------------------------------------------- failures
@@ -273,25 +273,42 @@ class BatteryBank:
         cells = np.bincount(strings, weights=self.cells)
         live = np.bincount(strings, weights=self.live_cells)
         self.charge_voltage_share = (cells / np.maximum(live, 1.0))[strings]
+        self.string_has_short = bool((self.charge_voltage_share != 1.0).any())
 
     def start_thermal_runaway(self, jars) -> None:
         self.float_current_multiplier[jars] = np.maximum(self.float_current_multiplier[jars],
                                                          RUNAWAY_FLOAT_CURRENT_FACTOR)
 
     # ---------------------------------------------------------------------------------- step
-    def _kibam_step(self, current_a: np.ndarray, dt_s, capacity: np.ndarray) -> None:
-        """Exact KiBaM solution for a constant current (+ discharge here) over ``dt_s``."""
-        c = self.available_fraction
-        k_prime = self.kibam_rate_per_h
-        t_h = dt_s / physics.SECONDS_PER_HOUR
+    def _step_constants(self, dt_s) -> tuple:
+        """Factors that depend only on the step length, cached (a run uses one or two step lengths).
+
+        KiBaM (exact solution for a constant current I over t, Manwell & McGowan 1993):
+        ``A' = A·e + (A+B)·c·(1-e) - I·[(1-e)/k' + c·r]`` and ``B' = B·e + (A+B)·(1-c)·(1-e) - I·(1-c)·r``
+        with ``e = exp(-k't)`` and ``r = (k't - 1 + e)/k'``; and the jar's thermal lag ``exp(-t/τ)``.
+        """
+        key = float(dt_s) if np.ndim(dt_s) == 0 else None
+        cached = self._step_cache.get(key) if key is not None else None
+        if cached is not None:
+            return cached
+        c, k_prime = self.available_fraction, self.kibam_rate_per_h
+        t_h = np.asarray(dt_s, dtype=np.float64) / physics.SECONDS_PER_HOUR
         decay = np.exp(-k_prime * t_h)
         ramp = (k_prime * t_h - 1.0 + decay) / k_prime
-        total = self.available_ah + self.bound_ah
-        spill = total * (1.0 - decay)  # charge that would flow between the wells at zero current
-        available = self.available_ah * decay + spill * c - current_a * (1.0 - decay) / k_prime - current_a * c * ramp
-        bound = self.bound_ah * decay + spill * (1.0 - c) - current_a * (1.0 - c) * ramp
-        self.available_ah = np.clip(available, 0.0, capacity * c)
-        self.bound_ah = np.clip(bound, 0.0, capacity * (1.0 - c))
+        constants = (
+            np.maximum(t_h, 1e-9),
+            decay,
+            c * (1.0 - decay),  # share of the total that flows into the available well
+            (1.0 - c) * (1.0 - decay),  # and into the bound well
+            (1.0 - decay) / k_prime + c * ramp,  # Ah drawn from the available well per A
+            (1.0 - c) * ramp,  # Ah drawn from the bound well per A
+            np.exp(-np.asarray(dt_s) / self.thermal_time_constant_s),
+        )
+        if key is not None:
+            if len(self._step_cache) > 8:
+                self._step_cache.clear()
+            self._step_cache[key] = constants
+        return constants
 
     def advance(
         self,
@@ -305,111 +322,120 @@ class BatteryBank:
 
         ``mode`` is each jar's :class:`Mode`; ``discharge_current_a`` the load current (positive)
         of jars in DISCHARGE; ``charge_voltage_v_per_cell`` the charger voltage of jars on charge
-        (default: the jar's own compensated float or boost setpoint, times its share of the string).
+        (default: the compensated float or boost setpoint at the room's temperature, times the
+        jar's share of its string). Branches that no jar needs this tick are skipped.
         """
-        cells = self.live_cells
-        capacity = self.capacity_ah()
+        dt_h, decay, to_available, to_bound, draw_available, draw_bound, thermal_decay = self._step_constants(dt_s)
+        temperature_c = self.temperature_c
+        capacity = self.full_capacity_ah * self.soh_pct * 0.01 * physics.capacity_temperature_factor(temperature_c)
         well_ah = capacity * self.available_fraction
+        total_ah = self.available_ah + self.bound_ah
         surface = np.clip(self.available_ah / well_ah, 0.0, 1.0)
-        soc = np.clip((self.available_ah + self.bound_ah) / capacity, 0.0, 1.0)
-        ocv = physics.open_circuit_voltage_v_per_cell(surface)
-        resistance_ohm = self._resistance_mohm(soc) * 1e-3
+        soc = np.clip(total_ah / capacity, 0.0, 1.0)
+        ocv = physics.OCV_EMPTY_V_PER_CELL + physics.OCV_SPAN_V_PER_CELL * surface
         float_v = self.float_setpoint_v_per_cell(room_temperature_c)
+        doubling = physics.doubling_per_10k(temperature_c)
 
         charging = mode <= Mode.EQUALIZE
         if self.thermal_protection:
             # The charger stops at the cut-off and resumes only once the jar has cooled well below it.
-            self.charge_cut = (self.temperature_c >= self.charge_cutoff_c) | (
-                self.charge_cut & (self.temperature_c > self.charge_cutoff_c - CHARGE_CUTOFF_HYSTERESIS_C))
+            self.charge_cut = (temperature_c >= self.charge_cutoff_c) | (
+                self.charge_cut & (temperature_c > self.charge_cutoff_c - CHARGE_CUTOFF_HYSTERESIS_C))
             charging &= ~self.charge_cut
+        all_charging = charging.all()
         discharging = mode == Mode.DISCHARGE
-        any_discharging = discharging.any()
+        any_discharging = not all_charging and discharging.any()
 
         # Charger side: the setpoint drives acceptance into the available well (tapering as it
         # fills) and the overcharge current that only makes heat. When the sum passes the current
         # limit the charger's voltage sags to where the jar takes just the limit.
         if charge_voltage_v_per_cell is None:
-            if (mode == Mode.FLOAT).all():
-                charge_voltage_v_per_cell = float_v
-            else:
-                charge_voltage_v_per_cell = self.charge_setpoint_v_per_cell(mode, room_temperature_c)
-            charge_voltage_v_per_cell = charge_voltage_v_per_cell * self.charge_voltage_share
-        self_discharge_a = capacity * soc * physics.SECONDS_PER_HOUR * self.self_discharge_multiplier * (
-            physics.self_discharge_fraction_per_s(self.self_discharge_pct_per_month, self.temperature_c)
-        )
+            on_float = (mode == Mode.FLOAT).all()
+            charge_voltage_v_per_cell = float_v if on_float else self.charge_setpoint_v_per_cell(mode, room_temperature_c)
+            if self.string_has_short:
+                charge_voltage_v_per_cell = charge_voltage_v_per_cell * self.charge_voltage_share
+        self_discharge_a = capacity * soc * self.self_discharge_a_per_ah * doubling
         # What the available well can take in this step: the space left plus what self-discharge
         # takes out meanwhile (a jar that lost capacity may hold more than its well; none then).
-        room_in_well_a = np.maximum(well_ah - self.available_ah, 0.0) / np.maximum(
-            dt_s / physics.SECONDS_PER_HOUR, 1e-9) + self_discharge_a
+        room_in_well_a = np.maximum(well_ah - self.available_ah, 0.0) / dt_h + self_discharge_a
         acceptance_a = np.minimum(
-            np.maximum(charge_voltage_v_per_cell - ocv, 0.0) / self.taper_ohm_per_cell, room_in_well_a
+            np.maximum(charge_voltage_v_per_cell - ocv, 0.0) * self.taper_siemens_per_cell, room_in_well_a
         )
-        overcharge_a = self.overcharge_current_a(charge_voltage_v_per_cell)
+        float_reference_a = self.float_reference_a * self.float_current_multiplier * (2.0 - self.soh_pct * 0.01)
+        overcharge_a = physics.float_current_a(float_reference_a, charge_voltage_v_per_cell,
+                                               self.float_v_per_cell, temperature_c, doubling)
         cell_v = charge_voltage_v_per_cell
-        limited = charging & (acceptance_a + overcharge_a > self.current_limit_a)
+        limited = acceptance_a + overcharge_a > self.current_limit_a
+        if not all_charging:
+            limited &= charging
         if limited.any():
             # A jar with room in its available well takes the limit as charge (bulk charging);
             # a full one turns what it cannot store into overcharge, at the voltage where the
             # recombination current equals the rest of the limit (a runaway jar on a current-
             # limited charger).
             limit_a = self.current_limit_a
-            bulk = room_in_well_a >= limit_a
             overcharge_share_a = np.maximum(limit_a - room_in_well_a, 1e-3 * limit_a)
             sagged_v = np.minimum(cell_v, np.where(
-                bulk,
-                ocv + limit_a * self.taper_ohm_per_cell,
+                room_in_well_a >= limit_a,
+                ocv + limit_a / self.taper_siemens_per_cell,
                 physics.float_voltage_for_current_v_per_cell(
-                    overcharge_share_a, self.rated_capacity_ah,
-                    self.float_current_ma_per_ah * self.float_current_multiplier * (2.0 - self.soh_pct * 0.01),
-                    self.float_v_per_cell, self.temperature_c,
-                ),
+                    overcharge_share_a, float_reference_a, self.float_v_per_cell, temperature_c),
             ))
             cell_v = np.where(limited, sagged_v, cell_v)
-            overcharge_a = np.where(limited, np.minimum(self.overcharge_current_a(cell_v), limit_a), overcharge_a)
+            overcharge_a = np.where(limited, np.minimum(
+                physics.float_current_a(float_reference_a, cell_v, self.float_v_per_cell, temperature_c,
+                                        doubling), limit_a), overcharge_a)
             acceptance_a = np.where(limited, np.minimum(limit_a - overcharge_a, room_in_well_a), acceptance_a)
-        stored_a = np.where(charging, acceptance_a, 0.0)
-        overcharge_a = np.where(charging, overcharge_a, 0.0)
 
-        voltage_v = np.where(charging, cell_v, ocv)
+        if all_charging:
+            stored_a, voltage_v = acceptance_a, cell_v
+        else:
+            stored_a = np.where(charging, acceptance_a, 0.0)
+            overcharge_a = np.where(charging, overcharge_a, 0.0)
+            voltage_v = np.where(charging, cell_v, ocv)
+        net_discharge_a = self_discharge_a - stored_a
         if any_discharging:
             load_a = np.where(discharging, discharge_current_a, 0.0)
+            resistance_ohm = self._resistance_mohm(soc) * 1e-3
             voltage_v = np.where(discharging, self._discharge_v_per_cell(load_a, surface, ocv, resistance_ohm),
                                  voltage_v)
-            net_discharge_a = load_a + self_discharge_a - stored_a
-        else:
-            net_discharge_a = self_discharge_a - stored_a
-        voltage_v = voltage_v * cells
-        ocv_v = ocv * cells
+            net_discharge_a = net_discharge_a + load_a
+        voltage_v = voltage_v * self.live_cells
+        ocv_v = ocv * self.live_cells
 
         # Heat: what goes into storage or comes out loses (V - OCV) per ampere (ohmic and
         # overpotential); the overcharge current's whole power becomes heat (oxygen recombination).
         heat_w = stored_a * (voltage_v - ocv_v) + overcharge_a * voltage_v
         if any_discharging:
-            heat_w = heat_w + load_a * np.maximum(ocv_v - voltage_v, 0.0)
+            heat_w = heat_w + load_a * (ocv_v - voltage_v)
 
-        self._kibam_step(net_discharge_a, dt_s, capacity)
+        # Charge: the exact KiBaM step (see _step_constants).
+        spill_ah = total_ah  # both wells share what flows between them
+        self.available_ah = np.clip(
+            self.available_ah * decay + spill_ah * to_available - net_discharge_a * draw_available, 0.0, well_ah)
+        self.bound_ah = np.clip(
+            self.bound_ah * decay + spill_ah * to_bound - net_discharge_a * draw_bound, 0.0, capacity - well_ah)
 
-        # Ageing: calendar fade at the instantaneous temperature, scaled by voltage stress, plus
-        # cycle fade as the depth of discharge deepens.
-        stress = np.exp2(np.abs(cell_v - float_v) / VOLTAGE_STRESS_DOUBLING_V)
-        fade_pct = physics.calendar_fade_pct_per_s(self.design_life_years, self.temperature_c, stress) * dt_s
-        all_charging = charging.all()
+        # Ageing: calendar fade at the instantaneous temperature and voltage stress, plus cycle
+        # fade as the depth of discharge deepens; a jar off charge sulfates as it sits discharged.
+        acceleration = physics.ageing_acceleration(temperature_c, cell_v - float_v)
         if not all_charging:
-            soc_after = self.state_of_charge()
-            stress_discharged = 1.0 + DISCHARGED_STRESS_AT_EMPTY * (1.0 - soc_after)
-            fade_pct = np.where(charging, fade_pct, fade_pct * stress_discharged / stress)
+            soc_after = np.clip((self.available_ah + self.bound_ah) / capacity, 0.0, 1.0)
+            sitting = physics.ageing_acceleration(temperature_c) * (
+                1.0 + DISCHARGED_STRESS_AT_EMPTY * (1.0 - soc_after))
+            acceleration = np.where(charging, acceleration, sitting)
+        fade_pct = self.calendar_fade_pct_per_s * acceleration * dt_s
         if any_discharging or self.depth_of_discharge.any():
             if all_charging:
-                soc_after = self.state_of_charge()
+                soc_after = np.clip((self.available_ah + self.bound_ah) / capacity, 0.0, 1.0)
             depth_before = self.depth_of_discharge
             self.depth_of_discharge = np.where(discharging, np.maximum(depth_before, 1.0 - soc_after), 0.0)
             fade_pct = fade_pct + physics.cycle_fade_pct(depth_before, self.depth_of_discharge, FADE_PCT_PER_FULL_CYCLE)
-        self.soh_pct = np.maximum(self.soh_pct - fade_pct * self.fade_multiplier, 0.0)
+        self.soh_pct = np.maximum(self.soh_pct - fade_pct * self.fade_multiplier, SOH_FLOOR_PCT)
 
-        self.temperature_c = physics.relax_towards(
-            self.temperature_c, room_temperature_c + heat_w / self.heat_transfer_w_per_k, dt_s,
-            self.thermal_time_constant_s,
-        )
+        # Temperature: exact first-order step towards the room plus the jar's own heat.
+        equilibrium_c = room_temperature_c + heat_w / self.heat_transfer_w_per_k
+        self.temperature_c = equilibrium_c + (temperature_c - equilibrium_c) * thermal_decay
         current_a = stored_a + overcharge_a
         if any_discharging:
             current_a = current_a - load_a

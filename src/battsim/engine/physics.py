@@ -19,10 +19,16 @@ GAS_CONSTANT_J_PER_MOL_K = 8.314462618
 # activation energy of about 53 kJ/mol gives exactly that between 25 and 35 °C.
 AGEING_ACTIVATION_ENERGY_J_PER_MOL = 53_000.0
 
+# Ageing stress doubles per 100 mV/cell away from the temperature-compensated float voltage
+# (vrla-facts.md "Ageing": overcharge speeds grid corrosion, undercharge causes sulfation).
+VOLTAGE_STRESS_DOUBLING_V = 0.100
+VOLTAGE_STRESS_LN2_PER_V = np.log(2.0) / VOLTAGE_STRESS_DOUBLING_V
+
 # Open-circuit voltage of a rested AGM cell, linear in state of charge (vrla-facts.md: full
 # 2.13-2.15 V/cell, empty about 1.93-1.97 V/cell; gel table 1.96 + 0.18·SOC).
 OCV_EMPTY_V_PER_CELL = 1.95
 OCV_FULL_V_PER_CELL = 2.14
+OCV_SPAN_V_PER_CELL = OCV_FULL_V_PER_CELL - OCV_EMPTY_V_PER_CELL
 
 # Float current doubles per +10 °C and triples per +100 mV/cell (vrla-facts.md "Float current").
 FLOAT_CURRENT_DOUBLING_C = 10.0
@@ -49,8 +55,7 @@ RESISTANCE_RISE_WHEN_EMPTY = 0.4
 CAPACITY_TABLE_C = np.array([-15.0, 0.0, 25.0, 40.0, 60.0])
 CAPACITY_TABLE_FACTOR = np.array([0.65, 0.86, 1.00, 1.03, 1.05])
 
-# Self-discharge doubles per +10 °C (vrla-facts.md "Self-discharge").
-SELF_DISCHARGE_DOUBLING_C = 10.0
+# Self-discharge also doubles per +10 °C (vrla-facts.md "Self-discharge"), like float current.
 
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_YEAR = 365.25 * 86_400.0
@@ -75,24 +80,28 @@ def compensated_charge_voltage_v_per_cell(setpoint_v_per_cell, compensation_mv_p
     return setpoint_v_per_cell + compensation_mv_per_c * 1e-3 * (clamped_c - REFERENCE_TEMPERATURE_C)
 
 
-def float_current_a(capacity_ah, float_current_ma_per_ah, voltage_v_per_cell, float_v_per_cell, temperature_c):
+def doubling_per_10k(temperature_c):
+    """exp2((T - 25 °C) / 10 K): how float current and self-discharge scale with temperature."""
+    return np.exp2((np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C) / FLOAT_CURRENT_DOUBLING_C)
+
+
+def float_current_a(reference_a, voltage_v_per_cell, float_v_per_cell, temperature_c, temperature_factor=None):
     """Overcharge (oxygen-recombination) current of a full cell held at a voltage, A.
 
-    ``float_current_ma_per_ah`` is the value at 25 °C and ``float_v_per_cell``; the current doubles
-    per +10 °C and triples per +100 mV (vrla-facts.md). One exponential of the sum costs one
-    numpy call instead of two powers.
+    ``reference_a`` is the float current at 25 °C and ``float_v_per_cell`` (capacity × mA/Ah); the
+    current doubles per +10 °C and triples per +100 mV (vrla-facts.md). ``temperature_factor`` is
+    :func:`doubling_per_10k` of ``temperature_c`` when the caller already has it.
     """
-    exponent = (LN2_PER_DOUBLING * (np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C)
-                + LN3_PER_TRIPLING * (np.asarray(voltage_v_per_cell) - float_v_per_cell))
-    return capacity_ah * float_current_ma_per_ah * 1e-3 * np.exp(exponent)
+    if temperature_factor is None:
+        temperature_factor = doubling_per_10k(temperature_c)
+    return reference_a * temperature_factor * np.exp(
+        LN3_PER_TRIPLING * (np.asarray(voltage_v_per_cell) - float_v_per_cell))
 
 
-def float_voltage_for_current_v_per_cell(current_a, capacity_ah, float_current_ma_per_ah, float_v_per_cell,
-                                         temperature_c):
+def float_voltage_for_current_v_per_cell(current_a, reference_a, float_v_per_cell, temperature_c):
     """Inverse of :func:`float_current_a`: the cell voltage at which a full cell takes ``current_a``, V/cell."""
-    reference_a = capacity_ah * float_current_ma_per_ah * 1e-3
     return (float_v_per_cell
-            + (np.log(current_a / reference_a) - LN2_PER_DOUBLING * (temperature_c - REFERENCE_TEMPERATURE_C))
+            + (np.log(current_a / reference_a) - LN2_PER_DOUBLING * (np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C))
             / LN3_PER_TRIPLING)
 
 
@@ -139,6 +148,19 @@ def depletion_overpotential_v_per_cell(c_rate, surface_soc, depletion_v_per_cell
     return depletion_v_per_cell * c_rate * (1.0 / np.maximum(surface_soc, 1e-3) - 1.0)
 
 
+def ageing_acceleration(temperature_c, voltage_offset_v_per_cell=0.0):
+    """Calendar-ageing rate relative to 25 °C on the compensated float voltage.
+
+    The Arrhenius factor of the temperature times a voltage stress that doubles per 100 mV/cell
+    away from the compensated float voltage (above: grid corrosion; below: sulfation; vrla-facts.md
+    "Ageing"), computed as one exponential.
+    """
+    temperature_k = np.asarray(temperature_c, dtype=np.float64) + KELVIN_OFFSET
+    exponent = AGEING_ACTIVATION_ENERGY_J_PER_MOL / GAS_CONSTANT_J_PER_MOL_K * (
+        1.0 / (REFERENCE_TEMPERATURE_C + KELVIN_OFFSET) - 1.0 / temperature_k)
+    return np.exp(exponent + VOLTAGE_STRESS_LN2_PER_V * np.abs(voltage_offset_v_per_cell))
+
+
 def calendar_fade_pct_per_s(design_life_years, temperature_c, stress_factor):
     """Loss of state of health on float, percentage points per second.
 
@@ -161,12 +183,12 @@ def cycle_fade_pct(depth_of_discharge_before, depth_of_discharge_after, fade_pct
     return fade_pct_per_full_cycle * np.maximum(np.square(after) - np.square(before), 0.0)
 
 
-def self_discharge_fraction_per_s(self_discharge_pct_per_month, temperature_c):
-    """Open-circuit self-discharge, fraction of capacity per second; doubles per +10 °C."""
-    return (
-        np.asarray(self_discharge_pct_per_month) / 100.0 / SECONDS_PER_MONTH
-        * np.exp2((np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C) / SELF_DISCHARGE_DOUBLING_C)
-    )
+def self_discharge_fraction_per_s(self_discharge_pct_per_month, temperature_c, temperature_factor=None):
+    """Open-circuit self-discharge, fraction of capacity per second; doubles per +10 °C
+    (``temperature_factor``: :func:`doubling_per_10k` of ``temperature_c`` if already computed)."""
+    if temperature_factor is None:
+        temperature_factor = doubling_per_10k(temperature_c)
+    return np.asarray(self_discharge_pct_per_month) / 100.0 / SECONDS_PER_MONTH * temperature_factor
 
 
 def relax_towards(value, equilibrium, dt_s, time_constant_s):
