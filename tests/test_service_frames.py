@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import numpy as np
+import pytest
 
 from battsim.engine.battery import Mode
 from battsim.engine.fleet import FleetSpec, JarSpec, SiteSpec, build_fleet, get_preset
 from battsim.engine.readings import ReadingBuffer
-from battsim.service.broadcast import AlertFrame, ReadingFilter, Subscriber, TelemetryEncoder
+from battsim.service.broadcast import AlertFrame, ReadingFilter, Subscriber, SubscriberGone, TelemetryEncoder
+from test_service_helpers import WAIT_S
 
 
 def two_site_fleet():
@@ -101,3 +105,54 @@ def test_a_full_queue_drops_its_oldest_frames_and_counts_them():
     subscriber.offer("x" * 8, 0.0)
     subscriber.offer("y" * 20, 0.0)
     assert [text for text, _, _ in subscriber.queue] == ["y" * 20] and subscriber.dropped == 1
+
+
+class RecordingSocket:
+    """A WebSocket stand-in: records what is sent, or never finishes a send when ``stuck``."""
+
+    client = None
+
+    def __init__(self, stuck: bool = False):
+        self.sent, self.stuck = [], stuck
+
+    async def send_text(self, text: str) -> None:
+        if self.stuck:
+            await asyncio.Event().wait()
+        self.sent.append(text)
+
+
+def run_sender(subscriber: Subscriber) -> str:
+    async def go():
+        with pytest.raises(SubscriberGone) as gone:
+            await asyncio.wait_for(subscriber.send_loop(), WAIT_S)
+        return str(gone.value)
+    return asyncio.run(go())
+
+
+def test_a_subscriber_is_cut_off_when_its_next_frame_is_older_than_the_lag_limit():
+    socket = RecordingSocket()
+    subscriber = Subscriber(socket, ReadingFilter(), max_frames=10, max_bytes=10_000, send_timeout_s=WAIT_S,
+                            lag_limit_s=5.0, ping_interval_s=WAIT_S)
+    subscriber.offer("fresh", time.monotonic() + 3600)
+    subscriber.offer("stale", time.monotonic() - 60)
+    assert "lagging" in run_sender(subscriber)
+    assert socket.sent == ["fresh"]
+
+
+def test_a_send_that_never_completes_cuts_the_subscriber_off():
+    subscriber = Subscriber(RecordingSocket(stuck=True), ReadingFilter(), max_frames=10, max_bytes=10_000,
+                            send_timeout_s=0.05, lag_limit_s=WAIT_S, ping_interval_s=WAIT_S)
+    subscriber.offer("frame", time.monotonic())
+    assert "took longer than" in run_sender(subscriber)
+
+
+def test_drops_are_reported_before_the_next_frame():
+    socket = RecordingSocket()
+    subscriber = Subscriber(socket, ReadingFilter(), max_frames=2, max_bytes=10_000, send_timeout_s=WAIT_S,
+                            lag_limit_s=WAIT_S, ping_interval_s=WAIT_S)
+    for seq in range(5):
+        subscriber.offer(f"frame {seq}", time.monotonic())
+    subscriber.offer("stale", time.monotonic() - 2 * WAIT_S)  # ends the loop once the rest is sent
+    run_sender(subscriber)
+    assert socket.sent[0] == '{"type": "dropped", "dropped": 4, "dropped_total": 4}'
+    assert socket.sent[1:] == ["frame 4"]
