@@ -51,7 +51,9 @@ class BatteryModel(BaseModel):
         default=1.75, ge=1.5, le=2.0, description="Low-voltage disconnect, V/cell (datasheets: 1.75 at <= 0.2 C)."
     )
     float_current_ma_per_ah: float = Field(
-        default=0.125, gt=0, le=5, description="Float current of a new block at 25 °C and float voltage, mA/Ah."
+        default=0.125, gt=0, le=5,
+        description="Overcharge (oxygen-recombination) current of a new block at 25 °C and float voltage, mA/Ah "
+        "(vrla-facts.md: 0.125); the terminal float current adds the self-discharge the charger replaces.",
     )
     self_discharge_pct_per_month: float = Field(
         default=3.0, gt=0, le=20, description="Open-circuit self-discharge at 25 °C, %/month (AGM: about 3)."
