@@ -64,13 +64,11 @@ def write_report(recording: str | Path, out: str | Path) -> Report:
         span_s = max((run["end"] - run["start"]).total_seconds(), run["interval_s"])
         bucket_s = bucket_seconds(span_s, run["interval_s"])
         step = time.perf_counter()
-        _jar_buckets(connection, bucket_s)
-        timings["scan_s"] = time.perf_counter() - step
-        step = time.perf_counter()
         strings = _string_series(connection, bucket_s)
-        soh_every = max(1, bucket_seconds(span_s, run["interval_s"], SOH_TARGET_POINTS) // bucket_s)
-        soh = _soh_series(connection, bucket_s, soh_every)
-        timings["series_s"] = time.perf_counter() - step
+        timings["strings_scan_s"] = time.perf_counter() - step
+        step = time.perf_counter()
+        soh = _soh_series(connection, max(bucket_seconds(span_s, run["interval_s"], SOH_TARGET_POINTS), 3600))
+        timings["soh_scan_s"] = time.perf_counter() - step
         step = time.perf_counter()
         outages = _fetch(connection, "SELECT * FROM outage_autonomy")
         alarms = _fetch(connection, "SELECT rule, site_id, battery_id, raised_at, cleared_at, duration_s FROM alarms")
@@ -120,44 +118,39 @@ def _run(connection: duckdb.DuckDBPyConnection) -> dict:
     return run
 
 
-def _jar_buckets(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> None:
-    """The one pass over the readings: per jar and time bucket, the sums, extremes and counts that
-    every chart is derived from (temp table ``jar_buckets``). Grouping by the stored jar key and an
-    integer bucket, with no join, is what keeps a year of the full fleet fast."""
-    parts = []
-    for name, column in (("v", "voltage_v"), ("i", "current_a"), ("t", "temperature_c"), ("soh", "soh_pct")):
-        value = f"CASE WHEN isnan({column}) THEN NULL ELSE {column} END"
-        parts += [f"sum({value}) AS {name}_sum", f"count({value}) AS {name}_n"]
-        if name != "soh":
-            parts += [f"min({value}) AS {name}_min", f"max({value}) AS {name}_max"]
-    connection.execute(f"""
-        CREATE TEMP TABLE jar_buckets AS
-        SELECT battery_key, epoch(timestamp)::BIGINT // {bucket_s} AS bucket, {', '.join(parts)},
-               sum(true_soh_pct) AS true_soh_sum, count(*) AS n, count_if(temperature_c > {HOT_C}) AS hot_n
-        FROM reading_samples GROUP BY ALL""")
-
-
+# Each chart is one pass over the readings, grouped by small integer keys (a string's rank, a jar's
+# key) and an integer time bucket, with names joined only to the few thousand result rows: this is
+# what keeps a year of the full fleet fast (per-row string keys or time-zone conversions are not).
 def _string_series(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> dict[str, np.ndarray]:
     """Per string and time bucket: mean, min and max of the jars' voltage, current and temperature."""
     aggregates = []
-    for name, short in (("voltage", "v"), ("current", "i"), ("temperature", "t")):
-        aggregates += [f"sum(j.{short}_sum) / sum(j.{short}_n) AS {name}_mean", f"min(j.{short}_min) AS {name}_min",
-                       f"max(j.{short}_max) AS {name}_max"]
+    for name, column in (("voltage", "voltage_v"), ("current", "current_a"), ("temperature", "temperature_c")):
+        value = f"CASE WHEN isnan(r.{column}) THEN NULL ELSE r.{column} END"
+        aggregates += [f"avg({value}) AS {name}_mean", f"min({value}) AS {name}_min", f"max({value}) AS {name}_max"]
     query = f"""
-        SELECT b.site_id, b.string_id, j.bucket * {bucket_s} AS t, {', '.join(aggregates)},
-               sum(j.hot_n) * (SELECT max(interval_s) FROM runs) / 3600.0 AS hot_jar_hours
-        FROM jar_buckets j JOIN batteries b USING (battery_key)
-        GROUP BY ALL ORDER BY b.string_id, t"""
+        WITH strings AS (SELECT battery_key, dense_rank() OVER (ORDER BY string_id)::USMALLINT AS string_rank,
+                                string_id, site_id FROM batteries),
+        buckets AS (
+            SELECT k.string_rank, epoch_us(r.timestamp) // {bucket_s * 1_000_000} AS bucket, {', '.join(aggregates)},
+                   count_if(r.temperature_c > {HOT_C}) AS hot_readings
+            FROM reading_samples r JOIN strings k USING (battery_key) GROUP BY ALL)
+        SELECT n.site_id, n.string_id, b.bucket * {bucket_s} AS t, b.* EXCLUDE (string_rank, bucket),
+               b.hot_readings * (SELECT max(interval_s) FROM runs) / 3600.0 AS hot_jar_hours
+        FROM buckets b JOIN (SELECT DISTINCT string_rank, string_id, site_id FROM strings) n USING (string_rank)
+        ORDER BY n.string_id, t"""
     return _columns(connection.execute(query).fetchnumpy())
 
 
-def _soh_series(connection: duckdb.DuckDBPyConnection, bucket_s: int, every: int) -> dict[str, np.ndarray]:
-    """Per jar and every ``every`` buckets: mean measured and true state of health."""
+def _soh_series(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> dict[str, np.ndarray]:
+    """Per jar and time bucket: mean measured and true state of health."""
     query = f"""
-        SELECT b.site_id, b.battery_id, (j.bucket // {every}) * {every * bucket_s} AS t,
-               sum(j.soh_sum) / sum(j.soh_n) AS soh_pct, sum(j.true_soh_sum) / sum(j.n) AS true_soh_pct
-        FROM jar_buckets j JOIN batteries b USING (battery_key)
-        GROUP BY ALL ORDER BY b.battery_id, t"""
+        WITH buckets AS (
+            SELECT battery_key, epoch_us(timestamp) // {bucket_s * 1_000_000} AS bucket,
+                   avg(CASE WHEN isnan(soh_pct) THEN NULL ELSE soh_pct END) AS soh_pct,
+                   avg(true_soh_pct) AS true_soh_pct
+            FROM reading_samples GROUP BY ALL)
+        SELECT j.site_id, j.battery_id, b.bucket * {bucket_s} AS t, b.soh_pct, b.true_soh_pct
+        FROM buckets b JOIN batteries j USING (battery_key) ORDER BY j.battery_id, t"""
     return _columns(connection.execute(query).fetchnumpy())
 
 

@@ -36,7 +36,25 @@ TEMPERATURE_THRESHOLDS_C = (25, 30, 35, 40)
 ALARM_RAISED = "alarm_raised"
 ALARM_CLEARED = "alarm_cleared"
 
-_LOCAL_DAY = "timezone(s.timezone, r.timestamp)::DATE"
+# The local day of a reading. Converting each reading's time zone is most of the cost of a per-day
+# view over a year, so the days are looked up instead, per site and UTC quarter-hour (every UTC
+# offset and DST change in use is a multiple of 15 minutes), from a table of a few thousand rows
+# made for the run's span; a reading outside that span is converted directly.
+_QUARTER_US = 900_000_000
+_LOCAL_DAY = "coalesce(d.day, timezone(s.timezone, r.timestamp)::DATE)"
+
+
+def _local_days(db: str) -> str:
+    return f"""WITH local_days AS (
+    SELECT z.site_id, q.range AS quarter, timezone(z.timezone, make_timestamptz(q.range * {_QUARTER_US}))::DATE AS day
+    FROM {db}sites z, range((SELECT epoch_us(min(start)) // {_QUARTER_US} FROM {db}runs),
+                            (SELECT epoch_us(max(coalesce("end", start))) // {_QUARTER_US} + 1 FROM {db}runs)) q
+)"""
+
+
+def _with_days(db: str) -> str:
+    return (f"JOIN {db}sites s ON s.site_id = r.site_id LEFT JOIN local_days d ON d.site_id = r.site_id "
+            f"AND d.quarter = epoch_us(r.timestamp) // {_QUARTER_US}")
 
 
 def _hours_per_sample(db: str) -> str:
@@ -46,14 +64,14 @@ def _hours_per_sample(db: str) -> str:
 
 def daily_battery_summary_sql(db: str = "", source: str | None = None) -> str:
     source = source or f"{db}readings"
-    return f"""
+    return f"""{_local_days(db)}
 SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day, count(*) AS readings,
        min(r.voltage_v) AS min_voltage_v, max(r.voltage_v) AS max_voltage_v, avg(r.voltage_v) AS mean_voltage_v,
        min(r.temperature_c) AS min_temperature_c, max(r.temperature_c) AS max_temperature_c,
        avg(r.temperature_c) AS mean_temperature_c,
        min(r.current_a) AS min_current_a, max(r.current_a) AS max_current_a, avg(r.current_a) AS mean_current_a,
        avg(r.ambient_c) AS mean_ambient_c
-FROM {source} r JOIN {db}sites s USING (site_id)
+FROM {source} r {_with_days(db)}
 GROUP BY ALL"""
 
 
@@ -61,7 +79,7 @@ def soh_trend_sql(db: str = "", source: str | None = None) -> str:
     source = source or f"{db}readings"
     # The recording keeps the true state of health but not the true resistance, so resistance is
     # shown beside the jar's own baseline (its as-new value) instead.
-    return f"""
+    return f"""{_local_days(db)}
 SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day,
        avg(r.soh_pct) AS soh_pct, avg(r.true_soh_pct) AS true_soh_pct,
        avg(r.soh_pct) - avg(r.true_soh_pct) AS soh_error_pct,
@@ -69,8 +87,8 @@ SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day,
        any_value(b.baseline_resistance_mohm) AS baseline_resistance_mohm,
        100.0 * (avg(r.internal_resistance_mohm) / any_value(b.baseline_resistance_mohm) - 1.0)
            AS resistance_rise_pct
-FROM {source} r JOIN {db}sites s USING (site_id) JOIN {db}batteries b USING (battery_id)
-GROUP BY r.site_id, r.string_id, r.battery_id, day"""
+FROM {source} r JOIN {db}batteries b USING (battery_id) {_with_days(db)}
+GROUP BY ALL"""
 
 
 def time_above_temperature_sql(db: str = "", source: str | None = None) -> str:
@@ -78,12 +96,12 @@ def time_above_temperature_sql(db: str = "", source: str | None = None) -> str:
     hours = ",\n       ".join(
         f"count_if(r.temperature_c > {t}) * {_hours_per_sample(db)} AS hours_above_{t}c" for t in TEMPERATURE_THRESHOLDS_C
     )
-    return f"""
+    return f"""{_local_days(db)}
 SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day, count(r.temperature_c) AS readings,
        max(r.temperature_c) AS max_temperature_c,
        {hours},
        count_if(r.true_temperature_c > 35) * {_hours_per_sample(db)} AS true_hours_above_35c
-FROM {source} r JOIN {db}sites s USING (site_id)
+FROM {source} r {_with_days(db)}
 GROUP BY ALL"""
 
 
