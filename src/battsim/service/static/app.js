@@ -770,6 +770,7 @@
 
   function renderStrip() {
     const feed = feeds[state.view];
+    $("empty").hidden = store.n > 0;
     $("sim-time").textContent = timeText(store.simTime);
     $("jar-count").textContent = String(store.n);
     $("frame-count").textContent = `${store.framesParsed} drawn of ${feed.received}`;
