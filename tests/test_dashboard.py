@@ -160,6 +160,20 @@ def test_start_draws_the_charts_heat_maps_and_detail_within_seconds(page, server
     assert_clean(page)
 
 
+def test_the_full_fleet_fills_the_heat_maps_and_a_site_can_be_charted_alone(page, server):
+    start_from_the_page(page, preset="thailand-full", speed="1")
+    for heat_map in ("temperature", "soh", "mode"):
+        expect(page.locator(f"#heat-{heat_map}")).to_have_attribute("data-cells", "1944")
+    page.wait_for_function("() => +document.querySelector('#chart-voltage').dataset.series === 81 "
+                           "&& window.__battsim.framesParsed >= 2")
+    page.select_option("#chart-site", "BKK_DC1")
+    page.wait_for_function("() => window.__battsim.framesParsed >= 3 "
+                           "&& +document.querySelector('#chart-current').dataset.series === 9")
+    assert len(page.locator("#target-strings option").all()) == 81
+    screenshot(page, "03-full-fleet")
+    assert_clean(page)
+
+
 def test_power_outage_on_a_site_shows_the_discharge_and_an_alarm(page, server):
     start_from_the_page(page)
     page.wait_for_function("() => window.__battsim.framesParsed >= 2")
@@ -179,7 +193,7 @@ def test_power_outage_on_a_site_shows_the_discharge_and_an_alarm(page, server):
     row = page.locator("#alarm-rows tr[data-battery^='BKK_DC1_']").first
     expect(row).to_be_visible()
     expect(page.locator("#alarms")).not_to_have_attribute("data-active", "0")
-    screenshot(page, "03-power-outage")
+    screenshot(page, "04-power-outage")
     # Clearing brings the string back to charge.
     page.click("#clear-all")
     page.wait_for_function("() => !window.__battsim.siteModes().BKK_DC1?.discharge")
@@ -204,7 +218,7 @@ def test_a_replay_plays_and_seeks(page, server):
     page.wait_for_function(f"() => window.__battsim.simTime >= {five_hours - 120}")
     page.click("#replay-pause")
     page.wait_for_function("() => window.__battsim.replayStatus.state === 'paused'")
-    screenshot(page, "04-replay")
+    screenshot(page, "05-replay")
     page.click("#replay-stop")
     page.wait_for_function("() => window.__battsim.view === 'live'")
     assert_clean(page)
