@@ -482,7 +482,7 @@
       legend: { show: strings.length <= 40, live: strings.length <= 6 },
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: true } },
-      axes: [axisStyle({}), axisStyle({ label, size: 54 })],
+      axes: [axisStyle({}), axisStyle({ label, size: 66 })],
     }, [[]].concat(strings.map(() => [])), el);
     charts[key] = zoomable({ plot, el, array, strings });
   }
@@ -523,7 +523,7 @@
       ],
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: true } },
-      axes: [axisStyle({}), axisStyle({ scale: "V", label: "V", size: 48 }),
+      axes: [axisStyle({}), axisStyle({ scale: "V", label: "V", size: 62 }),
         axisStyle({ scale: "A", label: "A", side: 1, size: 48, grid: { show: false } }),
         axisStyle({ scale: "C", label: "°C", side: 1, size: 44, grid: { show: false } })],
     }, [[], [], [], []], el);
