@@ -15,7 +15,7 @@ import html
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
@@ -67,7 +67,7 @@ def write_report(recording: str | Path, out: str | Path) -> Report:
         strings = _string_series(connection, bucket_s)
         timings["strings_scan_s"] = time.perf_counter() - step
         step = time.perf_counter()
-        soh = _soh_series(connection, max(bucket_seconds(span_s, run["interval_s"], SOH_TARGET_POINTS), 3600))
+        soh = _soh_series(connection, run, max(bucket_seconds(span_s, run["interval_s"], SOH_TARGET_POINTS), 3600))
         timings["soh_scan_s"] = time.perf_counter() - step
         step = time.perf_counter()
         outages = _fetch(connection, "SELECT * FROM outage_autonomy")
@@ -141,16 +141,33 @@ def _string_series(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> dict
     return _columns(connection.execute(query).fetchnumpy())
 
 
-def _soh_series(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> dict[str, np.ndarray]:
-    """Per jar and time bucket: mean measured and true state of health."""
+def _soh_series(connection: duckdb.DuckDBPyConnection, run: dict, step_s: int) -> dict[str, np.ndarray]:
+    """Each jar's true state of health at ticks ``step_s`` apart, and the monitor's mean estimate over
+    the last step (``soh_pct``, on the last row of each jar).
+
+    State of health changes over weeks, so sampled ticks draw it faithfully; each tick is found
+    through the timestamp's zone maps, so this costs the same for a day as for a year.
+    """
+    interval_s = run["interval_s"]
+    step_s = max(1, step_s // interval_s) * interval_s
+    ticks = int((run["end"] - run["start"]).total_seconds() // step_s) + 1
+    moments = [run["start"] + timedelta(seconds=k * step_s) for k in range(ticks)]
+    if moments[-1] < run["end"]:
+        moments.append(run["end"])
+    points = " UNION ALL ".join(
+        "SELECT battery_key, timestamp, true_soh_pct FROM reading_samples "
+        f"WHERE timestamp = '{moment.isoformat()}'::TIMESTAMPTZ" for moment in moments
+    )
     query = f"""
-        WITH buckets AS (
-            SELECT battery_key, epoch_us(timestamp) // {bucket_s * 1_000_000} AS bucket,
-                   avg(CASE WHEN isnan(soh_pct) THEN NULL ELSE soh_pct END) AS soh_pct,
-                   avg(true_soh_pct) AS true_soh_pct
-            FROM reading_samples GROUP BY ALL)
-        SELECT j.site_id, j.battery_id, b.bucket * {bucket_s} AS t, b.soh_pct, b.true_soh_pct
-        FROM buckets b JOIN batteries j USING (battery_key) ORDER BY j.battery_id, t"""
+        WITH measured AS (
+            SELECT battery_key, avg(CASE WHEN isnan(soh_pct) THEN NULL ELSE soh_pct END) AS soh_pct
+            FROM reading_samples WHERE timestamp > '{moments[-2 if len(moments) > 1 else -1].isoformat()}'::TIMESTAMPTZ
+            GROUP BY battery_key),
+        sampled AS ({points})
+        SELECT j.site_id, j.battery_id, epoch_us(p.timestamp) // 1000000 AS t, p.true_soh_pct,
+               CASE WHEN p.timestamp = max(p.timestamp) OVER (PARTITION BY p.battery_key) THEN m.soh_pct END AS soh_pct
+        FROM sampled p JOIN batteries j USING (battery_key) LEFT JOIN measured m USING (battery_key)
+        ORDER BY j.battery_id, t"""
     return _columns(connection.execute(query).fetchnumpy())
 
 
