@@ -39,7 +39,7 @@ def print_summary(rows: list[tuple[str, str]]) -> None:
 
 def fail(flag: str, message: str) -> NoReturn:
     """Refuse bad input: name the flag, say what is allowed, exit with code 2."""
-    console.print(f"[red]error:[/red] {flag}: {message}")
+    console.print(f"[red]error:[/red] {flag}: {message}", soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
 
 
