@@ -393,21 +393,28 @@ def test_cli_refuses_bad_input_with_exit_code_2(tmp_path, day, args, message):
 
 
 def test_cli_ctrl_c_ends_after_whole_lines(day, monkeypatch):
-    """Ctrl-C while waiting for the next frame: exit 0, every line written is a whole frame."""
-    import battsim.service.replay_cli as replay_cli
+    """Ctrl-C (SIGINT) while frames are being written: exit 0, and every line is a whole frame."""
+    import os
+    import signal
 
-    waits = []
+    from battsim.recordings import player as player_module
 
-    def interrupted_sleep(seconds):
-        waits.append(seconds)
-        if len(waits) == 3:
-            raise KeyboardInterrupt
+    polls = []
+    poll = player_module.Player.poll
 
-    monkeypatch.setattr(replay_cli.time, "sleep", interrupted_sleep)
-    result = runner.invoke(app, ["replay", str(day), "--speed", "1"])
+    def poll_then_interrupt(self, *args, **kwargs):
+        polls.append(1)
+        if len(polls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives while this poll's frames are written
+        return poll(self, *args, **kwargs)
+
+    monkeypatch.setattr(player_module.Player, "poll", poll_then_interrupt)
+    result = runner.invoke(app, ["replay", str(day), "--speed", "3600"], catch_exceptions=False)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert len(lines) >= 1 and all(json.loads(line)["type"] == "telemetry" for line in lines)
+    assert len(lines) < 1440 and result.stdout.endswith("\n")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
 
 
 # ------------------------------------------------------------------------------------ same frames as live

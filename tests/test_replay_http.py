@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import duckdb
+import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from websockets.sync.client import connect
 
 from battsim.engine.fleet import get_preset
 from battsim.recordings.batch import BatchRun, record_run
@@ -18,6 +23,7 @@ from battsim.service.routes_replay import replay_router
 
 START = datetime(2026, 3, 1, tzinfo=ZoneInfo("Asia/Bangkok"))
 UTC = timezone.utc
+WAIT_S = 30.0  # the most any response or message may take before a test fails
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +36,35 @@ def recorded(tmp_path_factory):
 
 @pytest.fixture
 def client(recorded, tmp_path):
+    """The router in an app served by uvicorn on 127.0.0.1 (a real server: the WebSocket runs as in use)."""
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(recorded[0], data / "outage-day.duckdb")
     (data / "notes.duckdb").write_text("not a database")
     app = FastAPI()
     app.include_router(replay_router(data))
-    with TestClient(app) as test_client:
-        yield test_client
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_per_message_deflate=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + WAIT_S
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=WAIT_S) as http:
+        http.ws_url = f"ws://127.0.0.1:{port}/api/v1/ws/replay"
+        try:
+            yield http
+        finally:
+            server.should_exit = True
+            thread.join(WAIT_S)
+            sock.close()
+
+
+def replay_socket(client):
+    return connect(client.ws_url, open_timeout=WAIT_S, max_size=None)
 
 
 def count(path, where="", params=None) -> int:
@@ -49,7 +76,7 @@ def receive_until(ws, predicate, limit=10_000) -> list[dict]:
     """Messages up to and including the first for which ``predicate`` holds (pings skipped)."""
     got = []
     for _ in range(limit):
-        message = json.loads(ws.receive_text())
+        message = json.loads(ws.recv(timeout=WAIT_S))
         if message["type"] == "ping":
             continue
         got.append(message)
@@ -105,8 +132,8 @@ def test_websocket_gets_every_frame_and_a_state_frame_after_each_command(client,
         "recording": "outage-day", "speed": "max", "from": "+1h", "to": "+2h", "site_ids": ["BKK_DC1"],
         "start_paused": True}).json()
     assert started["state"] == "paused" and started["speed"] == "max" and started["batteries"] == 24
-    with client.websocket_connect("/api/v1/ws/replay") as ws:
-        greeting = json.loads(ws.receive_text())
+    with replay_socket(client) as ws:
+        greeting = json.loads(ws.recv(timeout=WAIT_S))
         assert greeting["type"] == "playback_state" and greeting["state"] == "paused"
 
         # Seek while paused: a state frame, and the moment's values (each battery's last at or before it).
@@ -135,7 +162,7 @@ def test_websocket_gets_every_frame_and_a_state_frame_after_each_command(client,
 def test_a_whole_replay_over_the_websocket_is_the_recording(client, recorded):
     client.post("/api/v1/replay/start", json={"recording": "outage-day", "speed": "max", "start_paused": True,
                                               "battery_ids": ["BKK_DC1_SYS01_STR01_BAT007"]})
-    with client.websocket_connect("/api/v1/ws/replay") as ws:
+    with replay_socket(client) as ws:
         receive_until(ws, lambda m: m["type"] == "playback_state")
         client.post("/api/v1/replay/resume")
         got = receive_until(ws, lambda m: m["type"] == "playback_state" and m["state"] == "ended")

@@ -52,7 +52,7 @@ SPEED_MIN = 0.01
 SPEED_MAX = 100_000.0
 # Rows per chunk read from DuckDB: large enough that a query's fixed cost is small against its rows,
 # small enough that two chunks in memory (playing one, fetching the next) stay a few tens of MB.
-CHUNK_ROWS = 65_536
+CHUNK_ROWS = 131_072
 # When paced, a chunk holds about this much wall time of playback (and at most CHUNK_ROWS).
 PACED_CHUNK_WALL_S = 0.25
 # Wall seconds over which the achieved speed is measured.
@@ -473,6 +473,7 @@ class Player:
         self._wall_clock = wall_clock
         self._lock = threading.RLock()
         self._initial_speed = speed = parse_speed(speed)
+        self._chunk_rows = chunk_rows
         self._ticks_per_chunk = max(1, chunk_rows // len(window.keys))
         # One worker thread owns the DuckDB cursor: it reads the next chunk while this one plays.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="battsim-replay")
@@ -602,14 +603,16 @@ class Player:
 
     # -------------------------------------------------------------------------------- playing
     def poll(self, max_frames: int = 4096) -> list[TelemetryFrame]:
-        """The frames due now, in order (at most ``max_frames``; at max speed, call again at once)."""
+        """The frames due now, in order; at most ``max_frames``, and about a chunk's worth of readings,
+        so memory stays bounded when many are due (at max speed, call again at once)."""
         with self._lock:
             frames: list[TelemetryFrame] = []
+            readings = 0
             if self._snapshot is not None:
                 snapshot, self._snapshot = self._snapshot, None
                 if len(snapshot.tick_us):
                     frames.append(self._take(snapshot, iso_utc(snapshot.lo_us)))
-            while self.state == "playing" and len(frames) < max_frames:
+            while self.state == "playing" and len(frames) < max_frames and readings < self._chunk_rows:
                 upcoming = self._upcoming_us()
                 if upcoming is None:
                     if not self._at_end():
@@ -618,6 +621,7 @@ class Player:
                 if self._due_in(self._virtual(upcoming)) > 0:
                     break
                 frames.append(self._take(self._chunk))
+                readings += frames[-1].readings
                 self._last_us = upcoming
             self._sample()
             return frames

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -26,7 +28,7 @@ from battsim.service.cli import app, console, fail
 
 # The flag each player field comes from.
 _FLAGS = {"from": "--from", "to": "--to", "battery_ids": "--battery", "site_ids": "--site", "speed": "--speed"}
-# Longest single wait, so the loop stays responsive (and a loop restart is noticed) while idle.
+# Longest single wait, so a loop restart or a live recording's growth is noticed while idle.
 _MAX_WAIT_S = 0.5
 
 
@@ -75,28 +77,29 @@ def replay(
 
 
 def _play(player: Player, flat_out: bool) -> None:
-    """Write frames as they fall due; a whole poll's frames in one write, so a line is never cut."""
+    """Write frames as they fall due. Ctrl-C only raises a flag, checked between frames, so the
+    output always ends with a whole line."""
     out = sys.stdout.buffer
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     try:
-        while player.state != "ended":
-            frames = player.poll()
-            if frames:
-                out.write(b"\n".join(frame.payload for frame in frames) + b"\n")
-                if not flat_out:
-                    out.flush()  # a paced frame is due now, not when the buffer fills
+        while player.state != "ended" and not interrupted.is_set():
+            for frame in player.poll():
+                out.write(frame.payload)
+                out.write(b"\n")
+                if interrupted.is_set():
+                    break
+            if not flat_out:
+                out.flush()  # a paced frame is due now, not when the buffer fills
             delay = player.wall_delay()
             if delay > 0 and player.state != "ended":
-                out.flush()
-                time.sleep(min(delay, _MAX_WAIT_S))
+                interrupted.wait(min(delay, _MAX_WAIT_S))
         out.flush()
-    except KeyboardInterrupt:
-        try:
-            out.flush()
-        except BrokenPipeError:
-            _quiet_stdout()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, and keep Python from complaining at exit.
         _quiet_stdout()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _quiet_stdout() -> None:
