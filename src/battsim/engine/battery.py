@@ -195,6 +195,11 @@ class BatteryBank:
     def resistance_mohm(self) -> np.ndarray:
         return self._resistance_mohm(self.state_of_charge())
 
+    def state_of_charge_and_resistance_mohm(self) -> tuple[np.ndarray, np.ndarray]:
+        """Both at once (what a tick records), sharing the state-of-charge computation."""
+        soc = self.state_of_charge()
+        return soc, self._resistance_mohm(soc)
+
     def _resistance_mohm(self, soc: np.ndarray) -> np.ndarray:
         # Ageing rise scaled by the profile: the capacity lost counts resistance_rise times.
         effective_soh = 100.0 - self.resistance_rise * (100.0 - self.soh_pct)

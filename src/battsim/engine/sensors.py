@@ -39,8 +39,11 @@ class SensorFault(IntEnum):
 SENSOR_FAULT_NAMES = tuple(fault.name.lower() for fault in SensorFault)
 
 
-def quantize(values: np.ndarray, step: float) -> np.ndarray:
-    return np.round(values / step) * step
+def quantize_into(out: np.ndarray, values: np.ndarray, step: float) -> None:
+    """``out[:]`` = ``values`` rounded to multiples of ``step``, reusing ``values`` as scratch."""
+    values /= step
+    np.round(values, out=values)
+    np.multiply(values, step, out=out)
 
 
 class BatteryMonitor:
@@ -81,26 +84,40 @@ class BatteryMonitor:
             noise[:, jars, :] = rng.standard_normal((ticks, jars.stop - jars.start, 4), dtype=np.float32)
         noise = noise.reshape(ticks * size, 4)
 
-        voltage = columns["true_voltage_v"] + VOLTAGE_NOISE_V * noise[:, 0]
-        temperature = columns["true_temperature_c"] + TEMPERATURE_NOISE_C * noise[:, 1]
-        resistance = columns["internal_resistance_mohm"] * (1.0 + RESISTANCE_NOISE_FRACTION * noise[:, 2])
-        current = columns["current_a"] + (CURRENT_NOISE_A + CURRENT_NOISE_FRACTION * np.abs(columns["current_a"])) * noise[:, 3]
+        # In place where possible: this runs over every reading, so each temporary array costs.
+        voltage = np.multiply(noise[:, 0], VOLTAGE_NOISE_V)
+        voltage += columns["true_voltage_v"]
+        temperature = np.multiply(noise[:, 1], TEMPERATURE_NOISE_C)
+        temperature += columns["true_temperature_c"]
+        resistance = np.multiply(noise[:, 2], RESISTANCE_NOISE_FRACTION)
+        resistance += 1.0
+        resistance *= columns["internal_resistance_mohm"]
+        true_current = columns["current_a"]
+        current = np.abs(true_current)
+        current *= CURRENT_NOISE_FRACTION
+        current += CURRENT_NOISE_A
+        current *= noise[:, 3]
+        current += true_current
 
-        fault = np.tile(self.fault, ticks)
-        columns["sensor_fault"][:] = fault
+        by_tick = (ticks, size)
+        columns["sensor_fault"].reshape(by_tick)[:] = self.fault
         if self.fault.any():
             voltage, temperature, resistance, current = self._apply_faults(
-                batch, fault, voltage, temperature, resistance, current
+                batch, columns["sensor_fault"], voltage, temperature, resistance, current
             )
 
-        columns["voltage_v"][:] = quantize(voltage, VOLTAGE_RESOLUTION_V)
-        columns["temperature_c"][:] = quantize(temperature, TEMPERATURE_RESOLUTION_C)
-        columns["internal_resistance_mohm"][:] = quantize(resistance, RESISTANCE_RESOLUTION_MOHM)
-        columns["current_a"][:] = quantize(current, CURRENT_RESOLUTION_A)
-        # A monitor estimates state of health from the rise of ohmic resistance over its baseline.
-        rise = columns["internal_resistance_mohm"] / np.tile(self.baseline_resistance_mohm, ticks) - 1.0
-        estimate = 100.0 - rise / RESISTANCE_RISE_AT_END_OF_LIFE * (100.0 - END_OF_LIFE_SOH_PCT)
-        columns["soh_pct"][:] = np.clip(np.round(estimate, 1), 0.0, 100.0)
+        quantize_into(columns["voltage_v"], voltage, VOLTAGE_RESOLUTION_V)
+        quantize_into(columns["temperature_c"], temperature, TEMPERATURE_RESOLUTION_C)
+        quantize_into(columns["internal_resistance_mohm"], resistance, RESISTANCE_RESOLUTION_MOHM)
+        quantize_into(columns["current_a"], current, CURRENT_RESOLUTION_A)
+        # A monitor estimates state of health from the rise of ohmic resistance over its baseline:
+        # 100 - (R/R0 - 1) / rise_at_eol * 20, to 0.1 %.
+        estimate = columns["soh_pct"].reshape(by_tick)
+        np.divide(columns["internal_resistance_mohm"].reshape(by_tick), self.baseline_resistance_mohm, out=estimate)
+        estimate *= -(100.0 - END_OF_LIFE_SOH_PCT) / RESISTANCE_RISE_AT_END_OF_LIFE
+        estimate += 100.0 + (100.0 - END_OF_LIFE_SOH_PCT) / RESISTANCE_RISE_AT_END_OF_LIFE
+        np.round(estimate, 1, out=estimate)
+        np.clip(estimate, 0.0, 100.0, out=estimate)
 
     def _apply_faults(self, batch, fault, voltage, temperature, resistance, current):
         ticks = batch.ticks
