@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from battsim.engine import lab
-from battsim.engine.failures import FAILURE_NAMES, enable_failures, hourly_failure_probability
+from battsim.engine.failures import FAILURE_NAMES, enable_failures, fail_jars, hourly_failure_probability
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.models import get_model
 from battsim.engine.world import World
@@ -103,3 +103,21 @@ def test_the_failure_process_fails_jars_repeatably_and_labels_each_failure():
     shorted = [world.fleet.battery_ids.index(e.battery_id) for e in failures if e.detail["failure"] == "internal_short"]
     if shorted:
         assert np.all(world.bank.live_cells[shorted] < 6)
+
+
+def test_a_scenario_can_fail_a_chosen_jar_and_the_readings_follow():
+    sink = Collect()
+    world = World(build_fleet(get_preset("single-string"), seed=2), sink, seed=2, interval_s=60)
+    world.run_until(600)
+    before = world.jar_voltage_v.copy()
+    fail_jars(world, "internal_short", [5])
+    world.run_until(1200)
+    drop = before[5] - world.jar_voltage_v[5]
+    assert 1.9 <= drop <= 2.4
+    others = np.delete(np.arange(24), 5)
+    # The other 143 cells of the string share its voltage: each jar a little higher (~ +0.1 V).
+    assert 0.0 < np.mean(world.jar_voltage_v[others] - before[others]) < 0.2
+    [event] = [e for e in sink.events if e.kind == "battery_failure"]
+    assert event.battery_id == world.fleet.battery_ids[5] and event.detail["failure"] == "internal_short"
+    with pytest.raises(ValueError, match="failure must be one of"):
+        fail_jars(world, "gremlins", [1])

@@ -186,11 +186,11 @@ class BatteryBank:
         return self.full_capacity_ah * self.soh_pct * 0.01 * physics.capacity_temperature_factor(self.temperature_c)
 
     def state_of_charge(self) -> np.ndarray:
-        return np.clip((self.available_ah + self.bound_ah) / self.capacity_ah(), 0.0, 1.0)
+        return np.minimum((self.available_ah + self.bound_ah) / self.capacity_ah(), 1.0)
 
     def surface_state_of_charge(self) -> np.ndarray:
         """Fill of the available well, which the terminal voltage follows."""
-        return np.clip(self.available_ah / (self.capacity_ah() * self.available_fraction), 0.0, 1.0)
+        return np.minimum(self.available_ah / (self.capacity_ah() * self.available_fraction), 1.0)
 
     def resistance_mohm(self) -> np.ndarray:
         return self._resistance_mohm(self.state_of_charge())
@@ -232,8 +232,8 @@ class BatteryBank:
     def discharge_voltage_v(self, discharge_current_a: np.ndarray) -> np.ndarray:
         """Block terminal voltage while delivering ``discharge_current_a`` (positive), V."""
         capacity = self.capacity_ah()
-        surface = np.clip(self.available_ah / (capacity * self.available_fraction), 0.0, 1.0)
-        soc = np.clip((self.available_ah + self.bound_ah) / capacity, 0.0, 1.0)
+        surface = np.minimum(self.available_ah / (capacity * self.available_fraction), 1.0)
+        soc = np.minimum((self.available_ah + self.bound_ah) / capacity, 1.0)
         return self._discharge_v_per_cell(
             discharge_current_a, surface, physics.open_circuit_voltage_v_per_cell(surface),
             self._resistance_mohm(soc) * 1e-3,
@@ -335,8 +335,8 @@ class BatteryBank:
         capacity = self.full_capacity_ah * self.soh_pct * 0.01 * physics.capacity_temperature_factor(temperature_c)
         well_ah = capacity * self.available_fraction
         total_ah = self.available_ah + self.bound_ah
-        surface = np.clip(self.available_ah / well_ah, 0.0, 1.0)
-        soc = np.clip(total_ah / capacity, 0.0, 1.0)
+        surface = np.minimum(self.available_ah / well_ah, 1.0)  # wells are never negative
+        soc = np.minimum(total_ah / capacity, 1.0)
         ocv = physics.OCV_EMPTY_V_PER_CELL + physics.OCV_SPAN_V_PER_CELL * surface
         float_v = self.float_setpoint_v_per_cell(room_temperature_c)
         doubling = physics.doubling_per_10k(temperature_c)
@@ -415,24 +415,24 @@ class BatteryBank:
             heat_w = heat_w + load_a * (ocv_v - voltage_v)
 
         # Charge: the exact KiBaM step (see _step_constants).
-        spill_ah = total_ah  # both wells share what flows between them
-        self.available_ah = np.clip(
-            self.available_ah * decay + spill_ah * to_available - net_discharge_a * draw_available, 0.0, well_ah)
-        self.bound_ah = np.clip(
-            self.bound_ah * decay + spill_ah * to_bound - net_discharge_a * draw_bound, 0.0, capacity - well_ah)
+        # (np.minimum/np.maximum: np.clip's Python wrapper costs more than the arithmetic here.)
+        self.available_ah = np.maximum(np.minimum(
+            self.available_ah * decay + total_ah * to_available - net_discharge_a * draw_available, well_ah), 0.0)
+        self.bound_ah = np.maximum(np.minimum(
+            self.bound_ah * decay + total_ah * to_bound - net_discharge_a * draw_bound, capacity - well_ah), 0.0)
 
         # Ageing: calendar fade at the instantaneous temperature and voltage stress, plus cycle
         # fade as the depth of discharge deepens; a jar off charge sulfates as it sits discharged.
         acceleration = physics.ageing_acceleration(temperature_c, cell_v - float_v)
         if not all_charging:
-            soc_after = np.clip((self.available_ah + self.bound_ah) / capacity, 0.0, 1.0)
+            soc_after = np.minimum((self.available_ah + self.bound_ah) / capacity, 1.0)
             sitting = physics.ageing_acceleration(temperature_c) * (
                 1.0 + DISCHARGED_STRESS_AT_EMPTY * (1.0 - soc_after))
             acceleration = np.where(charging, acceleration, sitting)
         fade_pct = self.calendar_fade_pct_per_s * acceleration * dt_s
         if any_discharging or self.depth_of_discharge.any():
             if all_charging:
-                soc_after = np.clip((self.available_ah + self.bound_ah) / capacity, 0.0, 1.0)
+                soc_after = np.minimum((self.available_ah + self.bound_ah) / capacity, 1.0)
             depth_before = self.depth_of_discharge
             self.depth_of_discharge = np.where(discharging, np.maximum(depth_before, 1.0 - soc_after), 0.0)
             fade_pct = fade_pct + physics.cycle_fade_pct(depth_before, self.depth_of_discharge, FADE_PCT_PER_FULL_CYCLE)

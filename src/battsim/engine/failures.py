@@ -90,10 +90,21 @@ def failure_process(world, hazard_scale: float = 1.0, check_every_s: float = CHE
             continue
         failed |= hits
         for jar, failure in zip(*np.nonzero(hits)):
-            apply_failure(bank, Failure(failure), np.array([jar]), fleet.battery_string)
-            world.emit("battery_failure", battery=int(jar), failure=FAILURE_NAMES[failure],
-                       soh_pct=round(float(bank.soh_pct[jar]), 2),
-                       temperature_c=round(float(bank.temperature_c[jar]), 2))
+            fail_jars(world, Failure(failure), [int(jar)])
+
+
+def fail_jars(world, failure: Failure | str, jars) -> None:
+    """Make ``jars`` (fleet indices) fail by ``failure`` now, with a ``battery_failure`` event each:
+    what the hourly draw does, and what a scenario timeline calls to fail a chosen jar at a chosen time."""
+    if isinstance(failure, str):
+        if failure not in FAILURE_NAMES:
+            raise ValueError(f"failure must be one of {', '.join(FAILURE_NAMES)}, not {failure!r}")
+        failure = Failure(FAILURE_NAMES.index(failure))
+    bank = world.bank
+    for jar in jars:
+        apply_failure(bank, failure, np.array([jar]), world.fleet.battery_string)
+        world.emit("battery_failure", battery=int(jar), failure=FAILURE_NAMES[failure],
+                   soh_pct=round(float(bank.soh_pct[jar]), 2), temperature_c=round(float(bank.temperature_c[jar]), 2))
 
 
 def enable_failures(world, hazard_scale: float = 1.0) -> None:
