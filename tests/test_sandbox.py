@@ -115,6 +115,7 @@ ATTACKS = [
     ("SELECT * FROM no_such_table", sandbox.InvalidQuery, "no_such_table"),
     ("SELECT 1 /*", sandbox.InvalidQuery, ""),
     ("SELECT 1 AS x " + "-- pad\n" * 3000, sandbox.InvalidQuery, "characters"),
+    ("SELECT " + "(" * 450 + "1" + " + 1)" * 450, sandbox.InvalidQuery, "nested too deeply"),
 ]
 
 
