@@ -9,6 +9,7 @@ attributes), never on pixels or fixed sleeps. A screenshot of each state is save
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -207,6 +208,35 @@ def test_power_outage_on_a_site_shows_the_discharge_and_an_alarm(page, server):
     page.click("#clear-all")
     page.wait_for_function("() => !window.__battsim.siteModes().BKK_DC1?.discharge")
     assert_clean(page)
+
+
+def test_a_scenario_with_parameters_on_batteries_and_a_timeline_from_the_control_panel(page, server):
+    start_from_the_page(page, speed="1")
+    page.wait_for_function("() => window.__battsim.jars === 216")
+    page.select_option("#scenario", "high_temperature")
+    page.fill("#scenario-params [data-param='ambient_c']", "41.5")
+    page.evaluate("() => window.__battsim.select('HKT_DC1_SYS01_STR01_BAT003')")
+    page.click("#target-selected")
+    expect(page.locator("#target-batteries")).to_have_value("HKT_DC1_SYS01_STR01_BAT003")
+    page.fill("#scenario-duration", "2h")
+    page.click("#apply-scenario")
+    expect(page.locator("#active-scenarios")).to_contain_text("high_temperature")
+    [applied] = server.http.get("/api/v1/scenarios/active").json()
+    assert applied["name"] == "high_temperature" and applied["params"] == {"ambient_c": 41.5}
+    assert applied["jars"] == 24  # a site-scoped scenario: the battery's whole site
+    assert applied["until"] is not None
+    # A shipped timeline, chosen by name, installed in the running simulation.
+    page.select_option("#timeline-name", "daily-outage")
+    expect(page.locator("#timeline-text")).to_have_value(re.compile(r"\[\[event\]\]"))
+    page.click("#load-timeline")
+    expect(page.locator("#timeline-current")).to_contain_text("daily-outage")
+    assert "daily-outage" in server.http.get("/api/v1/simulation/status").json()["timelines"]
+    # A bad battery id is refused by the server and the page says why.
+    page.fill("#target-batteries", "NOPE_BAT")
+    page.click("#apply-scenario")
+    expect(page.locator("#toast")).to_contain_text("NOPE_BAT")
+    page.console_errors.clear()  # the refused request (404) is logged by the browser, as it should be
+    assert page.evaluate("() => window.__battsim.errors.length") == 1
 
 
 def test_a_replay_plays_and_seeks(page, server):

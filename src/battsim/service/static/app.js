@@ -840,6 +840,8 @@
     $("preset-description").textContent = preset ? preset.description || "" : "";
   }
 
+  const entries = (n) => `${n} ${n === 1 ? "entry" : "entries"}`;
+
   async function loadTimelines() {
     const data = await api("GET", "timeline");
     state.shippedTimelines = data.shipped || {};
@@ -848,7 +850,7 @@
     $("start-timeline").innerHTML = `<option value="">none</option>${options}`;
     $("timeline-name").innerHTML = `<option value="">(paste or open a file)</option>${options}`;
     $("timeline-current").textContent = (data.installed || []).map((t) =>
-      `${t.source}: ${(t.events || []).length} entries`).join("\n");
+      `${t.source}: ${entries((t.events || []).length)}`).join("\n");
   }
 
   const startSimulation = action(async () => {
@@ -955,10 +957,12 @@
   });
 
   const loadTimeline = action(async () => {
-    const text = $("timeline-text").value.trim() || $("timeline-name").value;
-    if (!text) throw new Error("timeline: choose a shipped timeline, paste TOML or open a file");
-    const result = await api("POST", "timeline", { timeline: text });
-    toast(`Timeline ${result.source} installed: ${(result.events || []).length} entries`, "info");
+    // A shipped timeline left as shipped goes by its name (so it is recorded as that); edited, as TOML.
+    const name = $("timeline-name").value, text = $("timeline-text").value;
+    const timeline = name && (!text.trim() || text === state.shippedTimelines[name]) ? name : text.trim();
+    if (!timeline) throw new Error("timeline: choose a shipped timeline, paste TOML or open a file");
+    const result = await api("POST", "timeline", { timeline });
+    toast(`Timeline ${result.source} installed: ${entries((result.events || []).length)}`, "info");
     await loadTimelines();
     await refreshSimStatus();
   });
@@ -1225,7 +1229,10 @@
     });
     $("timeline-file").addEventListener("change", async (event) => {
       const file = event.target.files[0];
-      if (file) $("timeline-text").value = await file.text();
+      if (file) {
+        $("timeline-text").value = await file.text();
+        $("timeline-name").value = "";
+      }
     });
     $("replay-form").addEventListener("submit", playReplay);
     $("replay-pause").addEventListener("click", replayCommand("replay/pause"));
