@@ -1248,6 +1248,8 @@
       $("seek-now").textContent = `→ ${timeText(seekTarget())}`;
     });
     $("seek-bar").addEventListener("change", seek);
+    // Released where it was (no change event): follow the replay again, after any change has been handled.
+    $("seek-bar").addEventListener("pointerup", () => setTimeout(() => { state.seeking = false; }, 0));
     $("seek-events").addEventListener("mousemove", seekEventHint);
     $("chart-site").addEventListener("change", () => {
       state.chartSite = $("chart-site").value;
