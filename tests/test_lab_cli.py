@@ -77,3 +77,8 @@ def test_a_bad_model_file_names_the_key(tmp_path):
     path.write_text('name = "x"\ncells = 6\ncapacity_ah_c10 = -1\ninternal_resistance_mohm = 4\ndesign_life_years = 10\n')
     result = runner.invoke(app, ["lab", "discharge", "--model-file", str(path), "--current", "5"])
     assert result.exit_code == 2 and "capacity_ah_c10" in result.output
+
+
+def test_a_load_the_block_cannot_carry_has_a_runtime_of_zero():
+    out = run_json("discharge", "--model", "USF12-100A", "--current", "2000")
+    assert out["runtime_s"] == 0.0 and out["delivered_ah"] == 0.0

@@ -169,8 +169,9 @@ def discharge(model: BatteryModel, *, current_a: float | None = None, power_w_pe
         return Discharge(None, None, end, None, float(runs.temperature_c[-1, 0]), curve)
     delivered = float(runs.delivered_ah[0, 0])
     final_c = float(np.interp(runtime, times, runs.temperature_c[:, 0]))
-    return Discharge(round(runtime, 1), round(delivered, 3), end, round(delivered * 3600.0 / runtime, 3),
-                     round(final_c, 2), curve)
+    # A load the block cannot carry above the end voltage even when full has a runtime of 0.
+    average_a = delivered * 3600.0 / runtime if runtime > 0 else float(runs.current_a[0, 0])
+    return Discharge(round(runtime, 1), round(delivered, 3), end, round(average_a, 3), round(final_c, 2), curve)
 
 
 # ---------------------------------------------------------------------------------------- float

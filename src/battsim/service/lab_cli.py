@@ -64,9 +64,10 @@ def discharge(
     battery = resolve_model(model, model_file)
     if (current is None) == (power is None):
         fail("--current/--power", "give exactly one of them")
-    limit_a = 20.0 * battery.capacity_ah_c10
-    check_range("--current", current, 1e-3 * battery.capacity_ah_c10, limit_a, f"A (0.001-20 C for {battery.name})")
-    check_range("--power", power, 1e-3 * battery.capacity_ah_c10, 40.0 * battery.capacity_ah_c10, "W per cell")
+    # From about a 100 h discharge (the lab stops at 200 h) to 20 C.
+    c10 = battery.capacity_ah_c10
+    check_range("--current", current, 0.01 * c10, 20.0 * c10, f"A (0.01-20 C for {battery.name})")
+    check_range("--power", power, 0.02 * c10, 40.0 * c10, f"W per cell (for {battery.name})")
     check_range("--temperature", temperature, -20.0, 60.0, "°C")
     check_range("--end-voltage", end_voltage, 1.5, 2.05, "V per cell")
     check_range("--soh", soh, 1.0, 100.0, "%")
