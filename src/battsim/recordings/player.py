@@ -52,7 +52,11 @@ SPEED_MIN = 0.01
 SPEED_MAX = 100_000.0
 # Rows per chunk read from DuckDB: large enough that a query's fixed cost is small against its rows,
 # small enough that two chunks in memory (playing one, fetching the next) stay a few tens of MB.
-CHUNK_ROWS = 131_072
+CHUNK_ROWS = 65_536
+# DuckDB memory of a replay's own (read-only) database instance.
+REPLAY_MEMORY_LIMIT = "128MB"
+# Chunks read at once (one worker and cursor each), so both cores encode while frames go out.
+FETCH_WORKERS = 2
 # When paced, a chunk holds about this much wall time of playback (and at most CHUNK_ROWS).
 PACED_CHUNK_WALL_S = 0.25
 # Wall seconds over which the achieved speed is measured.
@@ -241,6 +245,9 @@ class ReplaySource:
                 raise RecordingBusyError(f"{path}: being written by another process; replay it through the "
                                          "server that records it") from None
             raise NotARecordingError(f"{path}: not a DuckDB file ({text.splitlines()[0]})") from None
+        # DuckDB keeps the blocks it has read cached up to its memory limit (80 % of RAM by default):
+        # a replay reads each block once, so cap it and memory stays flat for a recording of any size.
+        connection.execute(f"SET memory_limit = '{REPLAY_MEMORY_LIMIT}'")
         try:
             return cls(connection, owned=True, name=str(path), live=False)
         except BaseException:
@@ -282,7 +289,10 @@ class ReplaySource:
     def refresh_end(self, con: duckdb.DuckDBPyConnection | None = None) -> int | None:
         """Re-read how far a recording still being written has got."""
         if self.live:
-            self.end_us = self._last_timestamp_us(self.end_us, con)
+            found = self._last_timestamp_us(self.end_us, con)
+            # Workers refresh concurrently: an older answer arriving late must not move the end back.
+            if found is not None and (self.end_us is None or found > self.end_us):
+                self.end_us = found
         return self.end_us
 
     @property
@@ -422,6 +432,135 @@ def _chunk(lo_us: int, hi_us: int, t: np.ndarray, column: pa.ChunkedArray) -> Ti
                      memoryview(data_buffer))
 
 
+# ------------------------------------------------------------------------------------------ reading ahead
+_NOT_READY = object()
+
+
+class ReadAhead:
+    """The chunks of a window, read ahead and in parallel by a pool of workers (each with its own
+    cursor: DuckDB runs each query on one core when it spans a row group or two), handed out in order.
+
+    Chunks are planned back to back; when one comes back with a different end than planned (the
+    window's or the written end cut it short, or it jumped a gap in the recording), the chunks planned
+    after it are dropped and planning resumes from where it really ended.
+    """
+
+    def __init__(self, source: ReplaySource, window: Window, chunk_ticks: Callable[[], int],
+                 workers: int = FETCH_WORKERS):
+        self.source, self.window, self._chunk_ticks = source, window, chunk_ticks
+        self._depth = workers
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="battsim-replay")
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._queue: deque[tuple[Future, int]] = deque()
+        self._preloaded: tuple[int, Future, int] | None = None
+        self._plan_lo = window.start_us
+        self.resume_us = window.start_us  # where the chunks handed out so far end
+        self.exhausted = False
+
+    # -------------------------------------------------------------------------------- workers
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        if not hasattr(self._local, "cursor"):
+            self._local.cursor = self.source.cursor()
+            self._cursors.append(self._local.cursor)
+        return self._local.cursor
+
+    def run(self, query: Callable, *args):
+        """Run ``query(cursor, *args)`` on a worker and wait for it."""
+        return self._pool.submit(lambda: query(self._cursor(), *args)).result()
+
+    def _fetch(self, lo_us: int, hi_us: int) -> TickChunk | None:
+        """On a worker: the first non-empty chunk from ``lo`` (None: nothing more, for now)."""
+        cursor, source, window = self._cursor(), self.source, self.window
+        end = source.refresh_end(cursor)
+        limit = end + 1 if end is not None else lo_us
+        if window.end_us is not None:
+            limit = min(limit, window.end_us)
+        while lo_us < limit:
+            chunk = source.fetch(cursor, window, lo_us, min(hi_us, limit))
+            if len(chunk.tick_us):
+                return chunk
+            following = source.next_timestamp_us(cursor, window, hi_us)  # a gap in the recording: jump it
+            if following is None:
+                return None
+            lo_us, hi_us = following, following + (hi_us - lo_us)
+        return None
+
+    # -------------------------------------------------------------------------------- planning
+    def _span_us(self) -> int:
+        return self._chunk_ticks() * self.source.interval_s * 1_000_000
+
+    def _static_limit(self) -> int | None:
+        """Where planning can stop for good (None: a recording still written may grow)."""
+        limits = [] if self.window.end_us is None else [self.window.end_us]
+        if not self.source.live and self.source.end_us is not None:
+            limits.append(self.source.end_us + 1)
+        if not self.source.live and self.source.end_us is None:
+            limits.append(self.window.start_us)  # an empty recording
+        return min(limits) if limits else None
+
+    def _refill(self) -> None:
+        limit = self._static_limit()
+        while len(self._queue) < self._depth and (limit is None or self._plan_lo < limit):
+            hi_us = self._plan_lo + self._span_us()
+            self._queue.append((self._pool.submit(self._fetch, self._plan_lo, hi_us), hi_us))
+            self._plan_lo = hi_us
+
+    def _discard(self) -> None:
+        for future, _ in self._queue:
+            future.cancel()  # one already running finishes on its worker; its chunk is dropped
+        self._queue.clear()
+
+    def start(self, lo_us: int) -> None:
+        """Read from ``lo`` on (after a seek, a loop restart, or to look again at a growing recording)."""
+        self._discard()
+        self.exhausted = False
+        self._plan_lo = self.resume_us = lo_us
+        if self._preloaded is not None and self._preloaded[0] == lo_us:
+            _, future, hi_us = self._preloaded
+            self._queue.append((future, hi_us))
+            self._plan_lo = hi_us
+        self._preloaded = None
+        self._refill()
+
+    def preload(self, lo_us: int) -> None:
+        """Start reading the chunk at ``lo`` for a later :meth:`start` there (a loop's restart)."""
+        if self._preloaded is None:
+            hi_us = lo_us + self._span_us()
+            self._preloaded = (lo_us, self._pool.submit(self._fetch, lo_us, hi_us), hi_us)
+
+    def next(self, wait: bool = True):
+        """The next chunk; None when there are no more; ``_NOT_READY`` if ``wait`` is False and it is still read."""
+        if not self._queue:
+            self._refill()
+        if not self._queue:
+            self.exhausted = True
+            return None
+        future, planned_hi = self._queue[0]
+        if not wait and not future.done():
+            return _NOT_READY
+        self._queue.popleft()
+        chunk = future.result()
+        if chunk is None:
+            self.exhausted = True
+            self._discard()
+            return None
+        if chunk.hi_us != planned_hi:
+            self._discard()
+            self._plan_lo = chunk.hi_us
+        self.resume_us = chunk.hi_us
+        self._refill()
+        return chunk
+
+    def close(self) -> None:
+        self._discard()
+        if self._preloaded is not None:
+            self._preloaded[1].cancel()
+        self._pool.shutdown(wait=True)
+        for cursor in self._cursors:
+            cursor.close()
+
+
 # ------------------------------------------------------------------------------------------ player
 @dataclass(frozen=True, slots=True)
 class TelemetryFrame:
@@ -475,14 +614,9 @@ class Player:
         self._initial_speed = speed = parse_speed(speed)
         self._chunk_rows = chunk_rows
         self._ticks_per_chunk = max(1, chunk_rows // len(window.keys))
-        # One worker thread owns the DuckDB cursor: it reads the next chunk while this one plays.
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="battsim-replay")
-        self._cursor = self._worker.submit(source.cursor).result()
+        self._reader = ReadAhead(source, window, self._chunk_ticks)
         self._chunk: TickChunk | None = None
-        self._pending: Future | None = None
-        self._loop_pending: Future | None = None  # the window's first chunk, read ahead of a loop restart
-        self._drained = False  # the window has no more ticks (a live recording may get more)
-        self._next_lo_us = window.start_us
+        self._reader.start(window.start_us)
         # Preroll: the first chunk is in memory before the clock starts, so tick 0 is not late by a query.
         self._upcoming_us()
         self._clock = PacedClock(0.0, speed=speed, paused=paused, wall_clock=wall_clock)
@@ -526,24 +660,6 @@ class Player:
         return min(now, self._virtual(end_us)) if end_us is not None else now
 
     # -------------------------------------------------------------------------------- chunks
-    def _fetch(self, lo_us: int) -> TickChunk | None:
-        """Runs on the worker: the next chunk from ``lo``, or None when the window is done (for now)."""
-        source, window = self.source, self.window
-        end = source.refresh_end(self._cursor)
-        limit = end + 1 if end is not None else lo_us
-        if window.end_us is not None:
-            limit = min(limit, window.end_us)
-        while lo_us < limit:
-            hi_us = min(lo_us + self._chunk_ticks() * source.interval_s * 1_000_000, limit)
-            chunk = source.fetch(self._cursor, window, lo_us, hi_us)
-            if len(chunk.tick_us):
-                return chunk
-            following = source.next_timestamp_us(self._cursor, window, hi_us)  # a gap: jump it
-            if following is None:
-                return None
-            lo_us = following
-        return None
-
     def _chunk_ticks(self) -> int:
         """Ticks per chunk: as many as fit ``chunk_rows``, and when paced only about PACED_CHUNK_WALL_S
         of playback, so that reading the next chunk is a short burst beside the frames going out."""
@@ -557,27 +673,19 @@ class Player:
     def _upcoming_us(self, fetch: bool = True) -> int | None:
         """The time of the next tick to send, loading the next chunk if needed (None: none left).
 
-        With ``fetch=False`` it never waits on DuckDB: None also means "not loaded yet".
+        With ``fetch=False`` it never waits on DuckDB: None also means "not read yet".
         """
         while self._chunk is None or self._chunk.exhausted:
-            if self._drained:
+            if self._reader.exhausted:
                 return None
-            if self._pending is None:
-                if not fetch:
-                    return None
-                self._pending = self._worker.submit(self._fetch, self._next_lo_us)
-            if not fetch and not self._pending.done():
+            chunk = self._reader.next(wait=fetch)
+            if chunk is _NOT_READY:
                 return None
-            chunk = self._pending.result()
-            self._pending = None
             if chunk is None:
-                self._drained = True
-                if self.loop and self._loop_pending is None:
-                    self._loop_pending = self._worker.submit(self._fetch, self.window.start_us)
+                if self.loop:
+                    self._reader.preload(self.window.start_us)
                 return None
             self._chunk = chunk
-            self._next_lo_us = chunk.hi_us
-            self._pending = self._worker.submit(self._fetch, self._next_lo_us)
         return int(self._chunk.tick_us[self._chunk.next])
 
     def _take(self, chunk: TickChunk, sim_time: str | None = None) -> TelemetryFrame:
@@ -593,13 +701,10 @@ class Player:
         self.readings += frame.readings
         return frame
 
-    def _drop_chunks(self) -> None:
-        for pending in (self._pending, self._loop_pending):
-            if pending is not None:
-                pending.cancel()
-        self._pending = self._loop_pending = None
+    def _restart(self, lo_us: int) -> None:
+        """Play on from ``lo``: what was read ahead is dropped."""
         self._chunk = None
-        self._drained = False
+        self._reader.start(lo_us)
 
     # -------------------------------------------------------------------------------- playing
     def poll(self, max_frames: int = 4096) -> list[TelemetryFrame]:
@@ -629,10 +734,9 @@ class Player:
     def _at_end(self) -> bool:
         """Nothing left to play: end, or loop (True: go on polling)."""
         if self.source.live:
-            # The recording may have grown since the last chunk was fetched ahead.
-            chunk = self._worker.submit(self._fetch, self._next_lo_us).result()
-            if chunk is not None:
-                self._chunk, self._next_lo_us, self._drained = chunk, chunk.hi_us, False
+            # The recording may have grown since the last chunk was read ahead.
+            self._restart(self._reader.resume_us)
+            if self._upcoming_us() is not None:
                 return True
         if not self.loop:
             self._set_state("ended", "finished")
@@ -646,10 +750,7 @@ class Player:
             return False  # the last tick is out; the loop restarts when the window's time is up
         overshoot = max(0.0, now - self._virtual(end_us))
         self.loops += 1
-        restart, self._loop_pending = self._loop_pending, None
-        self._drop_chunks()
-        self._pending = restart
-        self._next_lo_us = self.window.start_us
+        self._restart(self.window.start_us)
         self._last_us = None
         self._samples.clear()
         # Keep the phase: a loop restart late by a poll interval starts that much into the window.
@@ -709,9 +810,8 @@ class Player:
                 end = "the end of the recording" if end_us is None else iso_utc(end_us)
                 raise ReplayError("seek", f"{iso_utc(at_us)} is outside the replay window "
                                           f"[{iso_utc(self.window.start_us)}, {end})")
-            self._drop_chunks()
-            self._snapshot = self._worker.submit(self.source.snapshot, self._cursor, self.window, at_us).result()
-            self._next_lo_us = at_us + 1
+            self._snapshot = self._reader.run(self.source.snapshot, self.window, at_us)
+            self._restart(at_us + 1)
             self._upcoming_us()  # what follows is in memory before the clock is re-anchored
             self._last_us = at_us
             if self.state == "ended":  # seeking a finished replay brings it back, paused at the new time
@@ -730,9 +830,8 @@ class Player:
         with self._lock:
             if self.state != "ended":
                 self._set_state("ended", "stopped")
-            self._drop_chunks()
-            self._worker.submit(self._cursor.close).result()
-            self._worker.shutdown(wait=True)
+            self._chunk = None
+            self._reader.close()
 
     def _set_state(self, state: str, reason: str | None = None) -> None:
         if state != self.state:
