@@ -56,10 +56,11 @@ def test_low_voltage_only_on_float():
     monitor = AlarmMonitor(BASELINE_MOHM, CELLS)
     low = np.array([11.9, 11.9, 13.6])
     discharging = np.array([Mode.FLOAT, Mode.DISCHARGE, Mode.FLOAT], dtype=np.uint8)
-    assert changes_of(monitor, 0, voltage_v=low, mode=discharging) == [("low_float_voltage", 0, "raised")]
+    assert changes_of(monitor, 0, voltage_v=low, mode=discharging) == [("low_float_voltage", 0, "raised"),
+                                                                        ("on_battery", 1, "raised")]
     # Leaving float ends the condition.
     assert changes_of(monitor, 1, voltage_v=low, mode=np.full(3, Mode.BOOST, dtype=np.uint8)) == [
-        ("low_float_voltage", 0, "cleared")]
+        ("low_float_voltage", 0, "cleared"), ("on_battery", 1, "cleared")]
 
 
 def test_temperature_outside_10_to_50c_is_a_sensor_fault():
@@ -164,3 +165,17 @@ def test_an_alarming_sink_records_alarms_whatever_the_batch_size():
     hot = [(kind, battery) for _, kind, battery, rule in one_tick if rule == "high_temperature"]
     assert ("alarm_raised", "BKK_DC1_SYS01_STR01_BAT001") in hot
     assert ("alarm_cleared", "BKK_DC1_SYS01_STR01_BAT001") in hot  # the room cools after 4 h
+
+
+def test_on_battery_follows_the_rectifier_and_resistance_is_judged_on_float_only():
+    monitor = AlarmMonitor(BASELINE_MOHM, CELLS)
+    discharging = np.array([Mode.DISCHARGE, Mode.FLOAT, Mode.FLOAT], dtype=np.uint8)
+    worn = BASELINE_MOHM * np.array([1.3, 1.0, 1.0])  # a discharging jar's resistance rises with depth
+    assert changes_of(monitor, 0, mode=discharging, resistance_mohm=worn, voltage_v=np.array([12.2, 13.6, 13.6])) \
+        == [("on_battery", 0, "raised")]
+    disconnected = np.array([Mode.DISCONNECTED, Mode.FLOAT, Mode.FLOAT], dtype=np.uint8)
+    assert changes_of(monitor, 1, mode=disconnected, resistance_mohm=worn) == []
+    boosting = np.array([Mode.BOOST, Mode.FLOAT, Mode.FLOAT], dtype=np.uint8)
+    assert changes_of(monitor, 2, mode=boosting) == [("on_battery", 0, "cleared")]
+    change = monitor.evaluate(3 * MINUTE_US, **reading(mode=discharging))[0]
+    assert change.detail()["threshold"] is None and change.detail()["value"] == 13.6

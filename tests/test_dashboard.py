@@ -191,17 +191,18 @@ def test_power_outage_on_a_site_shows_the_discharge_and_an_alarm(page, server):
     page.evaluate("() => window.__battsim.select('BKK_DC1_SYS01_STR01_BAT001')")
     expect(page.locator("#detail-fields")).to_contain_text("discharge")
     # The alarm list is the server's alarm state, built from its alert frames: paused, the two agree
-    # exactly. (The six alarm rules have none for a discharge as such; the site's alarms are its jars'
-    # resistance and state-of-health alarms.)
+    # exactly, and every jar of the site is on battery.
     page.click("#pause")
     expect(page.locator("#resume")).to_be_enabled()
     active = sorted(f"{a['battery_id']}|{a['rule']}" for a in server.http.get("/api/v1/alarms").json()["active"])
-    assert any(alarm.startswith("BKK_DC1_") for alarm in active)
+    on_battery = [alarm for alarm in active if alarm.endswith("|on_battery")]
+    assert len(on_battery) == 24 and all(alarm.startswith("BKK_DC1_") for alarm in on_battery)
     page.wait_for_function("""(expected) => JSON.stringify(window.__battsim.activeAlarms
                                 .map((a) => `${a.battery_id}|${a.rule}`).sort()) === JSON.stringify(expected)""",
                            arg=active)
     expect(page.locator("#alarms")).to_have_attribute("data-active", str(len(active)))
     expect(page.locator("#alarm-rows tr[data-battery^='BKK_DC1_']").first).to_be_visible()
+    expect(page.locator("#alarm-rows")).to_contain_text("on_battery")
     screenshot(page, "04-power-outage")
     page.click("#resume")
     # Clearing brings the string back to charge.

@@ -60,6 +60,7 @@ RULES: tuple[AlarmRule, ...] = (
     AlarmRule("above_ambient", "critical", "Jar more than 10 °C above the room (possible thermal runaway)", "K"),
     AlarmRule("high_resistance", "warning", "Ohmic resistance 20 % over its baseline", "mΩ"),
     AlarmRule("low_soh", "warning", "State of health below 80 %", "%"),
+    AlarmRule("on_battery", "critical", "String on battery: rectifier input lost, discharging or disconnected", "V"),
 )
 RULE_INDEX = {rule.name: index for index, rule in enumerate(RULES)}
 
@@ -73,7 +74,7 @@ class AlarmChange:
     jar: int
     raised: bool
     value: float | None  # the reading that decided it (None for a missing reading)
-    threshold: float
+    threshold: float | None  # None for a state rule (on_battery)
 
     @property
     def state(self) -> str:
@@ -137,6 +138,7 @@ class AlarmMonitor:
         soh_pct = soh_pct.astype(np.float64)
         above_room_c = temperature_c - ambient_c
         on_float = mode == Mode.FLOAT
+        on_battery = (mode == Mode.DISCHARGE) | (mode == Mode.DISCONNECTED)
 
         hot = temperature_c > t.high_temperature_c
         self.hot_since_us = np.where(hot, np.where(self.hot_since_us < 0, timestamp_us, self.hot_since_us), -1)
@@ -154,10 +156,12 @@ class AlarmMonitor:
              & (temperature_c <= t.sensor_max_c - t.temperature_deadband_c / 2), None),
             (above_room_c, above_room_c > t.above_ambient_c,
              above_room_c < t.above_ambient_c - t.temperature_deadband_c, t.above_ambient_c),
-            (resistance_mohm, rise > t.resistance_rise_fraction,
-             rise < t.resistance_rise_fraction - t.resistance_deadband_fraction,
+            # Monitors judge ohmic resistance on float: it rises during any discharge as the plates sulphate.
+            (resistance_mohm, on_float & (rise > t.resistance_rise_fraction),
+             on_float & (rise < t.resistance_rise_fraction - t.resistance_deadband_fraction),
              self.baseline_resistance_mohm * (1.0 + t.resistance_rise_fraction)),
             (soh_pct, soh_pct < t.low_soh_pct, soh_pct >= t.low_soh_pct + t.soh_deadband_pct, t.low_soh_pct),
+            (voltage_v, on_battery, ~on_battery, None),
         )
         changes = []
         for index, (value, raise_now, clear_now, threshold) in enumerate(checks):
@@ -177,7 +181,8 @@ class AlarmMonitor:
         elif np.ndim(threshold):
             threshold = threshold[jar]
         reading = float(value[jar])
-        return AlarmChange(timestamp_us, rule, jar, raised, None if np.isnan(reading) else reading, float(threshold))
+        return AlarmChange(timestamp_us, rule, jar, raised, None if np.isnan(reading) else reading,
+                           None if threshold is None else float(threshold))
 
     def active_alarms(self) -> list[tuple[str, int]]:
         """(rule name, jar index) of every alarm currently raised."""
