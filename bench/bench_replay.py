@@ -1,12 +1,13 @@
 """Replay: throughput at max speed against DuckDB's own scan, and pacing error at 1x, 60x and 3600x.
 
-    .venv/bin/python bench/bench_replay.py [--days 1] [--pacing-seconds 15 10 5]
+    .venv/bin/python bench/bench_replay.py [--days 1] [--memory-days 3] [--pacing-seconds 15 10 5]
 
 Prints, in one run on this machine:
   * throughput at ``max``: readings/s of complete telemetry frames (JSON) handed to an in-process
     consumer, and through ``battsim replay --speed max`` into a pipe read by another process; for the
     full fleet (1,944 readings a frame) and one string (24 a frame);
   * the baseline: DuckDB scanning the same rows to Arrow (no JSON), streamed, in the same run; the ratio;
+  * the peak memory of `battsim replay --speed max` for two lengths of recording (it should not grow);
   * pacing error (frame sent minus when it was due, p50 / p99 / max) at 1x, 60x and 3600x, driven as the
     CLI drives the player (sleep until the next frame is due, never a sleep per frame), each bounded in time.
 Targets (issue 6): >= 1,000,000 readings/s at max; pacing error < 10 ms at 1x-3600x.
@@ -53,16 +54,19 @@ def replay_in_process(path: Path) -> tuple[int, float, int]:
     return player.readings, wall_s, player.frames
 
 
-def replay_cli_pipe(path: Path) -> tuple[int, float]:
-    """`battsim replay --speed max` into a pipe; this process reads and counts the lines."""
-    began = time.perf_counter()
+def replay_cli_pipe(path: Path) -> tuple[int, float, float]:
+    """`battsim replay --speed max` into a pipe this process reads: lines, seconds from the first byte
+    to the end (the command's start-up is not counted), and the command's peak resident memory (MB)."""
     process = subprocess.Popen([str(Path(sys.executable).parent / "battsim"), "replay", str(path), "--speed", "max"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
-    lines = 0
+    first = process.stdout.read(1)
+    began = time.perf_counter()
+    lines = first.count(b"\n")
     while chunk := process.stdout.read(1 << 20):
         lines += chunk.count(b"\n")
-    process.wait()
-    return lines, time.perf_counter() - began
+    wall_s = time.perf_counter() - began
+    _, _, usage = os.wait4(process.pid, 0)
+    return lines, wall_s, usage.ru_maxrss / 1024
 
 
 def duckdb_scan(path: Path) -> tuple[int, float]:
@@ -102,27 +106,35 @@ def pacing(path: Path, speed: float, wall_seconds: float) -> tuple[np.ndarray, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=1.0, help="Full-fleet recording length for throughput.")
+    parser.add_argument("--memory-days", type=float, default=3.0,
+                        help="A longer full-fleet recording: the replay's peak memory should not grow with it.")
     parser.add_argument("--pacing-seconds", type=float, nargs=3, default=(15.0, 10.0, 5.0),
                         metavar=("AT_1X", "AT_60X", "AT_3600X"), help="Wall seconds of each pacing run.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "full.duckdb"
+        longer = Path(tmp) / "longer.duckdb"
         one = Path(tmp) / "string.duckdb"
-        print(f"recording: thailand-full {args.days:g} d at 60 s ({record(full, 'thailand-full', 24 * args.days, 60):,}"
-              f" readings); single-string 6 h at 1 s ({record(one, 'single-string', 6, 1):,} readings)")
+        print(f"recordings: thailand-full {args.days:g} d at 60 s ({record(full, 'thailand-full', 24 * args.days, 60):,}"
+              f" readings) and {args.memory_days:g} d ({record(longer, 'thailand-full', 24 * args.memory_days, 60):,}); "
+              f"single-string 6 h at 1 s ({record(one, 'single-string', 6, 1):,})")
 
         print("\nthroughput at max (readings/s)")
+        peaks = {}
         for name, path in (("thailand-full, 1,944 a frame", full), ("single-string, 24 a frame", one)):
             scanned, scan_s = duckdb_scan(path)
             readings, wall_s, frames = replay_in_process(path)
-            lines, pipe_s = replay_cli_pipe(path)
+            lines, pipe_s, peaks[path] = replay_cli_pipe(path)
             assert readings == scanned and lines == frames
             base = scanned / scan_s
             print(f"  {name}")
             print(f"    DuckDB scan to Arrow (baseline)     {base:>12,.0f}")
             print(f"    replay, frames to a consumer        {readings / wall_s:>12,.0f}   {readings / wall_s / base:.2f}x baseline")
             print(f"    battsim replay --speed max | pipe   {readings / pipe_s:>12,.0f}   {readings / pipe_s / base:.2f}x baseline"
-                  f"   ({lines:,} lines)")
+                  f"   ({lines:,} lines, peak {peaks[path]:.0f} MB)")
+        lines, pipe_s, peak_mb = replay_cli_pipe(longer)
+        print(f"  memory: battsim replay --speed max peaks at {peaks[full]:.0f} MB for {args.days:g} d of the full fleet, "
+              f"{peak_mb:.0f} MB for {args.memory_days:g} d ({lines * 1944 / pipe_s:,.0f} readings/s)")
 
         print("\npacing error: frame handed over minus due (ms)")
         print(f"  {'run':40s} {'frames':>7s} {'p50':>7s} {'p99':>7s} {'max':>7s}")
