@@ -15,6 +15,7 @@ import numpy as np
 
 from battsim.engine import physics
 from battsim.engine.battery import PROFILE_NAMES, BatteryBank, Mode
+from battsim.engine.failures import FAILURE_NAMES, Failure, apply_failure
 from battsim.engine.models import BatteryModel
 
 # Steps a discharge is cut into (per jar, from a Peukert estimate of its runtime): enough that the
@@ -202,8 +203,6 @@ def float_charge(model: BatteryModel, temperature_c: float = 25.0, voltage_v_per
     applied at the start, the jar being alone on its charger; ``charge_cutoff_c`` is the charger's
     thermal protection. Ageing is switched off so that only the float is measured.
     """
-    from battsim.engine.failures import FAILURE_NAMES, Failure, apply_failure
-
     bank = bench(model, 1, temperature_c, soh_pct)
     for name in failures:
         if name not in FAILURE_NAMES:
