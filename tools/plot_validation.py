@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from battsim.engine import lab, physics  # noqa: E402
+from battsim.engine import lab  # noqa: E402
 from battsim.engine.battery import Mode  # noqa: E402
 from battsim.engine.models import get_model  # noqa: E402
 
