@@ -79,16 +79,18 @@ def soh_trend_sql(db: str = "", source: str | None = None) -> str:
     source = source or f"{db}readings"
     # The recording keeps the true state of health but not the true resistance, so resistance is
     # shown beside the jar's own baseline (its as-new value) instead.
-    return f"""{_local_days(db)}
-SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day,
-       avg(r.soh_pct) AS soh_pct, avg(r.true_soh_pct) AS true_soh_pct,
-       avg(r.soh_pct) - avg(r.true_soh_pct) AS soh_error_pct,
-       avg(r.internal_resistance_mohm) AS internal_resistance_mohm,
-       any_value(b.baseline_resistance_mohm) AS baseline_resistance_mohm,
-       100.0 * (avg(r.internal_resistance_mohm) / any_value(b.baseline_resistance_mohm) - 1.0)
-           AS resistance_rise_pct
-FROM {source} r JOIN {db}batteries b USING (battery_id) {_with_days(db)}
-GROUP BY ALL"""
+    # The jar's baseline is joined to the per-day rows, not to every reading.
+    return f"""{_local_days(db)}, per_day AS (
+    SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day,
+           avg(r.soh_pct) AS soh_pct, avg(r.true_soh_pct) AS true_soh_pct,
+           avg(r.internal_resistance_mohm) AS internal_resistance_mohm
+    FROM {source} r {_with_days(db)}
+    GROUP BY ALL
+)
+SELECT p.site_id, p.string_id, p.battery_id, p.day, p.soh_pct, p.true_soh_pct,
+       p.soh_pct - p.true_soh_pct AS soh_error_pct, p.internal_resistance_mohm, b.baseline_resistance_mohm,
+       100.0 * (p.internal_resistance_mohm / b.baseline_resistance_mohm - 1.0) AS resistance_rise_pct
+FROM per_day p JOIN {db}batteries b USING (battery_id)"""
 
 
 def time_above_temperature_sql(db: str = "", source: str | None = None) -> str:
