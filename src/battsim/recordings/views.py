@@ -95,16 +95,18 @@ FROM per_day p JOIN {db}batteries b USING (battery_id)"""
 
 def time_above_temperature_sql(db: str = "", source: str | None = None) -> str:
     source = source or f"{db}readings"
-    hours = ",\n       ".join(
-        f"count_if(r.temperature_c > {t}) * {_hours_per_sample(db)} AS hours_above_{t}c" for t in TEMPERATURE_THRESHOLDS_C
-    )
-    return f"""{_local_days(db)}
-SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day, count(r.temperature_c) AS readings,
-       max(r.temperature_c) AS max_temperature_c,
-       {hours},
-       count_if(r.true_temperature_c > 35) * {_hours_per_sample(db)} AS true_hours_above_35c
-FROM {source} r {_with_days(db)}
-GROUP BY ALL"""
+    counts = "".join(f"count_if(r.temperature_c > {t}) AS above_{t}, " for t in TEMPERATURE_THRESHOLDS_C)
+    hours = "".join(f"above_{t} * h AS hours_above_{t}c, " for t in TEMPERATURE_THRESHOLDS_C)
+    # Readings are counted per day first and turned into hours after: the hours per reading must
+    # not become part of the per-reading grouping.
+    return f"""{_local_days(db)}, per_day AS (
+    SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day, count(r.temperature_c) AS readings,
+           max(r.temperature_c) AS max_temperature_c, {counts}count_if(r.true_temperature_c > 35) AS true_above_35
+    FROM {source} r {_with_days(db)}
+    GROUP BY ALL
+)
+SELECT site_id, string_id, battery_id, day, readings, max_temperature_c, {hours}true_above_35 * h AS true_hours_above_35c
+FROM per_day, (SELECT {_hours_per_sample(db)} AS h)"""
 
 
 def outage_autonomy_sql(db: str = "", source: str | None = None) -> str:
