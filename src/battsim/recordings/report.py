@@ -209,14 +209,23 @@ def _date_axis(ax) -> None:
 
 def _series_chart(path: Path, data: dict, sites: list[str], quantity: str, ylabel: str, title: str,
                   hline: float | None = None) -> Path:
-    figure, axes = _site_grid(f"{title} (UTC; line: mean of the jars, band: min–max)", max(len(sites), 1))
+    figure, axes = _site_grid(f"{title} (UTC; lines: mean of each string's jars; band: the site's lowest to "
+                              "highest jar)", max(len(sites), 1))
     panel = {site: axes[i] for i, site in enumerate(sites)}
+    for site, ax in panel.items():
+        # One band per site: a band per string would pile up into a smear on a site of nine strings.
+        mine = data["site_id"] == site
+        if mine.any():
+            order = np.argsort(data["t"][mine], kind="stable")
+            t = data["t"][mine][order]
+            moments, first = np.unique(t, return_index=True)
+            low = np.fmin.reduceat(data[f"{quantity}_min"][mine][order].astype(float), first)
+            high = np.fmax.reduceat(data[f"{quantity}_max"][mine][order].astype(float), first)
+            ax.fill_between(moments, low, high, color="0.85", linewidth=0)
     for string_id, rows in _groups(data["string_id"]):
         ax = panel[str(data["site_id"][rows.start])]
-        t = data["t"][rows]
-        line, = ax.plot(t, data[f"{quantity}_mean"][rows], linewidth=0.8, label=string_id.rsplit("_", 1)[-1])
-        ax.fill_between(t, data[f"{quantity}_min"][rows].astype(float), data[f"{quantity}_max"][rows].astype(float),
-                        color=line.get_color(), alpha=0.15, linewidth=0)
+        ax.plot(data["t"][rows], data[f"{quantity}_mean"][rows].astype(float), linewidth=0.8,
+                label=string_id.rsplit("_", 1)[-1])
     for site, ax in panel.items():
         ax.set_title(site, fontsize=9)
         ax.set_ylabel(ylabel, fontsize=8)
