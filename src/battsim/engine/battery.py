@@ -188,10 +188,6 @@ class BatteryBank:
     def state_of_charge(self) -> np.ndarray:
         return np.minimum((self.available_ah + self.bound_ah) / self.capacity_ah(), 1.0)
 
-    def surface_state_of_charge(self) -> np.ndarray:
-        """Fill of the available well, which the terminal voltage follows."""
-        return np.minimum(self.available_ah / (self.capacity_ah() * self.available_fraction), 1.0)
-
     def resistance_mohm(self) -> np.ndarray:
         return self._resistance_mohm(self.state_of_charge())
 

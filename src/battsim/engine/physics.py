@@ -119,12 +119,6 @@ def resistance_factor(soh_pct, temperature_c, soc):
     return ageing * temperature * depletion
 
 
-def resistance_mohm(new_resistance_mohm, soh_pct, temperature_c, soc):
-    """Ohmic resistance of an aged block at a temperature and state of charge, mΩ."""
-    return new_resistance_mohm * resistance_factor(np.asarray(soh_pct), np.asarray(temperature_c),
-                                                   np.clip(soc, 0.0, 1.0))
-
-
 def capacity_temperature_factor(temperature_c):
     """Available capacity relative to 25 °C (10 h rate): 86 % at 0 °C, 103 % at 40 °C (vrla-facts.md)."""
     return np.interp(temperature_c, CAPACITY_TABLE_C, CAPACITY_TABLE_FACTOR)
@@ -189,8 +183,3 @@ def self_discharge_fraction_per_s(self_discharge_pct_per_month, temperature_c, t
     if temperature_factor is None:
         temperature_factor = doubling_per_10k(temperature_c)
     return np.asarray(self_discharge_pct_per_month) / 100.0 / SECONDS_PER_MONTH * temperature_factor
-
-
-def relax_towards(value, equilibrium, dt_s, time_constant_s):
-    """Exact step of a first-order lag: stable and time-step invariant for any ``dt_s``."""
-    return equilibrium + (value - equilibrium) * np.exp(-dt_s / time_constant_s)
