@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -184,3 +185,37 @@ def test_pause_speed_stop_and_replacing_a_session(client):
     assert second["session"] != first and second["state"] == "paused"
     stopped = client.post("/api/v1/replay/stop").json()
     assert stopped["state"] == "ended" and stopped["ended_reason"] == "stopped"
+
+
+def test_the_services_own_live_recording_replays_up_to_what_is_written(tmp_path):
+    """Through the whole app: a live run's file is read via its writer's connection, then again on its own."""
+    from test_service_helpers import serve, wait_until
+
+    with serve(tmp_path / "recordings") as server:
+        http = server.http
+        started = http.post("/api/v1/simulation/start", json={"preset": "single-string", "interval_seconds": 1,
+                                                               "speed": 600, "seed": 9}).json()
+        recording_id = Path(started.get("recording_path") or http.get("/api/v1/simulation/status").json()
+                            ["recording_path"]).stem
+        live = wait_until(lambda: next((r for r in http.get("/api/v1/recordings").json()
+                                        if r["id"] == recording_id and r.get("readings", 0) >= 24 * 60), None))
+        assert live["status"] == "running"
+        with connect(server.ws + "/api/v1/ws/replay", open_timeout=WAIT_S, max_size=None) as ws:
+            json.loads(ws.recv(timeout=WAIT_S))  # the greeting
+            replay = http.post("/api/v1/replay/start", json={"recording": recording_id, "speed": "max"})
+            assert replay.status_code == 200, replay.text
+            got = receive_until(ws, lambda m: m["type"] == "playback_state" and m["state"] == "ended")
+        assert got[-1]["ended_reason"] == "finished"
+        telemetry = [m for m in got if m["type"] == "telemetry"]
+        assert len(telemetry) >= 60 and all(len(m["data"]) == 24 for m in telemetry)
+        assert [m["seq"] for m in telemetry] == list(range(len(telemetry)))
+        http.post("/api/v1/simulation/stop")
+    # The run is complete now: what was replayed while it was written is what the file holds.
+    path = tmp_path / "recordings" / f"{recording_id}.duckdb"
+    times = [datetime.fromisoformat(m["sim_time"]) for m in telemetry]
+    assert count(path, "WHERE timestamp BETWEEN $a AND $b", {"a": times[0], "b": times[-1]}) == 24 * len(times)
+    with duckdb.connect(str(path), read_only=True) as con:
+        first = con.sql("SELECT battery_id, voltage_v FROM readings WHERE timestamp = $t ORDER BY battery_id",
+                        params={"t": times[0]}).fetchall()
+    assert [(r["battery_id"], r["voltage_v"]) for r in sorted(telemetry[0]["data"], key=lambda r: r["battery_id"])] \
+        == [(b, round(float(v), 3)) for b, v in first]

@@ -255,9 +255,12 @@ class ReplaySource:
             raise
 
     @classmethod
-    def from_connection(cls, connection: duckdb.DuckDBPyConnection, name: str) -> ReplaySource:
-        """Read through the connection of the process that writes the recording (a cursor of it per thread)."""
-        return cls(connection.cursor(), owned=True, name=name, live=True)
+    def from_connection(cls, connection: duckdb.DuckDBPyConnection, name: str, owned: bool = False) -> ReplaySource:
+        """Read through the connection of the process that writes the recording (a cursor of it per thread).
+
+        ``owned``: the connection was made for this source (a fresh cursor), and is closed with it.
+        """
+        return cls(connection if owned else connection.cursor(), owned=True, name=name, live=True)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._connection.cursor()

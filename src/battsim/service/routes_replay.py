@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 API = "/api/v1"
 # Longest single wait of the pacing task, so it notices a command or a loop restart promptly anyway.
 MAX_WAIT_S = 0.5
-# At max speed, frames are taken this many at a time, and only while every subscriber's queue is at
-# most half full (frames and bytes), so none is dropped: full-fleet frames are ~0.6 MB each.
-MAX_SPEED_BATCH = 8
+# At max speed the replay takes only as many frames as fit in half of every subscriber's queue room
+# (frames and bytes), so none is dropped; it waits this long between looks when there is no room.
+BACKPRESSURE_WAIT_S = 0.002
 
 LiveConnection = Callable[[Path], "duckdb.DuckDBPyConnection | None"]
 
@@ -90,6 +90,7 @@ class ReplaySession:
         self.recording_id, self.source, self.player, self.broadcaster = recording_id, source, player, broadcaster
         self._wake = asyncio.Event()
         self._seen_changes = player.changes
+        self._frame_bytes = 1  # the size of the last frame sent, to judge the subscribers' room in bytes
         self.task = asyncio.create_task(self._run(), name=f"replay-{self.id}")
 
     def status(self) -> dict:
@@ -118,11 +119,11 @@ class ReplaySession:
             while True:
                 batch = 4096
                 if math.isinf(player.speed) and self.broadcaster.subscribers:
-                    await self._subscribers_caught_up()
-                    batch = MAX_SPEED_BATCH
+                    batch = await self._room()
                 frames = await asyncio.to_thread(player.poll, batch)
                 for frame in frames:
                     self.broadcaster.publish(frame)
+                    self._frame_bytes = len(frame.payload)
                 if player.changes != self._seen_changes:
                     await self.publish_state()
                 if player.state == "ended":
@@ -142,10 +143,14 @@ class ReplaySession:
         finally:
             await asyncio.to_thread(self._close)
 
-    async def _subscribers_caught_up(self) -> None:
-        while any(len(s.queue) > s.max_frames // 2 or s.queued_bytes > s.max_bytes // 2
-                  for s in self.broadcaster.subscribers.values()):
-            await asyncio.sleep(0.002)
+    async def _room(self) -> int:
+        """Frames every subscriber can take without dropping any (waits until it is at least one)."""
+        while True:
+            room = min((min(s.max_frames // 2 - len(s.queue), (s.max_bytes // 2 - s.queued_bytes) // self._frame_bytes)
+                        for s in self.broadcaster.subscribers.values()), default=4096)
+            if room > 0:
+                return room
+            await asyncio.sleep(BACKPRESSURE_WAIT_S)
 
     def _close(self) -> None:
         self.player.close()
@@ -161,9 +166,9 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
                   broadcaster: Broadcaster | None = None) -> APIRouter:
     """Recordings in ``data_dir`` and the replay session.
 
-    ``live_connection(path)`` returns the open DuckDB connection of a recording this process is
-    writing (None otherwise): DuckDB lets one process hold a file read-write, so such a recording is
-    read through its writer's connection, up to what has been committed.
+    ``live_connection(path)`` returns a new DuckDB cursor on a recording this process is writing (None
+    otherwise), which the replay closes when done: DuckDB lets one process hold a file read-write, so
+    such a recording is read through its writer's connection, up to what has been committed.
     """
     data_dir = Path(data_dir)
     broadcaster = broadcaster or Broadcaster()
@@ -183,7 +188,8 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
         connection = live_connection(path) if live_connection else None
         try:
             if connection is not None:
-                return ReplaySource.from_connection(connection, path.stem)
+                # A cursor made for us: closed with the source, so it does not outlive the replay.
+                return ReplaySource.from_connection(connection, path.stem, owned=True)
             return ReplaySource.open(path)
         except RecordingBusyError:
             raise HTTPException(409, detail=f"recording {recording_id!r} is being written by another process; "
