@@ -409,12 +409,13 @@ def test_cli_ctrl_c_ends_after_whole_lines(day, monkeypatch):
         return poll(self, *args, **kwargs)
 
     monkeypatch.setattr(player_module.Player, "poll", poll_then_interrupt)
+    handler = signal.getsignal(signal.SIGINT)
     result = runner.invoke(app, ["replay", str(day), "--speed", "3600"], catch_exceptions=False)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert len(lines) >= 1 and all(json.loads(line)["type"] == "telemetry" for line in lines)
     assert len(lines) < 1440 and result.stdout.endswith("\n")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
+    assert signal.getsignal(signal.SIGINT) is handler  # given back
 
 
 # ------------------------------------------------------------------------------------ same frames as live

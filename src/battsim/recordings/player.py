@@ -260,7 +260,12 @@ class ReplaySource:
 
         ``owned``: the connection was made for this source (a fresh cursor), and is closed with it.
         """
-        return cls(connection if owned else connection.cursor(), owned=True, name=name, live=True)
+        cursor = connection if owned else connection.cursor()
+        try:
+            return cls(cursor, owned=True, name=name, live=True)
+        except BaseException:
+            cursor.close()
+            raise
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._connection.cursor()
