@@ -8,9 +8,9 @@
         time.sleep(min(player.wall_delay(), 0.5))
 
 Readings stream from DuckDB in chunks of whole ticks (memory stays flat however long the recording),
-each chunk fetched on a worker thread one step ahead and encoded to JSON inside DuckDB, so that no
-Python code runs per reading: a chunk's rows come back as one Arrow string column whose data buffer
-*is* the concatenated JSON, and a frame is a slice of it between two tick boundaries.
+read ahead by two worker threads and encoded to JSON inside DuckDB, so that no Python code runs per
+reading: a chunk's rows come back as one Arrow string column whose data buffer *is* the
+concatenated JSON, and a frame is a slice of it between two tick boundaries.
 
 Pacing uses :class:`~battsim.engine.clock.PacedClock`: a tick is due when the clock, anchored at a
 start point and re-anchored on every speed change, pause, seek and loop, reaches its virtual time;
@@ -51,7 +51,7 @@ from battsim.recordings.recording import NotARecordingError
 SPEED_MIN = 0.01
 SPEED_MAX = 100_000.0
 # Rows per chunk read from DuckDB: large enough that a query's fixed cost is small against its rows,
-# small enough that two chunks in memory (playing one, fetching the next) stay a few tens of MB.
+# small enough that the chunks in memory (one playing, two being read) stay a few tens of MB.
 CHUNK_ROWS = 65_536
 # DuckDB memory of a replay's own (read-only) database instance.
 REPLAY_MEMORY_LIMIT = "128MB"
