@@ -178,6 +178,25 @@ def test_a_sites_random_outages_do_not_depend_on_the_rest_of_the_fleet():
     assert full == alone
 
 
+def test_random_battery_failures_strike_only_the_target_sites_and_repeat_with_the_seed():
+    timeline = load_timeline('[[random]]\nkind = "battery_failure"\nsites = ["BKK_DC1", "HKT_DC1"]\n'
+                             'hazard_scale = 300\n')
+
+    def failures(seed: int) -> list[tuple[int, str, str]]:
+        sink = EventSink()
+        world = World(build_fleet(get_preset("thailand-9x24"), seed), sink, seed=seed, interval_s=3600)
+        timeline.install(world, Scenarios(world))
+        world.run_until(120 * 86_400)
+        return [(e.timestamp_us, e.battery_id, e.detail["failure"]) for e in sink.events
+                if e.kind == "battery_failure"]
+
+    first = failures(seed=4)
+    assert len(first) >= 3
+    assert {battery[:7] for _, battery, _ in first} <= {"BKK_DC1", "HKT_DC1"}
+    assert failures(seed=4) == first
+    assert failures(seed=5) != first
+
+
 def test_random_outages_follow_the_regional_rate_and_last_30_to_90_minutes():
     timeline = load_timeline('[[random]]\nkind = "grid_outage"\n')
     sink = EventSink()
@@ -280,6 +299,8 @@ def test_durations(text, seconds):
     ('[[random]]\nkind = "earthquake"\n', ["[[random]] #1", "kind"]),
     ('[[random]]\nkind = "hvac_fault"\nrate_per_year = 3\n', ["rate_per_year", "hvac_fault"]),
     ('[[event]\n', ["not valid TOML"]),
+    ('[[random]]\nkind = "battery_failure"\nhazard_scale = 0\n', ["[[random]] #1", "hazard_scale"]),
+    ('[[random]]\nkind = "grid_outage"\nhazard_scale = 2\n', ["hazard_scale", "grid_outage"]),
 ])
 def test_bad_timelines_are_refused_naming_the_file_event_and_field(tmp_path, body, expected):
     path = tmp_path / "bad.toml"

@@ -69,18 +69,23 @@ def hourly_failure_probability(bank: BatteryBank, dt_s: float, hazard_scale: flo
     return -np.expm1(-rate_per_year * dt_s / physics.SECONDS_PER_YEAR)
 
 
-def failure_process(world, hazard_scale: float = 1.0, check_every_s: float = CHECK_EVERY_S):
-    """Every hour, each jar may fail by each mode; a jar fails by each mode at most once.
+def failure_process(world, hazard_scale: float = 1.0, check_every_s: float = CHECK_EVERY_S,
+                    sites: list[int] | None = None):
+    """Every hour, each jar (of ``sites``, default all) may fail by each mode; at most once per mode.
 
     Emits ``battery_failure`` events (failure name, state of health and temperature at the time),
     which are the ground truth of the failure in the recording.
     """
     fleet, bank = world.fleet, world.bank
-    rngs = [entity_rng(world.seed, site_id, "failures") for site_id in fleet.site_ids]
+    sites = range(len(fleet.site_ids)) if sites is None else sites
+    rngs = [entity_rng(world.seed, fleet.site_ids[site], "failures") for site in sites]
     bounds = np.append(np.flatnonzero(np.diff(fleet.battery_site, prepend=-1)), fleet.size)
-    site_slices = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    failed = np.zeros((fleet.size, len(Failure)), dtype=bool)
-    draws = np.empty((fleet.size, len(Failure)))
+    site_slices = [slice(int(bounds[site]), int(bounds[site + 1])) for site in sites]
+    # Jars outside ``sites`` count as already failed, so they never draw a failure.
+    failed = np.ones((fleet.size, len(Failure)), dtype=bool)
+    for jars in site_slices:
+        failed[jars] = False
+    draws = np.ones((fleet.size, len(Failure)))
     while True:
         yield world.env.timeout(check_every_s)
         for jars, rng in zip(site_slices, rngs):
@@ -107,6 +112,7 @@ def fail_jars(world, failure: Failure | str, jars) -> None:
                    soh_pct=round(float(bank.soh_pct[jar]), 2), temperature_c=round(float(bank.temperature_c[jar]), 2))
 
 
-def enable_failures(world, hazard_scale: float = 1.0) -> None:
-    """Start sudden failures in ``world`` (``hazard_scale`` multiplies every hazard, e.g. 100 for a demo)."""
-    world.env.process(failure_process(world, hazard_scale))
+def enable_failures(world, hazard_scale: float = 1.0, sites: list[int] | None = None) -> None:
+    """Start sudden failures in ``world`` at ``sites`` (default all); ``hazard_scale`` multiplies
+    every hazard, e.g. 100 for a demo."""
+    world.env.process(failure_process(world, hazard_scale, sites=sites))

@@ -11,16 +11,16 @@ they appear in ``events`` and in ``scenario_mask`` as ground truth.
 - ``hvac_fault``: failures with exponentially distributed time between them (mean ``mtbf``) and
   repair times (mean ``mttr``).
 - ``battery_failure``: sudden failures from the jars' degradation profiles, by the physics'
-  failure model (:mod:`battsim.engine.failures`) when this build has one.
+  failure model (:mod:`battsim.engine.failures`), hourly, for the jars of the target sites.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from battsim.engine import failures
 from battsim.engine.fleet import entity_rng
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ DEFAULT_OUTAGE_MIN = "30min"
 DEFAULT_OUTAGE_MAX = "90min"
 DEFAULT_HVAC_MTBF = "365d"
 DEFAULT_HVAC_MTTR = "8h"
-
-
-def failures_available() -> bool:
-    return importlib.util.find_spec("battsim.engine.failures") is not None
 
 
 def start_random_process(world: World, controller: Scenarios, entry: RandomEntry, source: str) -> None:
@@ -66,10 +62,8 @@ def start_random_process(world: World, controller: Scenarios, entry: RandomEntry
                 world, controller, site_id, rng, parse_duration(entry.mtbf or DEFAULT_HVAC_MTBF),
                 parse_duration(entry.mttr or DEFAULT_HVAC_MTTR), source,
             ))
-        elif entry.kind == "battery_failure":
-            from battsim.engine import failures  # checked by the timeline when it was loaded
-
-            failures.start(world, site, rng, source=f"random {source}", **entry.params)
+    if entry.kind == "battery_failure":
+        failures.enable_failures(world, hazard_scale=entry.hazard_scale or 1.0, sites=[int(site) for site in sites])
 
 
 def _grid_outages(world: World, controller: Scenarios, site_id: str, rng: np.random.Generator,

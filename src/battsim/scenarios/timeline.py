@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from battsim.scenarios.catalogue import CATALOGUE
 from battsim.scenarios.controller import ScenarioError, Scenarios, Targets, get_spec, validate_params
-from battsim.scenarios.random_events import failures_available, start_random_process
+from battsim.scenarios.random_events import start_random_process
 
 if TYPE_CHECKING:
     from battsim.engine.world import World
@@ -189,7 +189,10 @@ class RandomEntry(_Entry):
     duration_max: str | float | None = Field(default=None, description="grid_outage: longest outage (90min).")
     mtbf: str | float | None = Field(default=None, description="hvac_fault: mean time between failures (365d).")
     mttr: str | float | None = Field(default=None, description="hvac_fault: mean time to repair (8h).")
-    params: dict = Field(default_factory=dict, description="battery_failure: passed to the failure model.")
+    hazard_scale: float | None = Field(
+        default=None, gt=0, le=10_000,
+        description="battery_failure: multiplies every sudden-failure hazard of the profiles (1; 100 for a demo).",
+    )
 
     @field_validator("duration_min", "duration_max", "mtbf", "mttr")
     @classmethod
@@ -201,8 +204,8 @@ class RandomEntry(_Entry):
     @model_validator(mode="after")
     def _fields_of_kind(self):
         own = {"grid_outage": {"rate_per_year", "duration_min", "duration_max"}, "hvac_fault": {"mtbf", "mttr"},
-               "battery_failure": {"params"}}[self.kind]
-        for key in ("rate_per_year", "duration_min", "duration_max", "mtbf", "mttr", "params"):
+               "battery_failure": {"hazard_scale"}}[self.kind]
+        for key in ("rate_per_year", "duration_min", "duration_max", "mtbf", "mttr", "hazard_scale"):
             if key not in own and getattr(self, key):
                 raise ValueError(f"{key} does not apply to kind {self.kind!r} (it takes: {', '.join(sorted(own))})")
         if self.kind == "grid_outage":
@@ -407,9 +410,6 @@ def load_timeline(path_or_text: str | Path, source: str | None = None) -> Timeli
             entry = RandomEntry.model_validate(raw)
         except ValidationError as error:
             raise TimelineError(f"{source}: {label}: {_problems(error)}") from None
-        if entry.kind == "battery_failure" and not failures_available():
-            raise TimelineError(f"{source}: {label}: kind: battery_failure needs the failure model "
-                                "(battsim.engine.failures), which this build does not have")
         randoms.append((label, entry))
     return Timeline(source, top.timezone, top.description, tuple(events), tuple(randoms), text)
 
