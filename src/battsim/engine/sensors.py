@@ -13,7 +13,13 @@ from enum import IntEnum
 
 import numpy as np
 
-from battsim.engine.physics import END_OF_LIFE_SOH_PCT, RESISTANCE_RISE_AT_END_OF_LIFE
+from battsim.engine.battery import Mode
+from battsim.engine.physics import (
+    END_OF_LIFE_SOH_PCT,
+    REFERENCE_TEMPERATURE_C,
+    RESISTANCE_RISE_AT_END_OF_LIFE,
+    RESISTANCE_TEMPERATURE_COEFF_PER_C,
+)
 from battsim.engine.readings import ReadingBatch
 
 VOLTAGE_NOISE_V = 0.004
@@ -26,6 +32,11 @@ VOLTAGE_RESOLUTION_V = 0.001
 CURRENT_RESOLUTION_A = 0.001
 TEMPERATURE_RESOLUTION_C = 0.1
 RESISTANCE_RESOLUTION_MOHM = 0.01
+
+
+# Monitors trend state of health over about a day of float readings (an estimate updated from
+# many ohmic measurements, not a reading).
+SOH_TREND_TIME_CONSTANT_S = 86_400.0
 
 
 class SensorFault(IntEnum):
@@ -50,7 +61,7 @@ class BatteryMonitor:
     """Measurement of every jar, with per-jar injectable faults."""
 
     def __init__(self, site_slices: list[slice], site_rngs: list[np.random.Generator],
-                 baseline_resistance_mohm: np.ndarray):
+                 baseline_resistance_mohm: np.ndarray, interval_s: float = 60.0):
         self.site_slices = site_slices
         self.site_rngs = site_rngs
         self.baseline_resistance_mohm = baseline_resistance_mohm.astype(np.float32)
@@ -61,6 +72,10 @@ class BatteryMonitor:
         self.stuck_temperature_c = np.zeros(size, dtype=np.float32)
         self.drift_c_per_h = np.zeros(size, dtype=np.float32)
         self.spike_probability = np.zeros(size, dtype=np.float32)
+        # The state-of-health estimate is a trend, not a reading: each float reading moves it a
+        # step of interval / SOH_TREND_TIME_CONSTANT_S towards what that reading implies.
+        self.soh_trend_step = np.float32(min(1.0, interval_s / SOH_TREND_TIME_CONSTANT_S))
+        self.soh_trend_pct = np.full(size, np.nan, dtype=np.float32)
 
     def inject(self, jars: np.ndarray, fault: SensorFault, now_us: int, voltage_v: np.ndarray,
                temperature_c: np.ndarray, drift_c_per_h: float = 0.5, spike_probability: float = 0.05) -> None:
@@ -110,12 +125,29 @@ class BatteryMonitor:
         quantize_into(columns["temperature_c"], temperature, TEMPERATURE_RESOLUTION_C)
         quantize_into(columns["internal_resistance_mohm"], resistance, RESISTANCE_RESOLUTION_MOHM)
         quantize_into(columns["current_a"], current, CURRENT_RESOLUTION_A)
-        # A monitor estimates state of health from the rise of ohmic resistance over its baseline:
-        # 100 - (R/R0 - 1) / rise_at_eol * 20, to 0.1 %.
+        self._estimate_soh(columns, by_tick)
+
+    def _estimate_soh(self, columns: dict[str, np.ndarray], by_tick: tuple[int, int]) -> None:
+        """State of health as a monitor estimates it: from the rise of the measured ohmic resistance
+        over its baseline, 100 - (R25/R0 - 1) / rise_at_eol * 20, where R25 is the reading corrected
+        to 25 °C with the measured temperature; trended over about a day of float readings (what a
+        monitor does, so one noisy reading or a discharge does not move it), to 0.1 %."""
+        temperature_factor = np.maximum(
+            1.0 + RESISTANCE_TEMPERATURE_COEFF_PER_C * (columns["temperature_c"] - REFERENCE_TEMPERATURE_C), 0.5
+        ).reshape(by_tick)
+        implied = columns["internal_resistance_mohm"].reshape(by_tick) / temperature_factor
+        implied /= self.baseline_resistance_mohm
+        implied *= -(100.0 - END_OF_LIFE_SOH_PCT) / RESISTANCE_RISE_AT_END_OF_LIFE
+        implied += 100.0 + (100.0 - END_OF_LIFE_SOH_PCT) / RESISTANCE_RISE_AT_END_OF_LIFE
+        usable = (columns["mode"].reshape(by_tick) == Mode.FLOAT) & ~np.isnan(implied)
         estimate = columns["soh_pct"].reshape(by_tick)
-        np.divide(columns["internal_resistance_mohm"].reshape(by_tick), self.baseline_resistance_mohm, out=estimate)
-        estimate *= -(100.0 - END_OF_LIFE_SOH_PCT) / RESISTANCE_RISE_AT_END_OF_LIFE
-        estimate += 100.0 + (100.0 - END_OF_LIFE_SOH_PCT) / RESISTANCE_RISE_AT_END_OF_LIFE
+        trend, step = self.soh_trend_pct, self.soh_trend_step
+        for tick in range(by_tick[0]):  # a short loop over the batch's ticks, each over every jar
+            now = implied[tick]
+            first = np.isnan(trend) & ~np.isnan(now)
+            trend[first] = now[first]
+            trend += np.where(usable[tick], (now - trend) * step, 0.0)
+            estimate[tick] = trend
         np.round(estimate, 1, out=estimate)
         np.clip(estimate, 0.0, 100.0, out=estimate)
 

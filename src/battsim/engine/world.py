@@ -145,6 +145,7 @@ class World:
             site_slices,
             [entity_rng(seed, site.site_id, "sensor-noise") for site in sites],
             self.bank.new_resistance_mohm,
+            interval_s=self.interval_s,
         )
         self.buffer = ReadingBuffer(fleet.size, max(1, batch_rows // fleet.size))
 
