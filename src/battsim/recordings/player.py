@@ -248,6 +248,10 @@ class ReplaySource:
         # DuckDB keeps the blocks it has read cached up to its memory limit (80 % of RAM by default):
         # a replay reads each block once, so cap it and memory stays flat for a recording of any size.
         connection.execute(f"SET memory_limit = '{REPLAY_MEMORY_LIMIT}'")
+        # Parallelism comes from the read-ahead workers, each query on its worker's own thread (a chunk
+        # is a row group or two, which DuckDB scans on one thread anyway); DuckDB threads of its own
+        # would only crowd out the thread that sends frames on time.
+        connection.execute("SET threads = 1")
         try:
             return cls(connection, owned=True, name=str(path), live=False)
         except BaseException:
