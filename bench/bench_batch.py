@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from battsim.engine.fleet import get_preset
-from battsim.engine.world import DEFAULT_START
+from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.recordings.schema import create_statements
 
@@ -77,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=7.0, help="virtual days of the throughput run")
     parser.add_argument("--memory-days", type=float, default=0.0, help="also run this many days for peak memory")
-    parser.add_argument("--batch-rows", type=int, default=100_000)
+    parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from battsim.engine.fleet import PRESETS, FleetFileError, FleetSpec, build_fleet, get_preset, load_fleet_file
-from battsim.engine.world import DEFAULT_START
+from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.scenarios import CATALOGUE, TimelineError, load_timeline, shipped_timelines
 from battsim.service.lab_cli import lab_app
@@ -112,7 +112,7 @@ def run(
     interval: Annotated[int, typer.Option(help="Seconds between readings, 1-3600.")] = 60,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same recording.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
-    batch_rows: Annotated[int, typer.Option(help="Readings per write to DuckDB (changes speed, not data).")] = 100_000,
+    batch_rows: Annotated[int, typer.Option(help="Readings per write to DuckDB (changes speed, not data).")] = DEFAULT_BATCH_ROWS,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     timeline: Annotated[Optional[list[str]], typer.Option(
         "--timeline", help="Timeline TOML file, or the name of a shipped one (battsim scenarios); repeatable, "
