@@ -6,11 +6,16 @@ import subprocess
 import sys
 import textwrap
 
+from datetime import timedelta
+
 import duckdb
 import polars as pl
 import pytest
 
+from battsim.engine.fleet import get_preset
+from battsim.engine.world import DEFAULT_START
 from battsim.recordings import NotARecordingError, open_recording
+from battsim.recordings.batch import BatchRun, record_run
 from tests.helpers import make_recording
 
 
@@ -106,3 +111,18 @@ def test_a_run_killed_mid_way_keeps_every_flushed_batch(tmp_path):
         assert readings > 0
         assert readings == ticks * 216  # whole ticks only: no half-written batch
         assert rec.run.readings <= readings  # the progress counter was committed with its batch
+
+
+def test_batch_runs_record_alarms_unless_asked_not_to(tmp_path):
+    def alarm_events(alarms: bool) -> int:
+        path = tmp_path / f"alarms-{alarms}.duckdb"
+        record_run(BatchRun(fleet=get_preset("thailand-9x24"), out=path, seed=1, end=DEFAULT_START + timedelta(hours=6),
+                            alarms=alarms))
+        with open_recording(path) as rec:
+            kinds = rec.events()["kind"].to_list()
+            readings = rec.run.readings
+        assert readings == 216 * 360
+        return sum(kind == "alarm_raised" for kind in kinds)
+
+    assert alarm_events(alarms=True) > 0  # aged jars of the preset are over their resistance baseline
+    assert alarm_events(alarms=False) == 0

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from battsim.engine.alarms import AlarmingSink
 from battsim.engine.fleet import FleetSpec, build_fleet
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START, World
 from battsim.recordings.recorder import Recorder, RunInfo
@@ -32,6 +33,7 @@ class BatchRun:
     preset: str | None = None
     overwrite: bool = False
     batch_rows: int = DEFAULT_BATCH_ROWS
+    alarms: bool = True  # evaluate the alarm rules and record alarm_raised / alarm_cleared events
     configure_world: list[Callable[[World], None]] = field(default_factory=list)
     timelines: list[Timeline] = field(default_factory=list)  # installed in order; they merge
     config_extra: dict = field(default_factory=dict)
@@ -49,6 +51,7 @@ class BatchRun:
             "interval_s": self.interval_s,
             "preset": self.preset,
             "timelines": [{"source": t.source, "toml": t.text} for t in self.timelines],
+            "alarms": self.alarms,
             **self.config_extra,
         }
 
@@ -78,7 +81,8 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
     recorder = Recorder(run.out, fleet, RunInfo(run.seed, run.start, run.end, run.interval_s, run.config(),
                                                 run.preset), overwrite=run.overwrite,
                         scenario_names=SCENARIO_NAMES)
-    world = World(fleet, recorder, seed=run.seed, start=run.start, interval_s=run.interval_s,
+    sink = AlarmingSink(recorder, fleet) if run.alarms else recorder
+    world = World(fleet, sink, seed=run.seed, start=run.start, interval_s=run.interval_s,
                   batch_rows=run.batch_rows)
     if run.timelines:
         controller = Scenarios(world)

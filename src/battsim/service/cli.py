@@ -144,7 +144,8 @@ def run(
     timelines = load_timelines(timeline or [], spec, seed)
 
     batch = BatchRun(fleet=spec, out=out, seed=seed, start=begin, end=end, interval_s=interval,
-                     preset=preset_name, overwrite=overwrite, batch_rows=batch_rows, timelines=timelines)
+                     preset=preset_name, overwrite=overwrite, batch_rows=batch_rows, timelines=timelines,
+                     alarms=alarms)
     span_s = batch.span_s
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[virtual]}"),
