@@ -328,12 +328,13 @@ class ReplaySource:
         begin = parse_instant(start, "from", run_start, last, self.timezone) if start is not None else run_start
         finish = parse_instant(end, "to", run_start, last, self.timezone) if end is not None else None
         if finish is not None and finish <= begin:
-            raise ReplayError("to", f"{finish.isoformat()} is not after from ({begin.isoformat()})")
+            raise ReplayError("to", f"{self._shown(finish)} is not after from ({self._shown(begin)})")
         if last is not None and begin >= last and not self.live:
-            raise ReplayError("from", f"{begin.isoformat()} is after the recording's last reading "
-                                      f"({_instant(self.end_us).isoformat()})")
+            raise ReplayError("from", f"{self._shown(begin)} is after the recording's last reading "
+                                      f"({self._shown(_instant(self.end_us))})")
         if finish is not None and finish <= run_start:
-            raise ReplayError("to", f"{finish.isoformat()} is not after the recording's start ({run_start.isoformat()})")
+            raise ReplayError("to", f"{self._shown(finish)} is not after the recording's start "
+                                    f"({self._shown(run_start)})")
         keep = np.ones(len(self.battery_ids), dtype=bool)
         if batteries:
             unknown = sorted(set(batteries) - set(self.battery_ids))
@@ -353,6 +354,10 @@ class ReplaySource:
         begin_us = max(to_unix_us(begin), self.start_us)
         return Window(begin_us, None if finish is None else to_unix_us(finish),
                       np.sort(self.battery_keys[keep]), everything=bool(keep.all()))
+
+    def _shown(self, moment: datetime) -> str:
+        """A time in messages: in the sites' zone, as a user gives times without an offset."""
+        return moment.astimezone(self.timezone).isoformat()
 
     # -------------------------------------------------------------------------------- reading
     def _encoded(self, window: Window, where: str, tail: str = "") -> str:
