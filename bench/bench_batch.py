@@ -62,9 +62,7 @@ def duckdb_ingest(rows: int, batch_rows: int, source: Path, out: Path) -> tuple[
     while inserted < rows:
         for batch in batches:
             con.begin()
-            con.register("batch", batch)
-            con.execute("INSERT INTO reading_samples SELECT * FROM batch")
-            con.unregister("batch")
+            con.from_arrow(batch).insert_into("reading_samples")
             con.commit()
             inserted += batch.num_rows
             if inserted >= rows:
