@@ -26,9 +26,11 @@ chromium:
 test: install chromium
 	$(PY) -m pytest -n 2
 
-bench: install
-	$(PY) bench/bench_batch.py
+bench: install chromium
+	$(PY) bench/bench_batch.py --days 7 --memory-days 30
 	$(PY) bench/bench_live.py
+	$(PY) bench/bench_replay.py
+	$(PY) bench/bench_dashboard.py
 
 clean:
 	rm -rf $(VENV) recordings .pytest_cache
