@@ -218,8 +218,8 @@ _SPECS = (
         name="high_temperature",
         title="High Temperature",
         description="The battery room of the targets' sites is held at ambient_c (default 45 °C); jars warm "
-        "towards it over tens of minutes, float current and ageing rise with temperature.",
-        typical_conditions={"room_c": 45, "jar_temperature": "follows the room with a lag of ~15 min",
+        "towards it over an hour or two, float current and ageing rise with temperature.",
+        typical_conditions={"room_c": 45, "jar_temperature": "follows the room with a lag of 1-2 h (docs/physics.md)",
                             "float_current": "doubles per +10 °C"},
         params=HighTemperatureParams,
         scope=Scope.SITE,
@@ -230,7 +230,7 @@ _SPECS = (
         title="Power Outage",
         description="The rectifiers of the targets' strings lose their input: the strings discharge into "
         "the site load, disconnect at the end voltage if it lasts, then boost and float when it clears.",
-        typical_conditions={"mode": "discharge", "current_a": "-30 to -40 per string at 10 kW",
+        typical_conditions={"mode": "discharge", "current_a": "about -28 per string at 8 kW",
                             "duration": "30-90 min", "end_voltage_v_per_cell": 1.75},
         params=Params,
         scope=Scope.STRING,
@@ -243,7 +243,7 @@ _SPECS = (
         description="The air conditioning of the targets' sites stops: the room climbs from about 24 °C "
         "towards outdoor plus equipment heat (about 38 °C) at about 2 °C/h; jars lag the room.",
         typical_conditions={"room_ramp_c_per_h": 2, "room_limit_c": "~38 (outdoor + 8)",
-                            "jar_lag_min": 15},
+                            "jar_lag_h": "1-2 (a block's thermal mass; docs/physics.md)"},
         params=Params,
         scope=Scope.SITE,
         site_causes=_fail_hvac,

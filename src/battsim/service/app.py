@@ -33,9 +33,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 API = "/api/v1"
 
 # The fleet the original's {"batteries": [...]} start builds: each battery its own one-jar string on
-# one site, carrying the share of a 10 kW, 24-jar string's load that one jar carries (~0.3 C).
+# one site, carrying the share of a preset 24-jar string's load (8 kW) that one jar carries (~0.25 C).
 API_SITE_ID = "SITE01"
-API_LOAD_KW_PER_JAR = 10.0 / 24
+API_LOAD_KW_PER_JAR = SiteSpec.model_fields["load_kw_per_string"].default / 24
 
 
 # ---------------------------------------------------------------------------------------- bodies
