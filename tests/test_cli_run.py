@@ -99,3 +99,15 @@ def test_presets_lists_all_three():
     assert result.exit_code == 0
     for name in ("thailand-9x24", "thailand-full", "single-string", "1944"):
         assert name in result.output
+
+
+def test_no_alarms_flag_skips_alarm_events(tmp_path):
+    import duckdb
+
+    for flag, expect_alarms in (("--alarms", True), ("--no-alarms", False)):
+        out = tmp_path / f"{flag}.duckdb"
+        result = invoke("run", "--preset", "thailand-9x24", "--days", "0.25", "--out", str(out), "--no-progress", flag)
+        assert result.exit_code == 0, result.output
+        with duckdb.connect(str(out), read_only=True) as con:
+            alarms = con.execute("SELECT count(*) FROM events WHERE kind = 'alarm_raised'").fetchone()[0]
+        assert (alarms > 0) == expect_alarms

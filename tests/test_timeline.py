@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import duckdb
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -23,26 +22,11 @@ from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.scenarios import CATALOGUE, TimelineError, load_timeline, shipped_timelines
 from battsim.service.lab_cli import lab_app
+from battsim.service.replay_cli import replay
+from battsim.service.terminal import console, fail, print_summary, stdout
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate stationary VRLA battery fleets.")
 app.add_typer(lab_app, name="lab")
-console = Console(stderr=True)
-stdout = Console()
-
-
-def print_summary(rows: list[tuple[str, str]]) -> None:
-    """Aligned "name  value" lines; values are never truncated (paths and commands must stay copyable)."""
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        stdout.print(f"{name:<{width}}  {value}", soft_wrap=True, highlight=False, markup=False)
-
-
-def fail(flag: str, message: str) -> NoReturn:
-    """Refuse bad input: name the flag, say what is allowed, exit with code 2."""
-    console.print(f"[red]error:[/red] {flag}: {message}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code=2)
-
-
 def parse_instant(flag: str, text: str, default_zone: ZoneInfo = ZoneInfo("Asia/Bangkok")) -> datetime:
     """An ISO 8601 date or date-time; without an offset it is read in Bangkok time."""
     try:
@@ -117,6 +101,7 @@ def run(
     timeline: Annotated[Optional[list[str]], typer.Option(
         "--timeline", help="Timeline TOML file, or the name of a shipped one (battsim scenarios); repeatable, "
         "the files merge.")] = None,
+    alarms: Annotated[bool, typer.Option(help="Evaluate the alarm rules and record their events.")] = True,
 ) -> None:
     """Simulate a fleet over virtual time as fast as possible and record every reading."""
     spec, preset_name = resolve_fleet(preset, fleet)
@@ -357,8 +342,9 @@ def report(
                    ("wall time", f"{summary.wall_s:.1f} s")])
 
 
+app.command()(replay)
+
+
 def main() -> None:
     app()
 
-
-from battsim.service import replay_cli  # noqa: E402,F401  (registers `battsim replay`; it imports app from here)

@@ -8,27 +8,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
 from battsim.engine import lab
 from battsim.engine.battery import PROFILE_NAMES
 from battsim.engine.failures import FAILURE_NAMES
+from battsim.service.terminal import fail
 from battsim.engine.models import BUILT_IN_MODELS, BatteryModel, ModelFileError, get_model, load_model_file
 
 lab_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Single-battery experiments on the fleet's own physics (JSON on stdout).")
-console = Console(stderr=True)
 
 ModelOption = Annotated[Optional[str], typer.Option("--model", help=f"Built-in model: {', '.join(BUILT_IN_MODELS)}.")]
 ModelFileOption = Annotated[Optional[Path], typer.Option("--model-file", help="A battery model TOML file.")]
-
-
-def fail(flag: str, message: str) -> NoReturn:
-    console.print(f"[red]error:[/red] {flag}: {message}")
-    raise typer.Exit(code=2)
 
 
 def resolve_model(name: str | None, path: Path | None) -> BatteryModel:

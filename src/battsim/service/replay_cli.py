@@ -24,7 +24,7 @@ import typer
 from battsim.recordings.player import Player, ReplayError, ReplaySource, parse_speed
 from battsim.recordings.query import RecordingBusyError
 from battsim.recordings.recording import NotARecordingError
-from battsim.service.cli import app, console, fail
+from battsim.service.terminal import console, fail
 
 # The flag each player field comes from.
 _FLAGS = {"from": "--from", "to": "--to", "battery_ids": "--battery", "site_ids": "--site", "speed": "--speed"}
@@ -32,7 +32,6 @@ _FLAGS = {"from": "--from", "to": "--to", "battery_ids": "--battery", "site_ids"
 _MAX_WAIT_S = 0.5
 
 
-@app.command()
 def replay(
     file: Annotated[Path, typer.Argument(help="The recording (.duckdb) to play.", show_default=False)],
     speed: Annotated[str, typer.Option(help="Virtual seconds per wall second, 0.01-100000, or 'max'.")] = "1",
