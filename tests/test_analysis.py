@@ -60,10 +60,11 @@ def story(world) -> None:
     world.env.process(process())
 
 
-def make_story_recording(path: Path) -> Path:
+def make_story_recording(path: Path, alarms: bool = False) -> Path:
+    """The story; the alarm rules only with ``alarms`` (otherwise the only alarms are the story's)."""
     run = BatchRun(fleet=get_preset("single-string"), out=path, seed=1, start=DEFAULT_START,
                    end=DEFAULT_START + timedelta(days=1), interval_s=60, preset="single-string",
-                   configure_world=[story])
+                   configure_world=[story], alarms=alarms)
     record_run(run)
     return path
 
@@ -199,6 +200,26 @@ def test_alarms_pair_raised_with_cleared(story_recording):
     assert alarms["value"].to_list() == [35.4, 79.0]
     assert alarms["threshold"].to_list() == [35.0, 80.0]
     assert json.loads(alarms["cleared_detail"][0])["value"] == 33.9
+
+
+def test_alarms_from_the_alarm_rules_pair_up(tmp_path):
+    """With the rules on, the room held at 45 °C from 16:00 to 22:00 raises high-temperature alarms
+    that clear after it; every raise pairs with the next clear of the same rule and jar."""
+    path = make_story_recording(tmp_path / "rules.duckdb", alarms=True)
+    alarms = view(path, "alarms")
+    with duckdb.connect(str(path), read_only=True) as con:
+        raised, cleared = con.execute("SELECT count(*) FILTER (WHERE kind = 'alarm_raised'), "
+                                      "count(*) FILTER (WHERE kind = 'alarm_cleared') FROM events").fetchone()
+    assert alarms.height == raised and (~alarms["active"]).sum() == cleared
+    closed = alarms.filter(~pl.col("active"))
+    assert (closed["cleared_at"] > closed["raised_at"]).all()
+    assert (closed["duration_s"] == (closed["cleared_at"] - closed["raised_at"]).dt.total_seconds()).all()
+    hot = alarms.filter(pl.col("rule") == "high_temperature", pl.col("battery_id") != "BKK_DC1_SYS01_STR01_BAT004")
+    assert hot.height >= 20  # nearly every jar of the string
+    assert (hot["raised_at"] > local(16).astimezone(UTC)).all()
+    assert (hot["cleared_at"] > local(22).astimezone(UTC)).all() and (hot["value"] > 35).all()
+    # At most one alarm of a rule is open on a jar at a time.
+    assert alarms.filter(pl.col("active")).select("rule", "battery_id").is_duplicated().sum() == 0
 
 
 def test_ensure_views_upgrades_an_older_recording(story_recording, tmp_path):

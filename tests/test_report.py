@@ -48,7 +48,7 @@ def test_report_writes_charts_and_index(recording, tmp_path):
 
 def test_quiet_recording_says_there_is_nothing_to_show(tmp_path):
     path = tmp_path / "quiet.duckdb"
-    make_recording(path, preset="single-string", days=0.25, interval_s=300)
+    make_recording(path, preset="single-string", days=0.25, interval_s=300, alarms=False)
     report = write_report(path, tmp_path / "out")
     assert report.headline["Outages (string × outage)"] == "0"
     assert report.headline["Alarms raised"] == "0"
