@@ -281,8 +281,10 @@ def _outage_chart(path: Path, outages: dict) -> Path:
         minutes = outages["duration_s"].astype(float) / 60.0
         ah = outages["ah_delivered"].astype(float)
         lvd = outages["lvd_reached"].astype(bool)
-        ax.scatter(minutes[~lvd], ah[~lvd], s=14, color="tab:blue", label="held until the grid returned")
-        ax.scatter(minutes[lvd], ah[lvd], s=18, color="tab:red", marker="x", label="low-voltage disconnect")
+        if (~lvd).any():
+            ax.scatter(minutes[~lvd], ah[~lvd], s=14, color="tab:blue", label="held until the grid returned")
+        if lvd.any():
+            ax.scatter(minutes[lvd], ah[lvd], s=18, color="tab:red", marker="x", label="low-voltage disconnect")
         ax.set_xlabel("Outage duration, minutes")
         ax.set_ylabel("Charge delivered, Ah")
         ax.legend(fontsize=8)
@@ -295,7 +297,7 @@ def _alarm_chart(path: Path, alarms: dict, outages: dict, run: dict) -> Path:
     labels = rows + (["grid outage (any string)"] if len(outages["string_id"]) else [])
     figure = Figure(figsize=(10, 1.2 + 0.45 * max(len(labels), 2)), layout="constrained")
     ax = figure.subplots()
-    ax.set_title("Alarm timeline (UTC): raised to cleared, per rule")
+    ax.set_title("Alarm timeline (UTC): raised to cleared, per rule" + ("" if rows else " (no alarms recorded)"))
     if not labels:
         _message(ax, "no alarms or outages in this recording")
         figure.savefig(path, dpi=90)
