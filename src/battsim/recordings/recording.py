@@ -126,9 +126,13 @@ class Recording:
         return self.sql(f"SELECT * FROM ({views.alarms_sql()}){where} ORDER BY raised_at, rule, battery_id", params)
 
     def _per_day(self, view_sql, start, end, sites, batteries, strings) -> pl.LazyFrame:
-        where, params = self._filters(start, end, sites, batteries, strings)
-        query = f"SELECT * FROM ({view_sql(source=f'(SELECT * FROM readings{where})')}) ORDER BY day, battery_id"
-        return self.connection.sql(query, params=params or None).pl(lazy=True)
+        when, params = self._filters(start, end, None, None, None)
+        jars, jar_params = self._filters(None, None, sites, batteries, strings)
+        if jars:
+            when += (" AND " if when else " WHERE ") + f"battery_key IN (SELECT battery_key FROM batteries{jars})"
+        source = f"(SELECT * FROM reading_samples{when})"
+        query = f"SELECT * FROM ({view_sql(source=source)}) ORDER BY day, battery_id"
+        return self.connection.sql(query, params=(params + jar_params) or None).pl(lazy=True)
 
     @staticmethod
     def _filters(start, end, sites, batteries, strings, time_column: str = "timestamp") -> tuple[str, list]:

@@ -36,25 +36,41 @@ TEMPERATURE_THRESHOLDS_C = (25, 30, 35, 40)
 ALARM_RAISED = "alarm_raised"
 ALARM_CLEARED = "alarm_cleared"
 
+# The per-day views aggregate the stored samples by the jar's integer key and join ids to the
+# per-day rows only: grouping a year of readings by string ids costs a third more.
+#
 # The local day of a reading. Converting each reading's time zone is most of the cost of a per-day
 # view over a year, so the days are looked up instead, per site and UTC quarter-hour (every UTC
 # offset and DST change in use is a multiple of 15 minutes), from a table of a few thousand rows
 # made for the run's span; a reading outside that span is converted directly.
 _QUARTER_US = 900_000_000
-_LOCAL_DAY = "coalesce(d.day, timezone(s.timezone, r.timestamp)::DATE)"
+_LOCAL_DAY = "coalesce(d.day, timezone(j.timezone, r.timestamp)::DATE)"
 
 
-def _local_days(db: str) -> str:
+def _per_day_prelude(db: str) -> str:
+    """CTEs ``local_days`` (site, quarter-hour -> local date) and ``jars`` (key -> site, time zone)."""
     return f"""WITH local_days AS (
-    SELECT z.site_id, q.range AS quarter, timezone(z.timezone, make_timestamptz(q.range * {_QUARTER_US}))::DATE AS day
+    SELECT z.site_key, q.range AS quarter, timezone(z.timezone, make_timestamptz(q.range * {_QUARTER_US}))::DATE AS day
     FROM {db}sites z, range((SELECT epoch_us(min(start)) // {_QUARTER_US} FROM {db}runs),
                             (SELECT epoch_us(max(coalesce("end", start))) // {_QUARTER_US} + 1 FROM {db}runs)) q
+), jars AS (
+    SELECT b.battery_key, z.site_key, z.timezone FROM {db}batteries b JOIN {db}sites z USING (site_id)
 )"""
 
 
-def _with_days(db: str) -> str:
-    return (f"JOIN {db}sites s ON s.site_id = r.site_id LEFT JOIN local_days d ON d.site_id = r.site_id "
+def _with_days(source: str) -> str:
+    return (f"FROM {source} r JOIN jars j USING (battery_key) LEFT JOIN local_days d ON d.site_key = j.site_key "
             f"AND d.quarter = epoch_us(r.timestamp) // {_QUARTER_US}")
+
+
+def _measured(column: str) -> str:
+    # A sensor dropout is stored as NaN; like the readings view, treat it as missing.
+    return f"CASE WHEN isnan(r.{column}) THEN NULL ELSE r.{column} END"
+
+
+def _with_ids(db: str, columns: str = "p.* EXCLUDE (battery_key)") -> str:
+    return (f"SELECT b.site_id, b.string_id, b.battery_id, {columns} "
+            f"FROM per_day p JOIN {db}batteries b USING (battery_key)")
 
 
 def _hours_per_sample(db: str) -> str:
@@ -63,50 +79,51 @@ def _hours_per_sample(db: str) -> str:
 
 
 def daily_battery_summary_sql(db: str = "", source: str | None = None) -> str:
-    source = source or f"{db}readings"
-    return f"""{_local_days(db)}
-SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day, count(*) AS readings,
-       min(r.voltage_v) AS min_voltage_v, max(r.voltage_v) AS max_voltage_v, avg(r.voltage_v) AS mean_voltage_v,
-       min(r.temperature_c) AS min_temperature_c, max(r.temperature_c) AS max_temperature_c,
-       avg(r.temperature_c) AS mean_temperature_c,
-       min(r.current_a) AS min_current_a, max(r.current_a) AS max_current_a, avg(r.current_a) AS mean_current_a,
-       avg(r.ambient_c) AS mean_ambient_c
-FROM {source} r {_with_days(db)}
-GROUP BY ALL"""
+    """``source``: the samples to summarise (default every row of ``reading_samples``)."""
+    source = source or f"{db}reading_samples"
+    v, t, i = _measured("voltage_v"), _measured("temperature_c"), _measured("current_a")
+    return f"""{_per_day_prelude(db)}, per_day AS (
+    SELECT r.battery_key, {_LOCAL_DAY} AS day, count(*) AS readings,
+           min({v}) AS min_voltage_v, max({v}) AS max_voltage_v, avg({v}) AS mean_voltage_v,
+           min({t}) AS min_temperature_c, max({t}) AS max_temperature_c, avg({t}) AS mean_temperature_c,
+           min({i}) AS min_current_a, max({i}) AS max_current_a, avg({i}) AS mean_current_a,
+           avg(r.ambient_c) AS mean_ambient_c
+    {_with_days(source)}
+    GROUP BY ALL
+)
+{_with_ids(db)}"""
 
 
 def soh_trend_sql(db: str = "", source: str | None = None) -> str:
-    source = source or f"{db}readings"
     # The recording keeps the true state of health but not the true resistance, so resistance is
     # shown beside the jar's own baseline (its as-new value) instead.
-    # The jar's baseline is joined to the per-day rows, not to every reading.
-    return f"""{_local_days(db)}, per_day AS (
-    SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day,
-           avg(r.soh_pct) AS soh_pct, avg(r.true_soh_pct) AS true_soh_pct,
-           avg(r.internal_resistance_mohm) AS internal_resistance_mohm
-    FROM {source} r {_with_days(db)}
+    source = source or f"{db}reading_samples"
+    return f"""{_per_day_prelude(db)}, per_day AS (
+    SELECT r.battery_key, {_LOCAL_DAY} AS day, avg({_measured("soh_pct")}) AS soh_pct,
+           avg(r.true_soh_pct) AS true_soh_pct, avg({_measured("internal_resistance_mohm")}) AS internal_resistance_mohm
+    {_with_days(source)}
     GROUP BY ALL
 )
-SELECT p.site_id, p.string_id, p.battery_id, p.day, p.soh_pct, p.true_soh_pct,
-       p.soh_pct - p.true_soh_pct AS soh_error_pct, p.internal_resistance_mohm, b.baseline_resistance_mohm,
-       100.0 * (p.internal_resistance_mohm / b.baseline_resistance_mohm - 1.0) AS resistance_rise_pct
-FROM per_day p JOIN {db}batteries b USING (battery_id)"""
+{_with_ids(db, "p.day, p.soh_pct, p.true_soh_pct, p.soh_pct - p.true_soh_pct AS soh_error_pct, "
+               "p.internal_resistance_mohm, b.baseline_resistance_mohm, "
+               "100.0 * (p.internal_resistance_mohm / b.baseline_resistance_mohm - 1.0) AS resistance_rise_pct")}"""
 
 
 def time_above_temperature_sql(db: str = "", source: str | None = None) -> str:
-    source = source or f"{db}readings"
-    counts = "".join(f"count_if(r.temperature_c > {t}) AS above_{t}, " for t in TEMPERATURE_THRESHOLDS_C)
-    hours = "".join(f"above_{t} * h AS hours_above_{t}c, " for t in TEMPERATURE_THRESHOLDS_C)
+    source = source or f"{db}reading_samples"
+    t = _measured("temperature_c")
+    counts = "".join(f"count_if({t} > {c}) AS above_{c}, " for c in TEMPERATURE_THRESHOLDS_C)
+    hours = "".join(f"p.above_{c} * h AS hours_above_{c}c, " for c in TEMPERATURE_THRESHOLDS_C)
     # Readings are counted per day first and turned into hours after: the hours per reading must
     # not become part of the per-reading grouping.
-    return f"""{_local_days(db)}, per_day AS (
-    SELECT r.site_id, r.string_id, r.battery_id, {_LOCAL_DAY} AS day, count(r.temperature_c) AS readings,
-           max(r.temperature_c) AS max_temperature_c, {counts}count_if(r.true_temperature_c > 35) AS true_above_35
-    FROM {source} r {_with_days(db)}
+    return f"""{_per_day_prelude(db)}, per_day AS (
+    SELECT r.battery_key, {_LOCAL_DAY} AS day, count({t}) AS readings, max({t}) AS max_temperature_c,
+           {counts}count_if(r.true_temperature_c > 35) AS true_above_35
+    {_with_days(source)}
     GROUP BY ALL
 )
-SELECT site_id, string_id, battery_id, day, readings, max_temperature_c, {hours}true_above_35 * h AS true_hours_above_35c
-FROM per_day, (SELECT {_hours_per_sample(db)} AS h)"""
+{_with_ids(db, f"p.day, p.readings, p.max_temperature_c, {hours}p.true_above_35 * h AS true_hours_above_35c")},
+    (SELECT {_hours_per_sample(db)} AS h)"""
 
 
 def outage_autonomy_sql(db: str = "", source: str | None = None) -> str:
