@@ -16,11 +16,12 @@ Examples (``battsim query run.duckdb "..."``)::
     SELECT rule, count(*), avg(duration_s) FROM alarms GROUP BY rule
 
 "Local day" is the calendar day in the site's own time zone (``sites.timezone``), so DST days have 23
-or 25 hours of readings. Sensor dropouts are NULL in ``readings`` and are skipped by the aggregates.
+or 25 hours of readings. Sensor dropouts (NaN in ``reading_samples``, NULL in ``readings``) are
+skipped by the aggregates.
 
-The SQL of the per-day views is written over a *readings source* so that
-:class:`~battsim.recordings.recording.Recording` can narrow the scan (time, site, battery) before it
-aggregates: the stored view uses the whole ``readings`` view.
+The SQL of the per-day views is written over a *samples source* so that
+:class:`~battsim.recordings.recording.Recording` can narrow the scan (time, jar keys) before it
+aggregates: the stored view reads the whole ``reading_samples`` table.
 """
 
 from __future__ import annotations
