@@ -13,6 +13,25 @@ from battsim.recordings.batch import BatchRun, record_run
 from battsim.recordings.schema import reading_sample_columns
 
 
+class CollectingSink:
+    """A sink for tests: counts readings, keeps every event, and keeps the batches if asked to."""
+
+    def __init__(self, keep_batches: bool = False):
+        self.keep_batches = keep_batches
+        self.events, self.batches, self.rows = [], [], 0
+
+    def readings(self, batch):
+        self.rows += batch.rows
+        if self.keep_batches:
+            self.batches.append(batch)
+
+    def event(self, event):
+        self.events.append(event)
+
+    def kinds(self, prefix: str = "") -> list[str]:
+        return [e.kind for e in self.events if e.kind.startswith(prefix)]
+
+
 def make_recording(path: Path, preset: str = "single-string", days: float = 1.0, interval_s: int = 60,
                    seed: int = 1, **options):
     run = BatchRun(fleet=get_preset(preset), out=path, seed=seed, start=DEFAULT_START,

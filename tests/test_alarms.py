@@ -6,6 +6,7 @@ import pytest
 from battsim.engine.alarms import RULES, AlarmMonitor, AlarmThresholds
 from battsim.engine.battery import Mode
 from battsim.engine.readings import ReadingBatch, ReadingBuffer
+from tests.helpers import CollectingSink
 
 BASELINE_MOHM = np.array([4.0, 4.0, 4.0])
 CELLS = np.array([6, 6, 6])
@@ -131,17 +132,6 @@ def test_every_rule_has_a_severity_and_description(rule):
     assert rule.severity in ("warning", "critical") and rule.description
 
 
-class Collect:
-    def __init__(self):
-        self.events, self.rows = [], 0
-
-    def readings(self, batch):
-        self.rows += batch.rows
-
-    def event(self, event):
-        self.events.append(event)
-
-
 def alarm_events_of_a_hot_room(batch_rows: int):
     from battsim.engine.alarms import AlarmingSink
     from battsim.engine.fleet import build_fleet, get_preset
@@ -149,7 +139,7 @@ def alarm_events_of_a_hot_room(batch_rows: int):
     from battsim.scenarios import Scenarios
 
     fleet = build_fleet(get_preset("single-string"), seed=3)
-    collected = Collect()
+    collected = CollectingSink()
     world = World(fleet, AlarmingSink(collected, fleet), seed=3, interval_s=60, batch_rows=batch_rows)
     Scenarios(world).apply("high_temperature", params={"ambient_c": 45.0}, duration_s=4 * 3600)
     world.run_until(10 * 3600)

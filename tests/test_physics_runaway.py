@@ -4,10 +4,16 @@ import numpy as np
 import pytest
 
 from battsim.engine import lab
-from battsim.engine.failures import FAILURE_NAMES, enable_failures, fail_jars, hourly_failure_probability
+from battsim.engine.failures import (
+    FAILURE_NAMES,
+    enable_failures,
+    fail_jars,
+    hourly_failure_probability,
+)
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.models import get_model
 from battsim.engine.world import World
+from tests.helpers import CollectingSink
 
 MODEL = get_model("USF12-100A")
 
@@ -74,19 +80,8 @@ def test_failing_jars_have_a_far_higher_hazard_and_heat_raises_it():
     assert np.all(hourly_failure_probability(bank, 3600.0) > 1.8 * per_hour)
 
 
-class Collect:
-    def __init__(self):
-        self.events = []
-
-    def readings(self, batch):
-        pass
-
-    def event(self, event):
-        self.events.append(event)
-
-
 def run_with_failures(seed):
-    sink = Collect()
+    sink = CollectingSink()
     world = World(build_fleet(get_preset("single-string"), seed=seed), sink, seed=seed, interval_s=3600)
     enable_failures(world, hazard_scale=300.0)
     world.run_until(30 * 86_400)
@@ -106,7 +101,7 @@ def test_the_failure_process_fails_jars_repeatably_and_labels_each_failure():
 
 
 def test_a_scenario_can_fail_a_chosen_jar_and_the_readings_follow():
-    sink = Collect()
+    sink = CollectingSink()
     world = World(build_fleet(get_preset("single-string"), seed=2), sink, seed=2, interval_s=60)
     world.run_until(600)
     before = world.jar_voltage_v.copy()

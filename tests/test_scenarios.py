@@ -19,29 +19,15 @@ from battsim.engine.sensors import SensorFault
 from battsim.engine.world import DEFAULT_START, World
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.scenarios import CATALOGUE, ScenarioError, Scenarios, load_timeline
+from tests.helpers import CollectingSink
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
-
-
-class EventSink:
-    def __init__(self):
-        self.events = []
-        self.batches = []
-
-    def readings(self, batch):
-        self.batches.append(batch)
-
-    def event(self, event):
-        self.events.append(event)
-
-    def kinds(self, prefix=""):
-        return [e.kind for e in self.events if e.kind.startswith(prefix)]
 
 
 @pytest.fixture
 def live():
     """A 9-site world with a controller, an hour in."""
-    sink = EventSink()
+    sink = CollectingSink(keep_batches=True)
     world = World(build_fleet(get_preset("thailand-9x24"), 0), sink, seed=0)
     controller = Scenarios(world)
     world.run_until(3600)

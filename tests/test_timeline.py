@@ -15,8 +15,15 @@ from typer.testing import CliRunner
 from battsim.engine.fleet import FleetSpec, build_fleet, get_preset
 from battsim.engine.world import DEFAULT_START, World
 from battsim.recordings.batch import BatchRun, record_run
-from battsim.scenarios import Scenarios, TimelineError, load_timeline, parse_duration, shipped_timelines
+from battsim.scenarios import (
+    Scenarios,
+    TimelineError,
+    load_timeline,
+    parse_duration,
+    shipped_timelines,
+)
 from battsim.service.cli import app
+from tests.helpers import CollectingSink
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 
@@ -25,17 +32,6 @@ def record(path, timelines, preset="thailand-9x24", start=DEFAULT_START, days=3.
     run = BatchRun(fleet=fleet or get_preset(preset), out=path, seed=seed, start=start,
                    end=start + timedelta(days=days), preset=preset, timelines=list(timelines))
     return record_run(run)
-
-
-class EventSink:
-    def __init__(self):
-        self.events = []
-
-    def readings(self, batch):
-        pass
-
-    def event(self, event):
-        self.events.append(event)
 
 
 # ------------------------------------------------------------------------------------ done when
@@ -164,7 +160,7 @@ def test_a_sites_random_outages_do_not_depend_on_the_rest_of_the_fleet():
     timeline = load_timeline('[[random]]\nkind = "grid_outage"\nrate_per_year = 100\n')
 
     def outage_times(spec: FleetSpec) -> list[int]:
-        sink = EventSink()
+        sink = CollectingSink()
         world = World(build_fleet(spec, 3), sink, seed=3, interval_s=3600)
         timeline.install(world, Scenarios(world))
         world.run_until(30 * 86_400)
@@ -182,7 +178,7 @@ def test_random_battery_failures_strike_only_the_target_sites_and_repeat_with_th
                              'hazard_scale = 300\n')
 
     def failures(seed: int) -> list[tuple[int, str, str]]:
-        sink = EventSink()
+        sink = CollectingSink()
         world = World(build_fleet(get_preset("thailand-9x24"), seed), sink, seed=seed, interval_s=3600)
         timeline.install(world, Scenarios(world))
         world.run_until(120 * 86_400)
@@ -198,7 +194,7 @@ def test_random_battery_failures_strike_only_the_target_sites_and_repeat_with_th
 
 def test_random_outages_follow_the_regional_rate_and_last_30_to_90_minutes():
     timeline = load_timeline('[[random]]\nkind = "grid_outage"\n')
-    sink = EventSink()
+    sink = CollectingSink()
     # Daily ticks and healthy jars: this checks the random process, not the physics, over ten years.
     spec = get_preset("thailand-9x24").model_copy(update={"profile_mix": (1.0, 0.0, 0.0)})
     world = World(build_fleet(spec, 11), sink, seed=11, interval_s=86_400)
@@ -244,7 +240,7 @@ def test_weekly_rrule_and_until_and_relative_times():
 
 def test_an_outage_under_way_when_the_run_starts_runs_its_remaining_time():
     timeline = load_timeline('[[event]]\nscenario = "power_outage"\nat = "2026-01-01T13:00"\nduration = "2h"\n')
-    sink = EventSink()
+    sink = CollectingSink()
     world = World(build_fleet(get_preset("single-string"), 0), sink,
                   start=datetime(2026, 1, 1, 14, tzinfo=BANGKOK))
     timeline.install(world, Scenarios(world))
@@ -265,7 +261,7 @@ def test_a_clear_action_ends_an_open_ended_scenario():
         action = "clear"
         at = "+3h"
     """)
-    sink = EventSink()
+    sink = CollectingSink()
     world = World(build_fleet(get_preset("single-string"), 0), sink)
     controller = Scenarios(world)
     timeline.install(world, controller)

@@ -9,18 +9,7 @@ from battsim.engine.battery import Mode
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.world import DEFAULT_START, World
 from battsim.recordings.recorder import Recorder, RunInfo
-from tests.helpers import make_recording
-
-
-class CollectingSink:
-    def __init__(self):
-        self.batches, self.events = [], []
-
-    def readings(self, batch):
-        self.batches.append(batch)
-
-    def event(self, event):
-        self.events.append(event)
+from tests.helpers import CollectingSink, make_recording
 
 
 def test_timestamps_are_exactly_start_plus_k_intervals_over_a_year(tmp_path):
@@ -41,7 +30,7 @@ def test_timestamps_are_exactly_start_plus_k_intervals_over_a_year(tmp_path):
 
 def run_world(days=2.0, interval_s=60, preset="single-string", actions=()):
     """Run a world with actions [(virtual_s, callable(world))], return (world, sink)."""
-    sink = CollectingSink()
+    sink = CollectingSink(keep_batches=True)
     world = World(build_fleet(get_preset(preset), seed=4), sink, seed=4, interval_s=interval_s)
     for at_s, action in actions:
         world.run_until(at_s)
