@@ -12,7 +12,7 @@ import pytest
 from battsim.engine import lab
 from battsim.engine.models import get_model
 
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference"
 MODEL = get_model("USF12-100A")
 
 

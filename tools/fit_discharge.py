@@ -21,7 +21,7 @@ from scipy.optimize import least_squares
 from battsim.engine import lab
 from battsim.engine.models import get_model
 
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference"
 FITTED = ("capacity_over_c10", "available_charge_fraction", "diffusion_rate_per_h", "tafel_v_per_cell",
           "tafel_reference_c_rate", "depletion_v_per_cell")
 LOWER = np.array([1.0, 0.1, 0.05, 0.0, 0.005, 0.0])

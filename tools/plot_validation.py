@@ -22,7 +22,7 @@ from battsim.engine.battery import Mode  # noqa: E402
 from battsim.engine.models import get_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / ".." / "shared" / "reference"
+REFERENCE = ROOT / "docs" / "reference"
 MODEL = get_model("USF12-100A")
 # vrla-facts.md tables.
 CAPACITY_VS_TEMPERATURE = {-15.0: 0.65, 0.0: 0.86, 25.0: 1.00, 40.0: 1.03}

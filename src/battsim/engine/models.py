@@ -1,7 +1,7 @@
 """Battery models as data: datasheet parameters of a VRLA block.
 
 A model is everything the physics needs to know about one *type* of block. Built-in models come
-from manufacturer datasheets (``../shared/reference/vrla-facts.md``); a user adds their own from a
+from manufacturer datasheets (``docs/reference/vrla-facts.md``); a user adds their own from a
 TOML file with the same keys. Parameters not given in a file take the documented defaults, which
 are those of a generic 12 V AGM block.
 """
