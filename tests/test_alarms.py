@@ -77,13 +77,20 @@ def test_jar_more_than_10c_above_ambient():
     assert [(c.rule.name, c.jar, c.value) for c in changes] == [("above_ambient", 1, 10.5)]
 
 
-def test_resistance_20_percent_over_baseline_and_soh_below_80():
+def test_resistance_20_percent_over_baseline_for_an_hour_and_soh_below_80():
     monitor = AlarmMonitor(BASELINE_MOHM, CELLS)
-    assert changes_of(monitor, 0, resistance_mohm=np.array([4.0, 4.84, 4.7]), soh_pct=np.array([79.9, 80.0, 98])) == [
-        ("high_resistance", 1, "raised"), ("low_soh", 0, "raised")]
+    worn = np.array([4.0, 4.84, 4.7])
+    assert changes_of(monitor, 0, resistance_mohm=worn, soh_pct=np.array([79.9, 80.0, 98])) == [
+        ("low_soh", 0, "raised")]
+    # A noisy reading over the line and back is not a worn jar: the hour starts again.
+    assert changes_of(monitor, 30, resistance_mohm=BASELINE_MOHM * 1.1, soh_pct=np.array([79.9, 80, 98])) == []
+    for minute in range(31, 91):
+        assert changes_of(monitor, minute, resistance_mohm=worn, soh_pct=np.array([79.9, 80, 98])) == []
+    assert changes_of(monitor, 91, resistance_mohm=worn, soh_pct=np.array([79.9, 80, 98])) == [
+        ("high_resistance", 1, "raised")]
     # Back to +18.5 % (inside the 3 % deadband) keeps it; +16 % clears it.
-    assert changes_of(monitor, 1, resistance_mohm=np.array([4.0, 4.74, 4.7]), soh_pct=np.array([80.5, 80, 98])) == []
-    assert changes_of(monitor, 2, resistance_mohm=np.array([4.0, 4.64, 4.7]), soh_pct=np.array([81.0, 80, 98])) == [
+    assert changes_of(monitor, 92, resistance_mohm=np.array([4.0, 4.74, 4.7]), soh_pct=np.array([80.5, 80, 98])) == []
+    assert changes_of(monitor, 93, resistance_mohm=np.array([4.0, 4.64, 4.7]), soh_pct=np.array([81.0, 80, 98])) == [
         ("high_resistance", 1, "cleared"), ("low_soh", 0, "cleared")]
 
 

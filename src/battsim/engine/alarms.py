@@ -36,6 +36,8 @@ class AlarmThresholds(BaseModel):
     sensor_max_c: float = Field(default=50.0, description="A temperature reading above this is a sensor fault, °C.")
     above_ambient_c: float = Field(default=10.0, description="Jar this far above the room: possible runaway, K.")
     resistance_rise_fraction: float = Field(default=0.20, description="Ohmic resistance over its baseline.")
+    high_resistance_delay_s: float = Field(
+        default=3600.0, ge=0, description="How long the rise must hold on float before it raises, s.")
     low_soh_pct: float = Field(default=80.0, description="State of health at end of life, %.")
     # Deadbands: how far back a reading must come before an alarm clears. Each is a few times the
     # monitor's noise on that quantity (sensors.py), so noise alone does not clear and re-raise.
@@ -58,7 +60,7 @@ RULES: tuple[AlarmRule, ...] = (
     AlarmRule("low_float_voltage", "critical", "Jar below 12.0 V while on float", "V"),
     AlarmRule("sensor_fault", "warning", "Temperature reading outside 10-50 °C", "°C"),
     AlarmRule("above_ambient", "critical", "Jar more than 10 °C above the room (possible thermal runaway)", "K"),
-    AlarmRule("high_resistance", "warning", "Ohmic resistance 20 % over its baseline", "mΩ"),
+    AlarmRule("high_resistance", "warning", "Ohmic resistance 20 % over its baseline for an hour on float", "mΩ"),
     AlarmRule("low_soh", "warning", "State of health below 80 %", "%"),
     AlarmRule("on_battery", "critical", "String on battery: rectifier input lost, discharging or disconnected", "V"),
 )
@@ -101,8 +103,9 @@ class AlarmMonitor:
         self.low_float_v = thresholds.low_float_v_per_cell * np.asarray(cells, dtype=np.float64)
         size = len(self.baseline_resistance_mohm)
         self.active = np.zeros((len(RULES), size), dtype=bool)
-        # Since when each jar has been above the high-temperature threshold (-1: it is not).
+        # Since when each jar has been above the high-temperature / resistance threshold (-1: it is not).
         self.hot_since_us = np.full(size, -1, dtype=np.int64)
+        self.worn_since_us = np.full(size, -1, dtype=np.int64)
 
     @classmethod
     def for_fleet(cls, fleet: Fleet, thresholds: AlarmThresholds = AlarmThresholds()) -> AlarmMonitor:
@@ -113,17 +116,14 @@ class AlarmMonitor:
         return cls(baseline, cells, thresholds)
 
     def evaluate_batch(self, batch: ReadingBatch) -> list[AlarmChange]:
-        """Evaluate every tick of a batch in order (a short loop over ticks, not over jars)."""
+        """Evaluate every tick of a batch in order: the same result as one :meth:`evaluate` per tick."""
         columns, size = batch.columns, len(self.baseline_resistance_mohm)
-        changes = []
-        for tick in range(batch.ticks):
-            rows = slice(tick * size, (tick + 1) * size)
-            changes += self.evaluate(
-                int(columns["timestamp_us"][rows.start]), columns["voltage_v"][rows], columns["temperature_c"][rows],
-                columns["internal_resistance_mohm"][rows], columns["soh_pct"][rows], columns["ambient_c"][rows],
-                columns["mode"][rows],
-            )
-        return changes
+        by_tick = (batch.ticks, size)
+        return self._advance(
+            columns["timestamp_us"].reshape(by_tick)[:, 0], columns["voltage_v"].reshape(by_tick),
+            columns["temperature_c"].reshape(by_tick), columns["internal_resistance_mohm"].reshape(by_tick),
+            columns["soh_pct"].reshape(by_tick), columns["ambient_c"].reshape(by_tick), columns["mode"].reshape(by_tick),
+        )
 
     def evaluate(self, timestamp_us: int, voltage_v: np.ndarray, temperature_c: np.ndarray,
                  resistance_mohm: np.ndarray, soh_pct: np.ndarray, ambient_c: np.ndarray,
@@ -132,17 +132,27 @@ class AlarmMonitor:
 
         A missing reading (NaN, sensor dropout) leaves the alarms that depend on it as they were.
         """
+        return self._advance(np.array([timestamp_us], dtype=np.int64), *(
+            np.asarray(column)[None, :] for column in (voltage_v, temperature_c, resistance_mohm, soh_pct, ambient_c,
+                                                        mode)))
+
+    def _advance(self, timestamp_us, voltage_v, temperature_c, resistance_mohm, soh_pct, ambient_c, mode):
+        """Every rule's raise and clear conditions for all ticks × jars at once, then the short walk
+        over ticks that the raise/clear state needs (a few operations per tick, not per rule)."""
         t = self.thresholds
         voltage_v, temperature_c = voltage_v.astype(np.float64), temperature_c.astype(np.float64)
-        rise = resistance_mohm.astype(np.float64) / self.baseline_resistance_mohm - 1.0
+        resistance_mohm = resistance_mohm.astype(np.float64)
+        rise = resistance_mohm / self.baseline_resistance_mohm - 1.0
         soh_pct = soh_pct.astype(np.float64)
         above_room_c = temperature_c - ambient_c
         on_float = mode == Mode.FLOAT
         on_battery = (mode == Mode.DISCHARGE) | (mode == Mode.DISCONNECTED)
-
-        hot = temperature_c > t.high_temperature_c
-        self.hot_since_us = np.where(hot, np.where(self.hot_since_us < 0, timestamp_us, self.hot_since_us), -1)
-        hot_long_enough = hot & (timestamp_us - self.hot_since_us >= t.high_temperature_delay_s * 1e6)
+        hot_long_enough, self.hot_since_us = self._held_for(
+            temperature_c > t.high_temperature_c, self.hot_since_us, timestamp_us, t.high_temperature_delay_s)
+        # One noisy reading over the line is not a worn jar: the rise must hold on float for a while.
+        worn_long_enough, self.worn_since_us = self._held_for(
+            on_float & (rise > t.resistance_rise_fraction), self.worn_since_us, timestamp_us,
+            t.high_resistance_delay_s)
 
         deadband_v = t.voltage_deadband_v_per_cell * self.low_float_v / t.low_float_v_per_cell
         # (value, raise condition, clear condition, threshold) per rule, in RULES order.
@@ -157,22 +167,42 @@ class AlarmMonitor:
             (above_room_c, above_room_c > t.above_ambient_c,
              above_room_c < t.above_ambient_c - t.temperature_deadband_c, t.above_ambient_c),
             # Monitors judge ohmic resistance on float: it rises during any discharge as the plates sulphate.
-            (resistance_mohm, on_float & (rise > t.resistance_rise_fraction),
+            (resistance_mohm, worn_long_enough,
              on_float & (rise < t.resistance_rise_fraction - t.resistance_deadband_fraction),
              self.baseline_resistance_mohm * (1.0 + t.resistance_rise_fraction)),
             (soh_pct, soh_pct < t.low_soh_pct, soh_pct >= t.low_soh_pct + t.soh_deadband_pct, t.low_soh_pct),
             (voltage_v, on_battery, ~on_battery, None),
         )
+        # Arrays of shape (ticks, rules, jars).
+        raise_now = np.stack([check[1] for check in checks], axis=1)
+        clear_now = np.stack([check[2] for check in checks], axis=1)
+        known = ~np.isnan(np.stack([check[0] for check in checks], axis=1))
+
         changes = []
-        for index, (value, raise_now, clear_now, threshold) in enumerate(checks):
-            was = self.active[index].copy()
-            known = ~np.isnan(value)
-            now = np.where(known, np.where(was, ~clear_now, raise_now), was)
-            self.active[index] = now
-            for jar in np.flatnonzero(now != was):
-                changes.append(self._change(timestamp_us, index, int(jar), bool(now[jar]), value, threshold,
-                                            temperature_c))
+        for tick in range(len(timestamp_us)):
+            was = self.active
+            now = np.where(known[tick], np.where(was, ~clear_now[tick], raise_now[tick]), was)
+            self.active = now
+            changed = now != was
+            if changed.any():
+                for index, jar in zip(*np.nonzero(changed)):
+                    value, threshold = checks[index][0], checks[index][3]
+                    changes.append(self._change(int(timestamp_us[tick]), int(index), int(jar), bool(now[index, jar]),
+                                                value[tick], threshold, temperature_c[tick]))
         return changes
+
+    def _held_for(self, condition: np.ndarray, since_us: np.ndarray, timestamp_us: np.ndarray,
+                  delay_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Whether ``condition`` (ticks × jars) has held for ``delay_s``, per tick, and the new
+        "since" state. The start of each spell is the latest tick at which the condition turned
+        true (a running maximum over ticks), carried over from the previous batch by ``since_us``
+        (-1 where it did not hold)."""
+        held_before = np.vstack([since_us >= 0, condition[:-1]])
+        spell_starts = np.where(condition & ~held_before, timestamp_us[:, None], -1)
+        spell_starts[0] = np.where(condition[0] & held_before[0], since_us, spell_starts[0])
+        spell_since_us = np.where(condition, np.maximum.accumulate(spell_starts, axis=0), -1)
+        held = condition & (timestamp_us[:, None] - spell_since_us >= delay_s * 1e6)
+        return held, spell_since_us[-1]
 
     def _change(self, timestamp_us, index, jar, raised, value, threshold, temperature_c) -> AlarmChange:
         rule, t = RULES[index], self.thresholds
