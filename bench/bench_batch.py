@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import tempfile
 import time
 from datetime import timedelta
@@ -33,8 +32,16 @@ def simulate(days: float, out: Path, batch_rows: int, result: multiprocessing.Qu
                    end=DEFAULT_START + timedelta(days=days), interval_s=60, preset="thailand-full",
                    batch_rows=batch_rows)
     summary = record_run(run)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result.put((summary.readings, summary.wall_s, peak_mb))
+    result.put((summary.readings, summary.wall_s, peak_resident_mb()))
+
+
+def peak_resident_mb() -> float:
+    """This process's own peak resident memory (VmHWM). Not ru_maxrss: Linux carries the forking
+    parent's resident size into a spawned child's ru_maxrss across exec, which would count the
+    benchmark's own memory as the simulation's."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def simulate_in_child(days: float, out: Path, batch_rows: int) -> tuple[int, float, float]:
