@@ -79,8 +79,8 @@ def failure_process(world, hazard_scale: float = 1.0, check_every_s: float = CHE
     fleet, bank = world.fleet, world.bank
     sites = range(len(fleet.site_ids)) if sites is None else sites
     rngs = [entity_rng(world.seed, fleet.site_ids[site], "failures") for site in sites]
-    bounds = np.append(np.flatnonzero(np.diff(fleet.battery_site, prepend=-1)), fleet.size)
-    site_slices = [slice(int(bounds[site]), int(bounds[site + 1])) for site in sites]
+    all_site_slices = fleet.site_slices()
+    site_slices = [all_site_slices[site] for site in sites]
     # Jars outside ``sites`` count as already failed, so they never draw a failure.
     failed = np.ones((fleet.size, len(Failure)), dtype=bool)
     for jars in site_slices:

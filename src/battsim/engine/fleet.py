@@ -216,6 +216,11 @@ class Fleet:
     def size(self) -> int:
         return len(self.battery_ids)
 
+    def site_slices(self) -> list[slice]:
+        """The jars of each site, in site order (a site's jars are contiguous)."""
+        bounds = np.append(np.flatnonzero(np.diff(self.battery_site, prepend=-1)), self.size)
+        return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
     def site(self, index: int) -> SiteSpec:
         return self.spec.sites[index]
 

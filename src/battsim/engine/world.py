@@ -114,7 +114,8 @@ class World:
         # Strings: jars of a string are contiguous in the fleet.
         self.string_count = len(fleet.string_ids)
         self.string_start = np.flatnonzero(np.diff(fleet.battery_string, prepend=-1))
-        self.string_cells = np.add.reduceat(
+        self.string_jars = np.diff(np.append(self.string_start, fleet.size))
+        string_cells = np.add.reduceat(
             np.array([fleet.models[m].cells for m in fleet.battery_model], dtype=np.float64), self.string_start
         )
         self.string_load_w = np.array([sites[s].load_kw_per_string * 1e3 for s in fleet.string_site])
@@ -131,19 +132,18 @@ class World:
             initial_soh_pct=fleet.initial_soh_pct,
             initial_temperature_c=self.room_c[fleet.battery_site],
         )
-        self.string_rated_ah = np.add.reduceat(self.bank.rated_capacity_ah, self.string_start) / np.diff(
-            np.append(self.string_start, fleet.size)
-        )
-        self.string_voltage_v = np.add.reduceat(
-            self.bank.discharge_voltage_v(np.zeros(fleet.size)), self.string_start
-        )
-        self.string_current_a = np.zeros(self.string_count)
+        self.string_rated_ah = np.add.reduceat(self.bank.rated_capacity_ah, self.string_start) / self.string_jars
+        # Low-voltage disconnect of each string: its cells at the mean end voltage of its jars.
+        self.string_end_voltage_v = string_cells * np.add.reduceat(
+            self.bank.end_voltage_v_per_cell, self.string_start
+        ) / self.string_jars
         # Each jar's terminal voltage at the last tick: what a sensor fault freezes.
         self.jar_voltage_v = self.bank.discharge_voltage_v(np.zeros(fleet.size))
+        self.string_voltage_v = np.add.reduceat(self.jar_voltage_v, self.string_start)
+        self.string_current_a = np.zeros(self.string_count)
 
-        site_slices = self._site_slices()
         self.monitor = BatteryMonitor(
-            site_slices,
+            fleet.site_slices(),
             [entity_rng(seed, site.site_id, "sensor-noise") for site in sites],
             self.bank.new_resistance_mohm,
             interval_s=self.interval_s,
@@ -201,11 +201,6 @@ class World:
         ))
 
     # ----------------------------------------------------------------------------- set-up
-    def _site_slices(self) -> list[slice]:
-        bounds = np.flatnonzero(np.diff(self.fleet.battery_site, prepend=-1))
-        ends = np.append(bounds[1:], self.fleet.size)
-        return [slice(int(a), int(b)) for a, b in zip(bounds, ends)]
-
     def _outdoor_temperature(self, unix_s: float) -> np.ndarray:
         return climate.outdoor_temperature_c(
             unix_s, self.longitude_deg, self.climate_offset_c, self.seasonal_scale, self.diurnal_range_c,
@@ -326,18 +321,13 @@ class World:
         terminal = bank.advance(dt_s, jar_mode, string_current_a[fleet.battery_string], jar_room_c)
         self.jar_voltage_v = terminal.voltage_v
         self.string_voltage_v = np.add.reduceat(terminal.voltage_v, self.string_start)
-        self.string_current_a = np.add.reduceat(terminal.current_a, self.string_start) / np.diff(
-            np.append(self.string_start, fleet.size)
-        )
+        self.string_current_a = np.add.reduceat(terminal.current_a, self.string_start) / self.string_jars
         self._check_thresholds()
         self._record(terminal, jar_room_c, jar_mode)
 
     def _check_thresholds(self) -> None:
         """Wake the rectifiers whose string crossed the end voltage or finished its boost."""
-        end_voltage = self.string_cells * np.add.reduceat(
-            self.bank.end_voltage_v_per_cell, self.string_start
-        ) / np.diff(np.append(self.string_start, self.fleet.size))
-        low = (self.string_mode == Mode.DISCHARGE) & (self.string_voltage_v < end_voltage)
+        low = (self.string_mode == Mode.DISCHARGE) & (self.string_voltage_v < self.string_end_voltage_v)
         recharged = (self.string_mode == Mode.BOOST) & (
             self.string_current_a < BOOST_END_CURRENT_C10 * self.string_rated_ah
         ) & (self.env.now > self.string_mode_since_s)
