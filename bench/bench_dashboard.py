@@ -35,7 +35,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 COUNTERS = """() => { const b = window.__battsim, f = b.feeds().live;
-  return {parse_ms: b.parseMs, draw_ms: b.drawMs, chart_ms: b.chartMs, heat_ms: b.heatMs, parsed: b.framesParsed, received: f.received,
+  return {parse_ms: b.parseMs, draw_ms: b.drawMs, chart_ms: b.chartMs, heat_ms: b.heatMs,
+          parsed: b.framesParsed, received: f.received,
           skipped: f.decimated, server_dropped: f.serverDropped, animation_frames: b.animationFrames, draws: b.draws}; }"""
 
 

@@ -129,8 +129,10 @@ def main() -> None:
             base = scanned / scan_s
             print(f"  {name}")
             print(f"    DuckDB scan to Arrow (baseline)     {base:>12,.0f}")
-            print(f"    replay, frames to a consumer        {readings / wall_s:>12,.0f}   {readings / wall_s / base:.2f}x baseline")
-            print(f"    battsim replay --speed max | pipe   {readings / pipe_s:>12,.0f}   {readings / pipe_s / base:.2f}x baseline"
+            print(f"    replay, frames to a consumer        {readings / wall_s:>12,.0f}   "
+                  f"{readings / wall_s / base:.2f}x baseline")
+            print(f"    battsim replay --speed max | pipe   {readings / pipe_s:>12,.0f}   "
+                  f"{readings / pipe_s / base:.2f}x baseline"
                   f"   ({lines:,} lines, peak {peaks[path]:.0f} MB)")
         lines, pipe_s, peak_mb = replay_cli_pipe(longer)
         print(f"  memory: battsim replay --speed max peaks at {peaks[full]:.0f} MB for {args.days:g} d of the full fleet, "

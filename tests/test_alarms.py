@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from tests.helpers import CollectingSink
 
 from battsim.engine.alarms import RULES, AlarmMonitor, AlarmThresholds
 from battsim.engine.battery import Mode
 from battsim.engine.readings import ReadingBatch, ReadingBuffer
-from tests.helpers import CollectingSink
 
 BASELINE_MOHM = np.array([4.0, 4.0, 4.0])
 CELLS = np.array([6, 6, 6])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,7 +24,7 @@ from battsim.recordings.views import VIEW_NAMES, ensure_views, missing_views
 from battsim.service.cli import app
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
-UTC = timezone.utc
+UTC = UTC
 
 
 def local(hour: int, minute: int = 0) -> datetime:

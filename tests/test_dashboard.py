@@ -10,7 +10,7 @@ attributes), never on pixels or fixed sleeps. A screenshot of each state is save
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -19,7 +19,6 @@ import pytest
 from battsim.engine.fleet import get_preset
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.scenarios import load_timeline
-
 from test_service_helpers import serve, wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -33,7 +32,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "dashboard"
 WAIT_MS = 20_000  # the most any condition may take before a test fails
 
-RECORDING_START = datetime(2026, 3, 2, tzinfo=timezone.utc)
+RECORDING_START = datetime(2026, 3, 2, tzinfo=UTC)
 # The recording the replay test plays: six hours of the 9-site fleet with a one-hour outage at one site.
 OUTAGE_TIMELINE = """
 [[event]]

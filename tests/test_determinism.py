@@ -1,9 +1,9 @@
 """One seed fixes everything: same flags → same readings, whatever the flush size or progress bar."""
 
+from tests.helpers import content_hash, make_recording
 from typer.testing import CliRunner
 
 from battsim.service.cli import app
-from tests.helpers import content_hash, make_recording
 
 
 def test_same_seed_same_readings_other_seed_other_readings(tmp_path):

@@ -8,11 +8,11 @@ import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from tests.test_analysis import make_story_recording
 from typer.testing import CliRunner
 
 from battsim.recordings.export import ExportError, export_recording
 from battsim.service.cli import app
-from tests.test_analysis import make_story_recording
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from tests.helpers import CollectingSink
 
 from battsim.engine import lab
 from battsim.engine.failures import (
@@ -13,7 +14,6 @@ from battsim.engine.failures import (
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.models import get_model
 from battsim.engine.world import World
-from tests.helpers import CollectingSink
 
 MODEL = get_model("USF12-100A")
 

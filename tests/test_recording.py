@@ -5,18 +5,17 @@ import signal
 import subprocess
 import sys
 import textwrap
-
 from datetime import timedelta
 
 import duckdb
 import polars as pl
 import pytest
+from tests.helpers import make_recording
 
 from battsim.engine.fleet import get_preset
 from battsim.engine.world import DEFAULT_START
 from battsim.recordings import NotARecordingError, open_recording
 from battsim.recordings.batch import BatchRun, record_run
-from tests.helpers import make_recording
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -21,7 +21,7 @@ from battsim.recordings.recording import NotARecordingError
 from battsim.service.cli import app
 
 START = datetime(2026, 3, 1, tzinfo=ZoneInfo("Asia/Bangkok"))
-UTC = timezone.utc
+UTC = UTC
 BANGKOK = ZoneInfo("Asia/Bangkok")
 
 

@@ -7,7 +7,7 @@ import shutil
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,7 @@ from battsim.recordings.batch import BatchRun, record_run
 from battsim.service.routes_replay import replay_router
 
 START = datetime(2026, 3, 1, tzinfo=ZoneInfo("Asia/Bangkok"))
-UTC = timezone.utc
+UTC = UTC
 WAIT_S = 30.0  # the most any response or message may take before a test fails
 
 

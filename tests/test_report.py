@@ -6,12 +6,12 @@ import html
 from pathlib import Path
 
 import pytest
+from tests.helpers import make_recording
+from tests.test_analysis import make_story_recording
 from typer.testing import CliRunner
 
 from battsim.recordings.report import BUCKETS_S, bucket_seconds, write_report
 from battsim.service.cli import app
-from tests.helpers import make_recording
-from tests.test_analysis import make_story_recording
 
 CHARTS = ["alarms.png", "current.png", "outage_autonomy.png", "soh.png", "temperature.png", "voltage.png"]
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -11,11 +11,11 @@ import duckdb
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.test_analysis import make_story_recording
 
 from battsim.recordings import sandbox
 from battsim.recordings.sandbox import SandboxLimits, run_sandboxed
 from battsim.service.routes_query import find_recording, query_router
-from tests.test_analysis import make_story_recording
 
 LIMITS = SandboxLimits(row_limit=50, time_limit_s=2.0)
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import numpy as np
 import pytest
+from tests.helpers import CollectingSink
 
 from battsim.engine.battery import Mode
 from battsim.engine.fleet import build_fleet, get_preset
@@ -19,7 +20,6 @@ from battsim.engine.sensors import SensorFault
 from battsim.engine.world import DEFAULT_START, World
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.scenarios import CATALOGUE, ScenarioError, Scenarios, load_timeline
-from tests.helpers import CollectingSink
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
+from tests.helpers import CollectingSink
 from typer.testing import CliRunner
 
 from battsim.engine.fleet import FleetSpec, build_fleet, get_preset
@@ -23,7 +24,6 @@ from battsim.scenarios import (
     shipped_timelines,
 )
 from battsim.service.cli import app
-from tests.helpers import CollectingSink
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 

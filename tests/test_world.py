@@ -1,15 +1,15 @@
 """The engine: exact tick times, the rectifier's mode story, equalize, series strings."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import duckdb
 import numpy as np
+from tests.helpers import CollectingSink, make_recording
 
 from battsim.engine.battery import Mode
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.world import DEFAULT_START, World
 from battsim.recordings.recorder import Recorder, RunInfo
-from tests.helpers import CollectingSink, make_recording
 
 
 def test_timestamps_are_exactly_start_plus_k_intervals_over_a_year(tmp_path):
@@ -106,8 +106,8 @@ def test_equalize_runs_every_90_days_at_local_night():
     gap_s = (starts[1].timestamp_us - starts[0].timestamp_us) / 1e6
     assert gap_s == 90 * 86400
     local = DEFAULT_START.tzinfo
-    from datetime import datetime, timezone
-    moment = datetime.fromtimestamp(starts[0].timestamp_us / 1e6, tz=timezone.utc).astimezone(local)
+    from datetime import datetime
+    moment = datetime.fromtimestamp(starts[0].timestamp_us / 1e6, tz=UTC).astimezone(local)
     assert moment.hour == 0
 
 

@@ -76,7 +76,8 @@ SOH_FLOOR_PCT = 1.0
 DISCHARGED_STRESS_AT_EMPTY = 2.0
 
 
-# Effects of sudden failures (failures.py draws them). Grid corrosion: the positive grid thins, resistance up 25 % and capacity fading twice as
+# Effects of sudden failures (failures.py draws them).
+# Grid corrosion: the positive grid thins, resistance up 25 % and capacity fading twice as
 # fast from then on. Dry-out: water lost through the valve, resistance up 40 %, float current 4 ×
 # (oxygen recombination grows as the glass mat dries), 5 points of capacity gone. Sulfation: hard
 # lead sulphate, 10 points of capacity gone and resistance up 15 %.

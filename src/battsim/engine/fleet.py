@@ -17,7 +17,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from battsim.engine.battery import PROFILE_FADE_MULTIPLIER, PROFILE_NAMES
-from battsim.engine.physics import END_OF_LIFE_SOH_PCT
 from battsim.engine.models import (
     BUILT_IN_MODELS,
     BatteryModel,
@@ -25,6 +24,7 @@ from battsim.engine.models import (
     describe_validation_error,
     read_toml,
 )
+from battsim.engine.physics import END_OF_LIFE_SOH_PCT
 
 
 class FleetFileError(ValueError):

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-
 # Heat a racked 30 kg (100 Ah) block loses per kelvin above the room: natural convection
 # (about 4-5 W/(m²·K) for a 0.22 m tall face) plus radiation (4σεT³ ≈ 6 W/(m²·K), ε 0.9) over the
 # 0.27 m² not facing a neighbour or the shelf. Surface scales with mass^(2/3). See docs/physics.md.

@@ -2,7 +2,8 @@
 
 Noise and resolution are those of a typical string monitor (voltage ±0.1 % with 1 mV steps,
 temperature ±0.5 °C with 0.1 °C steps, ohmic resistance ±2 % with 0.01 mΩ steps, Hall-effect
-current ±0.5 % ± 2 mA with 1 mA steps, fine enough to follow float current). Measurement is applied to a whole batch of ticks at once, with
+current ±0.5 % ± 2 mA with 1 mA steps, fine enough to follow float current). Measurement is applied
+to a whole batch of ticks at once, with
 each site drawing from its own random stream in tick order, so the values do not depend on how
 ticks are grouped into batches.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -25,7 +25,7 @@ from battsim.engine.readings import ReadingBatch, ReadingBuffer
 from battsim.engine.sensors import BatteryMonitor
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Bangkok"))
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Rectifier policy (vrla-facts.md): boost ends when the charge current has tapered to 1 % of C10,
 # or after at most 24 h; equalize every 90 days, at night, for 6 hours.

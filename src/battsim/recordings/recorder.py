@@ -13,7 +13,7 @@ import queue
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -93,7 +93,7 @@ class Recorder:
         con.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, 0, 0, 0, ?)",
             [self.run_id, info.seed, json.dumps(info.config, default=str), info.start, info.end, info.interval_s,
-             __version__, FORMAT_VERSION, info.preset, datetime.now(timezone.utc)],
+             __version__, FORMAT_VERSION, info.preset, datetime.now(UTC)],
         )
         spec = fleet.spec
         con.executemany(

@@ -15,7 +15,7 @@ import html
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -246,7 +246,7 @@ def _soh_chart(path: Path, data: dict, sites: list[str]) -> Path:
     colors: dict[str, list] = {site: [] for site in sites}
     ends: dict[str, list] = {site: [] for site in sites}
     t_num = data["t"].astype("datetime64[s]").astype("int64") / 86_400.0  # matplotlib's date unit: days
-    for battery_id, rows in _groups(data["battery_id"]):
+    for _, rows in _groups(data["battery_id"]):
         site = str(data["site_id"][rows.start])
         true = data["true_soh_pct"][rows].astype(float)
         segments[site].append(np.column_stack([t_num[rows], true]))
@@ -334,8 +334,8 @@ def _headline(run: dict, strings: dict, soh: dict, outages: dict, alarms: dict, 
     figures = {
         "Readings": f"{run['readings']:,}",
         "Fleet": f"{_count(run['sites'], 'site')}, {_count(run['strings'], 'string')}, {_count(run['jars'], 'jar')}",
-        "Span": f"{run['start'].astimezone(timezone.utc):%Y-%m-%d %H:%M} → "
-                f"{run['end'].astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC "
+        "Span": f"{run['start'].astimezone(UTC):%Y-%m-%d %H:%M} → "
+                f"{run['end'].astimezone(UTC):%Y-%m-%d %H:%M} UTC "
                 f"({(run['end'] - run['start']).total_seconds() / 86_400:.1f} days, every {run['interval_s']} s)",
         "Status": run["status"],
     }
@@ -398,7 +398,7 @@ img {{ max-width: 100%; border: 1px solid #eee; }} figure {{ margin: 0 0 2em 0; 
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>Run <code>{html.escape(str(run['id']))}</code>, preset {html.escape(str(run['preset']))}, seed {run['seed']},
-battsim {html.escape(str(run['version']))}. Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>
+battsim {html.escape(str(run['version']))}. Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.</p>
 <h2>Headline figures</h2>
 <table>
 {rows}

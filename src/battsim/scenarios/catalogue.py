@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from battsim.engine.world import World
 
 
-class Scope(str, Enum):
+class Scope(str, Enum):  # noqa: UP042 (StrEnum would change its str())
     SITE = "site"
     STRING = "string"
     JAR = "jar"

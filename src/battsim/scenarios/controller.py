@@ -11,13 +11,13 @@ active applications, per-jar causes multiply, and outages are counted per string
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 
 import numpy as np
 from pydantic import ValidationError
 
 from battsim.engine.world import EPOCH, World
-from battsim.scenarios.catalogue import CATALOGUE, Params, Scope, ScenarioSpec, SiteCauses
+from battsim.scenarios.catalogue import CATALOGUE, Params, ScenarioSpec, Scope, SiteCauses
 
 
 class ScenarioError(ValueError):
@@ -66,7 +66,7 @@ class Application:
 
 
 def _iso(timestamp_us: int) -> str:
-    return (EPOCH + timedelta(microseconds=timestamp_us)).astimezone(timezone.utc).isoformat()
+    return (EPOCH + timedelta(microseconds=timestamp_us)).astimezone(UTC).isoformat()
 
 
 class Targets:

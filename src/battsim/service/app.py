@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from contextlib import asynccontextmanager
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Literal
 
@@ -342,7 +342,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         if hold_room is not None:
             message += f"; battery room held at {hold_room:g} °C (high_temperature)"
         return {"status": "applied", "message": message, "batteries": count, "seq": session.status()["seq"],
-                "sim_time": session.sim_now.astimezone(timezone.utc).isoformat(),
+                "sim_time": session.sim_now.astimezone(UTC).isoformat(),
                 "active_scenarios": session.scenarios.active()}
 
     @app.post(f"{API}/scenarios/clear", summary="Clear scenarios (all, or on the given batteries)",

@@ -3,7 +3,8 @@
 Awaiting each client's ``send`` in turn would stall everyone on the slowest one
 (engineering-notes.md, "WebSocket fan-out"). Here publishing never awaits: a frame is offered to
 every subscriber's queue and each subscriber's own task sends at the pace its client reads. A full
-queue drops its oldest telemetry frame (alerts and status messages are kept) and counts it; the count is sent to the client (a ``dropped``
+queue drops its oldest telemetry frame (alerts and status messages are kept) and counts it; the count
+is sent to the client (a ``dropped``
 message) before its next frame, and every telemetry frame carries the tick's ``seq`` so gaps are
 visible. A subscriber whose frames are older than the lag limit when their turn comes, or whose
 send does not complete within the send timeout, is disconnected.
@@ -23,7 +24,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
@@ -47,7 +48,7 @@ WIRE_NUMBERS = (
 
 def iso_utc(timestamp_us: int) -> str:
     """ISO 8601 with offset, UTC, as readings carry it on the wire."""
-    return datetime.fromtimestamp(timestamp_us / 1e6, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(timestamp_us / 1e6, tz=UTC).isoformat()
 
 
 def format_numbers(values: np.ndarray, decimals: int) -> np.ndarray:
@@ -289,7 +290,7 @@ class Subscriber:
             "id": self.id, "client": f"{client.host}:{client.port}" if client else None,
             "filter": self.filter.describe(), "sent": self.sent, "dropped": self.dropped,
             "queued": len(self.queue), "queued_bytes": self.queued_bytes,
-            "connected_at": datetime.fromtimestamp(self.connected_at, tz=timezone.utc).isoformat(),
+            "connected_at": datetime.fromtimestamp(self.connected_at, tz=UTC).isoformat(),
         }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
@@ -88,17 +88,17 @@ def load_timelines(names: list[str], spec: FleetSpec, seed: int) -> list:
 @app.command()
 def run(
     out: Annotated[Path, typer.Option("--out", help="Recording to write (a .duckdb file).")],
-    preset: Annotated[Optional[str], typer.Option(help=f"Fleet preset: {', '.join(PRESETS)}.")] = None,
-    fleet: Annotated[Optional[Path], typer.Option("--fleet", help="Fleet TOML file.")] = None,
-    start: Annotated[Optional[str], typer.Option(help="Start, ISO 8601 (default 2026-01-01T00:00+07:00).")] = None,
-    days: Annotated[Optional[float], typer.Option(help="Virtual days to simulate (default 7).")] = None,
-    until: Annotated[Optional[str], typer.Option(help="End, ISO 8601, instead of --days.")] = None,
+    preset: Annotated[str | None, typer.Option(help=f"Fleet preset: {', '.join(PRESETS)}.")] = None,
+    fleet: Annotated[Path | None, typer.Option("--fleet", help="Fleet TOML file.")] = None,
+    start: Annotated[str | None, typer.Option(help="Start, ISO 8601 (default 2026-01-01T00:00+07:00).")] = None,
+    days: Annotated[float | None, typer.Option(help="Virtual days to simulate (default 7).")] = None,
+    until: Annotated[str | None, typer.Option(help="End, ISO 8601, instead of --days.")] = None,
     interval: Annotated[int, typer.Option(help="Seconds between readings, 1-3600.")] = 60,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same recording.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
     batch_rows: Annotated[int, typer.Option(help="Readings per write to DuckDB (changes speed, not data).")] = DEFAULT_BATCH_ROWS,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    timeline: Annotated[Optional[list[str]], typer.Option(
+    timeline: Annotated[list[str] | None, typer.Option(
         "--timeline", help="Timeline TOML file, or the name of a shipped one (battsim scenarios); repeatable, "
         "the files merge.")] = None,
     alarms: Annotated[bool, typer.Option(help="Evaluate the alarm rules and record their events.")] = True,
@@ -201,7 +201,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port, 1-65535.")] = 8003,
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Where live recordings are written.")] = Path("recordings"),
-    preset: Annotated[Optional[str], typer.Option(help=f"Start this fleet at boot: {', '.join(PRESETS)}.")] = None,
+    preset: Annotated[str | None, typer.Option(help=f"Start this fleet at boot: {', '.join(PRESETS)}.")] = None,
     interval: Annotated[int, typer.Option(help="Seconds between readings of the boot fleet, 1-60.")] = 5,
     speed: Annotated[float, typer.Option(help="Virtual seconds per wall second of the boot fleet.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed of the boot fleet.")] = 0,
@@ -255,8 +255,16 @@ def query(
 
     import duckdb
 
-    from battsim.recordings.query import FORMATS, RecordingBusyError, execute, open_recordings, run_names
-    from battsim.recordings.query import table_rows, write_csv, write_json
+    from battsim.recordings.query import (
+        FORMATS,
+        RecordingBusyError,
+        execute,
+        open_recordings,
+        run_names,
+        table_rows,
+        write_csv,
+        write_json,
+    )
     from battsim.recordings.recording import NotARecordingError
 
     if output_format not in FORMATS:

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from battsim.engine import lab
 from battsim.engine.battery import PROFILE_NAMES
 from battsim.engine.failures import FAILURE_NAMES
-from battsim.service.terminal import fail
 from battsim.engine.models import BUILT_IN_MODELS, BatteryModel, ModelFileError, get_model, load_model_file
+from battsim.service.terminal import fail
 
 lab_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Single-battery experiments on the fleet's own physics (JSON on stdout).")
 
-ModelOption = Annotated[Optional[str], typer.Option("--model", help=f"Built-in model: {', '.join(BUILT_IN_MODELS)}.")]
-ModelFileOption = Annotated[Optional[Path], typer.Option("--model-file", help="A battery model TOML file.")]
+ModelOption = Annotated[str | None, typer.Option("--model", help=f"Built-in model: {', '.join(BUILT_IN_MODELS)}.")]
+ModelFileOption = Annotated[Path | None, typer.Option("--model-file", help="A battery model TOML file.")]
 
 
 def resolve_model(name: str | None, path: Path | None) -> BatteryModel:
@@ -47,10 +47,10 @@ def emit(model: BatteryModel, inputs: dict, result: dict) -> None:
 def discharge(
     model: ModelOption = None,
     model_file: ModelFileOption = None,
-    current: Annotated[Optional[float], typer.Option("--current", help="Constant current, A.")] = None,
-    power: Annotated[Optional[float], typer.Option("--power", help="Constant power, W per cell.")] = None,
+    current: Annotated[float | None, typer.Option("--current", help="Constant current, A.")] = None,
+    power: Annotated[float | None, typer.Option("--power", help="Constant power, W per cell.")] = None,
     temperature: Annotated[float, typer.Option("--temperature", help="Room and starting jar temperature, °C.")] = 25.0,
-    end_voltage: Annotated[Optional[float], typer.Option(
+    end_voltage: Annotated[float | None, typer.Option(
         "--end-voltage", help="End voltage, V per cell (default: the model's).")] = None,
     soh: Annotated[float, typer.Option("--soh", help="State of health at the start, %.")] = 100.0,
 ) -> None:
@@ -76,12 +76,12 @@ def float_(
     model: ModelOption = None,
     model_file: ModelFileOption = None,
     temperature: Annotated[float, typer.Option("--temperature", help="Room temperature, °C.")] = 25.0,
-    voltage: Annotated[Optional[float], typer.Option(
+    voltage: Annotated[float | None, typer.Option(
         "--voltage", help="Fixed charger voltage, V per cell (default: compensated float).")] = None,
     soh: Annotated[float, typer.Option("--soh", help="State of health, %.")] = 100.0,
-    failure: Annotated[Optional[list[str]], typer.Option(
+    failure: Annotated[list[str] | None, typer.Option(
         "--failure", help=f"Apply a failure first (repeatable): {', '.join(FAILURE_NAMES)}.")] = None,
-    cutoff: Annotated[Optional[float], typer.Option(
+    cutoff: Annotated[float | None, typer.Option(
         "--cutoff", help="Charger thermal cut-off, °C (default: none).")] = None,
     hours: Annotated[float, typer.Option("--hours", help="How long to hold the jar on float, h.")] = 48.0,
 ) -> None:
@@ -103,7 +103,7 @@ def float_(
 def life(
     model: ModelOption = None,
     model_file: ModelFileOption = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Constant room temperature, °C.")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="Constant room temperature, °C.")] = None,
     profile: Annotated[str, typer.Option("--profile", help=f"Degradation profile: {', '.join(PROFILE_NAMES)}.")] = "healthy",
 ) -> None:
     """Years on float at a constant temperature until the state of health falls below 80 %."""

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +32,16 @@ from battsim.engine.fleet import FleetSpec, build_fleet
 from battsim.engine.readings import ReadingBatch
 from battsim.engine.world import Event, World
 from battsim.recordings.recorder import Recorder, RunInfo
-from battsim.scenarios import (CATALOGUE, SCENARIO_NAMES, ScenarioError, Scenarios, Timeline, TimelineError, load_timeline,
-                               shipped_timelines)
+from battsim.scenarios import (
+    CATALOGUE,
+    SCENARIO_NAMES,
+    ScenarioError,
+    Scenarios,
+    Timeline,
+    TimelineError,
+    load_timeline,
+    shipped_timelines,
+)
 from battsim.service.broadcast import AlertFrame, Broadcaster, MessageFrame, TelemetryEncoder, iso_utc
 
 log = logging.getLogger(__name__)
@@ -85,7 +93,7 @@ class LiveConfig:
 
 def default_start(interval_s: int) -> datetime:
     now_s = int(time.time())
-    return datetime.fromtimestamp(now_s - now_s % interval_s, tz=timezone.utc)
+    return datetime.fromtimestamp(now_s - now_s % interval_s, tz=UTC)
 
 
 def recording_path(data_dir: Path, name: str, moment: datetime) -> Path:
@@ -112,7 +120,7 @@ class LiveSession:
             timeline.check(self.fleet)
         if config.scenario is not None and config.scenario not in CATALOGUE:
             raise ScenarioError(f"unknown scenario {config.scenario!r}; known: {', '.join(CATALOGUE)}")
-        self.recording_path = recording_path(data_dir, config.preset or config.fleet.name, datetime.now(timezone.utc))
+        self.recording_path = recording_path(data_dir, config.preset or config.fleet.name, datetime.now(UTC))
         self.recorder = Recorder(
             self.recording_path, self.fleet,
             RunInfo(config.seed, start, None, config.interval_s, config.config(), config.preset),
@@ -129,7 +137,7 @@ class LiveSession:
         offset_s = 0.0 if config.start else max(0.0, time.time() - start.timestamp())
         self.clock = PacedClock(offset_s, config.speed, paused=config.paused)
         self.timelines: list[Timeline] = []
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = datetime.now(UTC)
         self.stopped_at: datetime | None = None
         self.error: str | None = None
         self.readings_generated = 0
@@ -300,7 +308,7 @@ class LiveSession:
         await asyncio.shield(self._closer)
 
     async def _close(self, status: str) -> None:
-        self.stopped_at = datetime.now(timezone.utc)
+        self.stopped_at = datetime.now(UTC)
         try:
             self.world.flush()
             self._record_pending()
@@ -339,7 +347,7 @@ class LiveSession:
             "fleet": config.fleet.name,
             "sites_count": len(self.fleet.site_ids),
             "strings_count": len(self.fleet.string_ids),
-            "sim_start": self.world.start.astimezone(timezone.utc).isoformat(),
+            "sim_start": self.world.start.astimezone(UTC).isoformat(),
             "sim_time": iso_utc(self.last_tick_us) if self.last_tick_us is not None else None,
             "seq": self.ticks - 1 if self.ticks else None,
             "ticks": self.ticks,

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -35,15 +35,15 @@ _MAX_WAIT_S = 0.5
 def replay(
     file: Annotated[Path, typer.Argument(help="The recording (.duckdb) to play.", show_default=False)],
     speed: Annotated[str, typer.Option(help="Virtual seconds per wall second, 0.01-100000, or 'max'.")] = "1",
-    start: Annotated[Optional[str], typer.Option(
+    start: Annotated[str | None, typer.Option(
         "--from", help="Start: ISO 8601 (no offset = the sites' local time) or an offset from the start, e.g. +2h.",
         show_default=False)] = None,
-    end: Annotated[Optional[str], typer.Option(
+    end: Annotated[str | None, typer.Option(
         "--to", help="End (exclusive): ISO 8601, +offset from the start, or -offset from the end, e.g. -30m.",
         show_default=False)] = None,
-    battery: Annotated[Optional[list[str]], typer.Option(help="Only this battery (repeatable).",
+    battery: Annotated[list[str] | None, typer.Option(help="Only this battery (repeatable).",
                                                           show_default=False)] = None,
-    site: Annotated[Optional[list[str]], typer.Option(help="Only this site (repeatable); with --battery, "
+    site: Annotated[list[str] | None, typer.Option(help="Only this site (repeatable); with --battery, "
                                                              "batteries in both.", show_default=False)] = None,
     loop: Annotated[bool, typer.Option(help="Start again from --from after --to.")] = False,
 ) -> None:
