@@ -2,8 +2,9 @@
 
 A fleet is described by a :class:`FleetSpec` (a preset or a TOML file) and expanded by
 :func:`build_fleet` into flat tables of sites, strings and batteries with stable, readable ids
-(``BKK_DC1_SYS01_STR01_BAT001``) and per-jar random draws (profile, manufacturing spread, age)
-taken from each jar's own random stream, so a jar is the same whatever fleet it is part of.
+(``BKK_DC1_SYS01_STR01_BAT001``) and per-jar random draws (profile, manufacturing spread, age,
+ageing rates and knee, the air beside it in the rack) taken from each jar's own random streams, so a
+jar is the same whatever fleet it is part of.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from battsim.engine.battery import PROFILE_FADE_MULTIPLIER, PROFILE_NAMES
+from battsim.engine import ageing, rack
+from battsim.engine.battery import PROFILE_FADE_MULTIPLIER, PROFILE_NAMES, PROFILE_RESISTANCE_RISE
 from battsim.engine.models import (
     BUILT_IN_MODELS,
     BatteryModel,
@@ -24,7 +26,6 @@ from battsim.engine.models import (
     describe_validation_error,
     read_toml,
 )
-from battsim.engine.physics import END_OF_LIFE_SOH_PCT
 
 
 class FleetFileError(ValueError):
@@ -211,6 +212,8 @@ class Fleet:
     resistance_spread: np.ndarray
     initial_age_years: np.ndarray
     initial_soh_pct: np.ndarray
+    ageing: ageing.AgeingPopulation  # each jar's fade rate, knee and resistance coupling (engine/ageing.py)
+    rack_offset_c: np.ndarray  # air beside each jar minus the room's, by its place in the rack, K
 
     @property
     def size(self) -> int:
@@ -232,8 +235,11 @@ def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
     site_ids, string_ids, string_site = [], [], []
     battery_ids, battery_string, battery_site, battery_model, battery_position = [], [], [], [], []
     draws, named = [], []  # named: (profile index or -1, initial SOH or NaN) given by JarSpecs
+    ageing_normals, rack_offset_c = [], []
     for site_index, site in enumerate(spec.sites):
         site_ids.append(site.site_id)
+        jars_in_string = 1 if site.jars else site.jars_per_string
+        site_rack_offset_c = rack.jar_ambient_offset_c(np.arange(1, jars_in_string + 1), jars_in_string)
         for string_number in range(1, (len(site.jars) or site.strings) + 1):
             string_id = f"{site.site_id}_SYS01_STR{string_number:02d}"
             string_ids.append(string_id)
@@ -250,6 +256,12 @@ def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
                 battery_position.append(position)
                 rng = entity_rng(seed, battery_id, "manufacture")
                 draws.append((rng.random(), *rng.standard_normal(2), rng.random()))
+                ageing_normals.append(entity_rng(seed, battery_id, "ageing").standard_normal(ageing.NORMALS_PER_JAR))
+                # A jar alone on its string (the original service's) has no rack neighbours: the room's air.
+                local_c = 0.0
+                if jars_in_string > 1:
+                    local_c = rack.local_offset_c(entity_rng(seed, battery_id, "rack").standard_normal())
+                rack_offset_c.append(site_rack_offset_c[position - 1] + local_c)
     profile_draw, capacity_z, resistance_z, age_draw = np.array(draws, dtype=np.float64).T
     healthy_share, accelerated_share, _ = spec.profile_mix
     profile = np.where(
@@ -258,9 +270,11 @@ def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
     named_profile, named_soh_pct = np.array(named, dtype=np.float64).reshape(-1, 2).T
     profile = np.where(named_profile >= 0, named_profile, profile).astype(np.int8)
     design_life_years = np.array([models[m].design_life_years for m in battery_model])
+    population = ageing.population_from_normals(
+        np.array(ageing_normals), PROFILE_FADE_MULTIPLIER[profile], PROFILE_RESISTANCE_RISE[profile])
     # Jars still in service: a jar that would have passed end of life by now was replaced, so a
     # faster-ageing jar is younger (at most 90 % of its life to end of life).
-    years_to_end_of_life = design_life_years / PROFILE_FADE_MULTIPLIER[profile]
+    years_to_end_of_life = design_life_years / population.fade_rate_multiplier
     initial_age_years = age_draw * np.minimum(spec.max_initial_age_years, 0.9 * years_to_end_of_life)
     return Fleet(
         spec=spec,
@@ -277,12 +291,16 @@ def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
         capacity_spread=np.clip(1.0 + spec.capacity_spread_pct / 100.0 * capacity_z, 0.8, 1.2),
         resistance_spread=np.clip(1.0 + spec.resistance_spread_pct / 100.0 * resistance_z, 0.7, 1.3),
         initial_age_years=initial_age_years,
-        initial_soh_pct=np.where(np.isnan(named_soh_pct), initial_soh_pct(initial_age_years, design_life_years, profile),
-                                 named_soh_pct),
+        initial_soh_pct=np.where(np.isnan(named_soh_pct),
+                                 initial_soh_pct(initial_age_years, design_life_years, population), named_soh_pct),
+        ageing=population,
+        rack_offset_c=np.array(rack_offset_c, dtype=np.float64),
     )
 
 
-def initial_soh_pct(age_years: np.ndarray, design_life_years: np.ndarray, profile: np.ndarray) -> np.ndarray:
-    """State of health of jars that have aged ``age_years`` on float at 25 °C under their profile."""
-    lost_pct = (100.0 - END_OF_LIFE_SOH_PCT) * age_years / design_life_years * PROFILE_FADE_MULTIPLIER[profile]
-    return np.clip(100.0 - lost_pct, 60.0, 100.0)
+def initial_soh_pct(age_years: np.ndarray, design_life_years: np.ndarray,
+                    population: ageing.AgeingPopulation) -> np.ndarray:
+    """State of health of jars that have aged ``age_years`` on float at 25 °C, each at its own fade
+    rate along its own trajectory (engine/ageing.py)."""
+    linear_fade_pct = ageing.LIFE_POINTS * age_years / design_life_years * population.fade_rate_multiplier
+    return np.clip(ageing.soh_after_fade_pct(100.0, linear_fade_pct, population.knee_soh_pct), 60.0, 100.0)

@@ -14,13 +14,9 @@ from enum import IntEnum
 
 import numpy as np
 
+from battsim.engine.ageing import population_soh_from_resistance_pct
 from battsim.engine.battery import Mode
-from battsim.engine.physics import (
-    END_OF_LIFE_SOH_PCT,
-    REFERENCE_TEMPERATURE_C,
-    RESISTANCE_RISE_AT_END_OF_LIFE,
-    RESISTANCE_TEMPERATURE_COEFF_PER_C,
-)
+from battsim.engine.physics import REFERENCE_TEMPERATURE_C, RESISTANCE_TEMPERATURE_COEFF_PER_C
 from battsim.engine.readings import ReadingBatch
 
 VOLTAGE_NOISE_V = 0.004
@@ -130,16 +126,17 @@ class BatteryMonitor:
 
     def _estimate_soh(self, columns: dict[str, np.ndarray], by_tick: tuple[int, int]) -> None:
         """State of health as a monitor estimates it: from the rise of the measured ohmic resistance
-        over its baseline, 100 - (R25/R0 - 1) / rise_at_eol * 20, where R25 is the reading corrected
-        to 25 °C with the measured temperature; trended over about a day of float readings (what a
-        monitor does, so one noisy reading or a discharge does not move it), to 0.1 %."""
+        over its baseline with the *population's* relation (``ageing.population_soh_from_resistance_pct``,
+        100 - (R25/R0 - 1) / 0.45 * 20), where R25 is the reading corrected to 25 °C with the measured
+        temperature; trended over about a day of float readings (what a monitor does, so one noisy
+        reading or a discharge does not move it), to 0.1 %. Each jar's own resistance coupling and
+        noise (engine/ageing.py) is what the monitor cannot know, so the estimate differs per jar."""
         temperature_factor = np.maximum(
             1.0 + RESISTANCE_TEMPERATURE_COEFF_PER_C * (columns["temperature_c"] - REFERENCE_TEMPERATURE_C), 0.5
         ).reshape(by_tick)
-        implied = columns["internal_resistance_mohm"].reshape(by_tick) / temperature_factor
-        implied /= self.baseline_resistance_mohm
-        implied *= -(100.0 - END_OF_LIFE_SOH_PCT) / RESISTANCE_RISE_AT_END_OF_LIFE
-        implied += 100.0 + (100.0 - END_OF_LIFE_SOH_PCT) / RESISTANCE_RISE_AT_END_OF_LIFE
+        ratio = columns["internal_resistance_mohm"].reshape(by_tick) / temperature_factor
+        ratio /= self.baseline_resistance_mohm
+        implied = population_soh_from_resistance_pct(ratio).astype(np.float32, copy=False)
         usable = (columns["mode"].reshape(by_tick) == Mode.FLOAT) & ~np.isnan(implied)
         estimate = columns["soh_pct"].reshape(by_tick)
         trend, step = self.soh_trend_pct, self.soh_trend_step
