@@ -30,12 +30,10 @@ from typing import IO
 import duckdb
 import numpy as np
 
-from battsim.recordings.recording import NotARecordingError
+from battsim.recordings.format import RecordingBusyError, check_recording, open_error
 from battsim.recordings.views import VIEW_NAMES, missing_views, view_sql
 
 FORMATS = ("table", "csv", "json")
-# Tables every recording has (schema.py); a file without them is not a recording.
-REQUIRED_TABLES = {"runs", "reading_samples", "batteries", "events"}
 # Catalog names DuckDB reserves, which a run may not be attached under.
 _RESERVED = {"memory", "system", "temp", "main", "information_schema", "pg_catalog"}
 FETCH_ROWS = 10_000
@@ -69,10 +67,6 @@ def run_names(paths: Sequence[str | Path]) -> list[str]:
     return names
 
 
-class RecordingBusyError(RuntimeError):
-    """The file is being written (DuckDB allows one writer or many readers, never both)."""
-
-
 def _attach(connection: duckdb.DuckDBPyConnection, path: Path, alias: str) -> None:
     try:
         connection.execute(f"ATTACH {quote_literal(str(path))} AS {quote_identifier(alias)} (READ_ONLY)")
@@ -81,7 +75,7 @@ def _attach(connection: duckdb.DuckDBPyConnection, path: Path, alias: str) -> No
         # Another process holds the file's lock, or this process has it open for writing (a live run).
         if "lock" in message or "already attached" in message:
             raise RecordingBusyError(f"{path}: it is being written; query it when the run ends") from None
-        raise NotARecordingError(f"{path}: not a DuckDB recording ({error})") from None
+        raise open_error(path, error) from None
 
 
 def attach_recording(connection: duckdb.DuckDBPyConnection, path: str | Path, alias: str) -> None:
@@ -97,9 +91,11 @@ def attach_recording(connection: duckdb.DuckDBPyConnection, path: str | Path, al
     relations = [row[0] for row in connection.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [alias]
     ).fetchall()]
-    if not REQUIRED_TABLES <= set(relations):
+    try:
+        check_recording(connection, path, catalog=alias)
+    except BaseException:
         connection.execute(f"DETACH {quote_identifier(alias)}")
-        raise NotARecordingError(f"{path}: not a battsim recording (no runs/readings tables)")
+        raise
     if not missing_views(connection, alias):
         return
     connection.execute(f"DETACH {quote_identifier(alias)}")
@@ -135,6 +131,22 @@ class QueryResult:
     columns: list[str]
     types: list[str]
     rows: Iterator[tuple]
+
+
+class QueryError(ValueError):
+    """SQL refused before it runs: empty, or more than one statement."""
+
+
+def check_single_statement(sql: str) -> None:
+    """Refuse empty SQL and several statements: a query is one statement, so nothing runs unseen after it.
+
+    Raises :class:`QueryError`, or DuckDB's parser error for SQL that does not parse.
+    """
+    statements = duckdb.extract_statements(sql)
+    if not statements:
+        raise QueryError("no SQL statement given (e.g. \"SELECT count(*) FROM readings\")")
+    if len(statements) > 1:
+        raise QueryError(f"{len(statements)} statements given; give one statement (no ';' between statements)")
 
 
 def execute(connection: duckdb.DuckDBPyConnection, sql: str) -> QueryResult:

@@ -18,10 +18,9 @@ import duckdb
 import polars as pl
 
 from battsim.recordings import views
+from battsim.recordings.format import NotARecordingError, check_recording, open_error
 
-
-class NotARecordingError(ValueError):
-    pass
+__all__ = ["NotARecordingError", "Recording", "RunMetadata", "open_recording"]
 
 
 @dataclass(frozen=True)
@@ -47,14 +46,15 @@ class Recording:
             raise FileNotFoundError(f"{self.path}: no such recording")
         try:
             self.connection = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as error:
+        except duckdb.Error as error:
             if "lock" in str(error).lower():
                 raise
-            raise NotARecordingError(f"{self.path}: not a DuckDB file ({error})") from None
-        tables = {row[0] for row in self.connection.sql("SELECT table_name FROM information_schema.tables").fetchall()}
-        if not {"runs", "reading_samples", "batteries", "events"} <= tables:
+            raise open_error(self.path, error) from None
+        try:
+            check_recording(self.connection, self.path)
+        except BaseException:
             self.connection.close()
-            raise NotARecordingError(f"{self.path}: not a battsim recording (no runs/readings tables)")
+            raise
 
     def __enter__(self) -> Recording:
         return self

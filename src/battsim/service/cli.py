@@ -251,21 +251,16 @@ def query(
     max_rows: Annotated[int, typer.Option(help="Rows shown by --format table (csv and json print every row).")] = 1000,
 ) -> None:
     """SQL over recordings; several files are attached under their names (year.duckdb -> year.readings)."""
-    import sys
-
     import duckdb
 
+    from battsim.recordings.format import NotARecordingError, RecordingBusyError, reading
     from battsim.recordings.query import (
         FORMATS,
-        RecordingBusyError,
+        QueryError,
+        check_single_statement,
         execute,
         open_recordings,
-        run_names,
-        table_rows,
-        write_csv,
-        write_json,
     )
-    from battsim.recordings.recording import NotARecordingError
 
     if output_format not in FORMATS:
         fail("--format", f"{output_format!r} is not one of {', '.join(FORMATS)}")
@@ -278,28 +273,44 @@ def query(
     if sql.endswith(".duckdb"):
         fail("SQL", f"the last argument is the SQL, but {sql!r} looks like a file")
     try:
+        check_single_statement(sql)
+    except QueryError as error:
+        fail("SQL", escape(str(error)))
+    except duckdb.Error as error:
+        fail("SQL", escape(str(error)))
+    try:
         connection = open_recordings([Path(f) for f in files])
     except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
         fail("FILE", escape(str(error)))
     try:
-        result = execute(connection, sql)
-        if output_format == "csv":
-            write_csv(result, sys.stdout)
-        elif output_format == "json":
-            write_json(result, sys.stdout)
-        else:
-            rows, more = table_rows(result, max_rows)
-            table = Table(*result.columns)
-            for row in rows:
-                table.add_row(*(escape(v) for v in row))
-            stdout.print(table)
-            attached = ", ".join(f"{escape(f)} as {n}" for f, n in zip(files, run_names(files)))
-            console.print(f"{len(rows)} rows{' (more not shown; use --max-rows or --format csv)' if more else ''}"
-                          f" · {attached}")
+        with reading(files):
+            _print_query(execute(connection, sql), output_format, max_rows, files)
+    except NotARecordingError as error:
+        fail("FILE", escape(str(error)))
     except duckdb.Error as error:
         fail("SQL", escape(str(error)))
     finally:
         connection.close()
+
+
+def _print_query(result, output_format: str, max_rows: int, files: list[str]) -> None:
+    import sys
+
+    from battsim.recordings.query import run_names, table_rows, write_csv, write_json
+
+    if output_format == "csv":
+        write_csv(result, sys.stdout)
+    elif output_format == "json":
+        write_json(result, sys.stdout)
+    else:
+        rows, more = table_rows(result, max_rows)
+        table = Table(*result.columns)
+        for row in rows:
+            table.add_row(*(escape(v) for v in row))
+        stdout.print(table)
+        attached = ", ".join(f"{escape(f)} as {n}" for f, n in zip(files, run_names(files)))
+        console.print(f"{len(rows)} rows{' (more not shown; use --max-rows or --format csv)' if more else ''}"
+                      f" · {attached}")
 
 
 @app.command()
