@@ -13,6 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -71,6 +72,16 @@ class SiteSpec(BaseModel):
         default_factory=list, max_length=1000,
         description="Named jars, each on its own string; when given, replaces strings × jars_per_string.",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_known(cls, timezone: str) -> str:
+        # Checked here, not when the world starts, so a bad zone is refused before anything is written.
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{timezone!r} is not an IANA time zone (e.g. Asia/Bangkok, Europe/London, UTC)") from None
+        return timezone
 
 
 class FleetSpec(BaseModel):

@@ -165,6 +165,14 @@ def read_toml(path: Path) -> dict:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory; give a TOML file") from None
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise ModelFileError(f"{path}: not UTF-8 text (byte {error.start}); TOML files are UTF-8") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: nested too deeply to be read") from None
     except tomllib.TOMLDecodeError as error:
         raise ModelFileError(f"{path}: not valid TOML: {error}") from None
 
