@@ -101,3 +101,35 @@ def test_model_file_errors_name_the_key(tmp_path):
     with pytest.raises(ModelFileError, match="capacity_ah_c10"):
         load_model_file(path)
     assert "CSB HX12-120" in BUILT_IN_MODELS and "GS GPL12-100" in BUILT_IN_MODELS
+
+
+def test_each_jar_draws_its_own_ageing_from_its_own_stream():
+    from battsim.engine import ageing
+
+    full = build_fleet(get_preset("thailand-full"), seed=5)
+    small = build_fleet(get_preset("single-string"), seed=5)
+    start = full.battery_ids.index(small.battery_ids[0])
+    jars = slice(start, start + small.size)
+    for name in ("fade_rate_multiplier", "knee_soh_pct", "resistance_coupling", "resistance_noise"):
+        assert np.array_equal(getattr(small.ageing, name), getattr(full.ageing, name)[jars]), name
+    assert len(full.ageing) == full.size and full.ageing.resistance_noise.shape == (full.size, ageing.RESISTANCE_NOISE_KNOTS)
+    other = build_fleet(get_preset("single-string"), seed=6)
+    assert not np.array_equal(small.ageing.fade_rate_multiplier, other.ageing.fade_rate_multiplier)
+    # The manufacturing draws are those of before: ageing has a stream of its own.
+    assert np.array_equal(small.capacity_spread, build_fleet(get_preset("single-string"), seed=5).capacity_spread)
+
+
+def test_initial_state_of_health_follows_each_jars_own_trajectory():
+    from battsim.engine import ageing
+
+    fleet = build_fleet(get_preset("thailand-full"), seed=3)
+    design_life_years = np.array([fleet.models[m].design_life_years for m in fleet.battery_model])
+    wear_pct = ageing.wear_pct(fleet.initial_soh_pct, fleet.ageing.knee_soh_pct)
+    expected_pct = 20.0 * fleet.initial_age_years / design_life_years * fleet.ageing.fade_rate_multiplier
+    assert wear_pct == pytest.approx(expected_pct, abs=1e-9)
+    # Jars still in service: none is past 90 % of its own life, so every one is above end of life.
+    assert wear_pct.max() <= 18.0 + 1e-9 and fleet.initial_soh_pct.min() > 80.0
+    # Jars of one profile and age class now differ: faster jars are further down.
+    healthy = fleet.profile == 0
+    assert np.corrcoef(fleet.ageing.fade_rate_multiplier[healthy] * fleet.initial_age_years[healthy],
+                       100.0 - fleet.initial_soh_pct[healthy])[0, 1] > 0.9
