@@ -8,19 +8,33 @@ holding every table: ``readings``, ``events``, ``batteries``, ``sites``, ``runs`
 
 Read them back with ``duckdb.sql("FROM read_parquet('out/readings/**/*.parquet', hive_partitioning=true)")``
 or ``polars.scan_parquet("out/readings/**/*.parquet", hive_partitioning=True)``; a filter on
-``site_id`` or ``date`` then reads only the matching directories. Timestamps are UTC (Parquet
+``site_id`` or ``date`` then reads only the matching directories. A directory export also holds
+``.battsim-export`` (what was exported), which lets ``--overwrite`` replace it; the export is
+written beside ``out`` and renamed into place when it is complete. Timestamps are UTC (Parquet
 timestamps adjusted to UTC; in CSV ``2026-01-01 00:00:00+00``). The readings are those of the
 ``readings`` view: ids and mode by name, measured values NULL where the sensor dropped out.
 """
 
 from __future__ import annotations
 
-import shutil
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from battsim.engine.battery import MODE_NAMES
+from battsim.recordings.format import reading
+from battsim.recordings.outputs import (
+    EXPORT_MARKER,
+    OutputError,
+    check_out,
+    discard,
+    replace_directory,
+    replace_file,
+    staging_path,
+)
 from battsim.recordings.query import open_recordings, quote_literal
 
 FORMATS = ("parquet", "csv")
@@ -58,43 +72,45 @@ def export_recording(recording: str | Path, out: str | Path, format: str = "parq
         raise ExportError("partition", "partitioning is for --format parquet")
     if partition and single_file:
         raise ExportError("partition", "a partitioned export is a directory; give --out a directory, not a file")
-    _prepare(out, single_file, overwrite)
+    try:
+        empty_dir = not single_file and out.is_dir() and not any(out.iterdir())
+        check_out(out, overwrite or empty_dir, inputs=[Path(recording)], kind="file" if single_file else "directory")
+    except OutputError as error:
+        raise ExportError("out", str(error)) from None
 
     began = time.perf_counter()
     options = "FORMAT parquet, COMPRESSION zstd" if format == "parquet" else "FORMAT csv, HEADER true"
     rows: dict[str, int] = {}
     connection = open_recordings([recording])
+    staged = staging_path(out)
     try:
+        with reading([recording]):
+            if single_file:
+                rows["readings"] = _copy(connection, _readings_select(connection), staged, options)
+            else:
+                staged.mkdir()
+                for table in TABLES:
+                    if table == "readings" and partition:
+                        rows[table] = _copy(connection, _partitioned_readings(connection), staged / "readings",
+                                            f"{options}, PARTITION_BY (site_id, date)")
+                    else:
+                        query = _readings_select(connection) if table == "readings" else _select(connection, table)
+                        rows[table] = _copy(connection, query, staged / f"{table}.{format}", options)
+                (staged / EXPORT_MARKER).write_text(json.dumps({"recording": str(recording), "format": format,
+                                                                "partition": partition, "rows": rows}) + "\n")
         if single_file:
-            rows["readings"] = _copy(connection, _readings_select(connection), out, options)
+            replace_file(staged, out)
         else:
-            out.mkdir(parents=True, exist_ok=True)
-            for table in TABLES:
-                if table == "readings" and partition:
-                    rows[table] = _copy(connection, _partitioned_readings(connection), out / "readings",
-                                        f"{options}, PARTITION_BY (site_id, date)")
-                else:
-                    query = _readings_select(connection) if table == "readings" else _select(connection, table)
-                    rows[table] = _copy(connection, query, out / f"{table}.{format}", options)
+            replace_directory(staged, out)
+    except (OSError, duckdb.IOException) as error:
+        discard(staged)
+        raise ExportError("out", f"cannot write {out} ({str(error).splitlines()[0].replace(str(staged), str(out))})") from None
+    except BaseException:
+        discard(staged)
+        raise
     finally:
         connection.close()
     return ExportSummary(out, rows, time.perf_counter() - began)
-
-
-def _prepare(out: Path, single_file: bool, overwrite: bool) -> None:
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise ExportError("out", f"directory {parent} does not exist")
-    if out.exists():
-        if single_file and out.is_dir():
-            raise ExportError("out", f"{out} is a directory")
-        empty_dir = out.is_dir() and not any(out.iterdir())
-        if not empty_dir and not overwrite:
-            raise ExportError("out", f"{out} exists; pass --overwrite to replace it")
-        if out.is_dir():
-            shutil.rmtree(out)
-        else:
-            out.unlink()
 
 
 def _select(connection, table: str) -> str:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +26,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
+from battsim.recordings.format import reading
+from battsim.recordings.outputs import OutputError, discard, staging_path
 from battsim.recordings.query import open_recordings
 
 HOT_C = 35  # the operators' alarm level (vrla-facts.md)
@@ -56,10 +60,10 @@ def bucket_seconds(span_s: float, interval_s: int, points: int = TARGET_POINTS) 
 def write_report(recording: str | Path, out: str | Path) -> Report:
     began = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    # The recording is checked and read in full before ``out`` is touched; a damaged block names the file.
     connection = open_recordings([recording])
-    try:
+    with reading([recording]), closing(connection):
         run = _run(connection)
         span_s = max((run["end"] - run["start"]).total_seconds(), run["interval_s"])
         bucket_s = bucket_seconds(span_s, run["interval_s"])
@@ -75,11 +79,36 @@ def write_report(recording: str | Path, out: str | Path) -> Report:
         events = dict(connection.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind").fetchall())
         sites = [row[0] for row in connection.execute("SELECT site_id FROM sites ORDER BY site_key").fetchall()]
         timings["views_s"] = time.perf_counter() - step
-    finally:
-        connection.close()
 
     step = time.perf_counter()
-    charts = [
+    staged = staging_path(out)
+    try:
+        staged.mkdir()
+        charts = _charts(staged, strings, sites, soh, outages, alarms, run)
+        timings["charts_s"] = time.perf_counter() - step
+        headline = _headline(run, strings, soh, outages, alarms, events, bucket_s)
+        (staged / "index.html").write_text(_html(run, headline, events, charts, Path(recording).name), encoding="utf-8")
+        _publish(staged, out)
+    except OSError as error:
+        raise OutputError(f"cannot write {out} ({error.strerror or error})") from None
+    finally:
+        discard(staged)
+    return Report(out, [out / chart.name for chart in charts], out / "index.html", headline,
+                  time.perf_counter() - began, timings)
+
+
+def _publish(staged: Path, out: Path) -> None:
+    """Move a finished report into ``out``: the directory itself if it is new, else file by file (other
+    files already in ``out`` stay)."""
+    if not out.exists():
+        os.rename(staged, out)
+        return
+    for path in staged.iterdir():
+        os.replace(path, out / path.name)
+
+
+def _charts(out: Path, strings: dict, sites: list[str], soh: dict, outages: dict, alarms: dict, run: dict) -> list[Path]:
+    return [
         _series_chart(out / "voltage.png", strings, sites, "voltage", "Block voltage, V", "Jar voltage per string"),
         _series_chart(out / "current.png", strings, sites, "current", "Current, A (+ charge, − discharge)",
                       "Current per string"),
@@ -89,11 +118,6 @@ def write_report(recording: str | Path, out: str | Path) -> Report:
         _outage_chart(out / "outage_autonomy.png", outages),
         _alarm_chart(out / "alarms.png", alarms, outages, run),
     ]
-    timings["charts_s"] = time.perf_counter() - step
-    headline = _headline(run, strings, soh, outages, alarms, events, bucket_s)
-    index = out / "index.html"
-    index.write_text(_html(run, headline, events, charts, Path(recording).name), encoding="utf-8")
-    return Report(out, charts, index, headline, time.perf_counter() - began, timings)
 
 
 # ------------------------------------------------------------------------------------ data

@@ -345,6 +345,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Directory for the PNG charts and index.html.")],
 ) -> None:
     """Charts (voltage, current, temperature per string; state of health; outages; alarms) and index.html."""
+    from battsim.recordings.outputs import OutputError
     from battsim.recordings.query import RecordingBusyError
     from battsim.recordings.recording import NotARecordingError
     from battsim.recordings.report import write_report
@@ -357,6 +358,8 @@ def report(
         summary = write_report(recording, out)
     except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
         fail("FILE", escape(str(error)))
+    except OutputError as error:
+        fail("--out", escape(str(error)))
     print_summary([*summary.headline.items(), ("report", str(summary.index)),
                    ("wall time", f"{summary.wall_s:.1f} s")])
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+from battsim.recordings.format import NotARecordingError, RecordingBusyError, reading, verify_recording
 from battsim.recordings.player import Player, ReplayError, ReplaySource, parse_speed
-from battsim.recordings.query import RecordingBusyError
-from battsim.recordings.recording import NotARecordingError
 from battsim.service.terminal import console, fail
 
 # The flag each player field comes from.
@@ -53,9 +53,11 @@ def replay(
     except ReplayError as error:
         fail("--speed", error.message)
     try:
-        source = ReplaySource.open(file)
+        verify_recording(file)
+        with reading([file]):
+            source = ReplaySource.open(file)
     except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
-        fail("FILE", str(error))
+        fail("FILE", escape(str(error)))
     try:
         try:
             window = source.window(start, end, battery or (), site or ())
@@ -64,7 +66,10 @@ def replay(
         player = Player(source, window, speed=speed_x, loop=loop)
         began = time.perf_counter()
         try:
-            _play(player, math.isinf(speed_x))
+            with reading([file]):
+                _play(player, math.isinf(speed_x))
+        except NotARecordingError as error:  # a damaged block met while playing
+            fail("FILE", escape(str(error)))
         finally:
             player.close()
         wall_s = time.perf_counter() - began
