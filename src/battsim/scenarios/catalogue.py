@@ -37,7 +37,7 @@ class Scope(str, Enum):  # noqa: UP042 (StrEnum would change its str())
 class Params(BaseModel):
     """A scenario without parameters."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class HighTemperatureParams(Params):

@@ -10,6 +10,7 @@ active applications, per-jar causes multiply, and outages are counted per string
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 
@@ -19,9 +20,22 @@ from pydantic import ValidationError
 from battsim.engine.world import EPOCH, World
 from battsim.scenarios.catalogue import CATALOGUE, Params, ScenarioSpec, Scope, SiteCauses
 
+# The longest a scenario may last: the 100 years a run may span (``battsim run --days`` at most 36,525).
+# Longer is no use, and past about 10^13 s the end no longer fits a datetime.
+MAX_DURATION_S = 36_525 * 86_400.0
+
 
 class ScenarioError(ValueError):
     """A scenario request that cannot be carried out; the message says what is wrong and what is allowed."""
+
+
+def check_duration_s(duration_s) -> float:
+    """``duration_s`` as a float if it is a number of seconds in (0, MAX_DURATION_S]; ScenarioError otherwise."""
+    if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not math.isfinite(duration_s) \
+            or not 0 < duration_s <= MAX_DURATION_S:
+        raise ScenarioError(f"duration_s: {str(duration_s)[:40]} is not a number of seconds above 0 and at most "
+                            f"{MAX_DURATION_S:.0f} (100 years)")
+    return float(duration_s)
 
 
 def known_scenarios() -> str:
@@ -170,8 +184,8 @@ class Scenarios:
         """
         spec = get_spec(name)
         validated = validate_params(spec, params)
-        if duration_s is not None and not (isinstance(duration_s, (int, float)) and 0 < duration_s < float("inf")):
-            raise ScenarioError(f"duration_s: {duration_s!r} must be a positive number of seconds")
+        if duration_s is not None:
+            duration_s = check_duration_s(duration_s)
         jars = self.targets.resolve(sites, strings, batteries)
         world = self.world
         if not jars.any():

@@ -22,6 +22,7 @@ import numpy as np
 
 from battsim.engine import failures
 from battsim.engine.fleet import entity_rng
+from battsim.scenarios.controller import MAX_DURATION_S
 
 if TYPE_CHECKING:
     from battsim.engine.world import World
@@ -79,10 +80,11 @@ def _grid_outages(world: World, controller: Scenarios, site_id: str, rng: np.ran
 
 def _hvac_faults(world: World, controller: Scenarios, site_id: str, rng: np.random.Generator,
                  mtbf_s: float, mttr_s: float, source: str):
-    """HVAC runs for an exponential time (mean MTBF), then is down for an exponential repair (mean MTTR)."""
+    """HVAC runs for an exponential time (mean MTBF), then is down for an exponential repair (mean MTTR, at least
+    a minute, at most the longest a scenario may last)."""
     env = world.env
     while True:
         yield env.timeout(rng.exponential(mtbf_s))
-        repair_s = max(rng.exponential(mttr_s), 60.0)
+        repair_s = min(max(rng.exponential(mttr_s), 60.0), MAX_DURATION_S)
         controller.apply("hvac_failure", sites=[site_id], duration_s=repair_s, source=f"random {source}")
         yield env.timeout(repair_s)

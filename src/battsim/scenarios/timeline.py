@@ -19,10 +19,17 @@ Recurrences are expanded by python-dateutil's ``rrule`` over *local wall-clock* 
 placed in the zone with ``zoneinfo``: 14:00 stays 14:00 through a DST change. Everything is checked
 when the file is loaded (and the target ids when it is installed on a fleet), so a bad file is refused
 before a run starts, with a message naming the file, the event and the field.
+
+Every quantity is bounded, so nothing a file says can overflow a datetime or stall the simulation:
+the text is at most MAX_TIMELINE_BYTES, with at most MAX_ENTRIES entries nested at most MAX_NESTING
+deep; durations and "+offsets" are above 0 and at most 100 years; date-times lie in the years
+1970-2199; a repeat is at most hourly (FREQ from HOURLY to YEARLY, one BYMINUTE and one BYSECOND at
+most, INTERVAL 1-1000) and is expanded over at most 100 years from its first occurrence.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterator
@@ -36,7 +43,7 @@ from dateutil.rrule import rrulestr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from battsim.scenarios.catalogue import CATALOGUE
-from battsim.scenarios.controller import ScenarioError, Scenarios, Targets, get_spec, validate_params
+from battsim.scenarios.controller import MAX_DURATION_S, ScenarioError, Scenarios, Targets, get_spec, validate_params
 from battsim.scenarios.random_events import start_random_process
 
 if TYPE_CHECKING:
@@ -54,15 +61,39 @@ _ISO_DURATION = re.compile(r"^P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?"
                            r"(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 _TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
+# Caps on the text (README "Timelines"). The shipped timelines are under 3 kB with 7 entries nested 2
+# deep; a timeline of 1,000 events loads in about 20 ms. Deeper nesting would exhaust tomllib's recursion.
+MAX_TIMELINE_BYTES = 256 * 1024
+MAX_ENTRIES = 1_000
+MAX_NESTING = 16
+# Date-times a timeline may name: from the recordings' epoch to well past any run's end.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2199
+# Repeats: at most hourly, so an event cannot flood the simulation; each is expanded over at most the
+# longest run, so a rule that never matches again (FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30) ends.
+REPEAT_FREQUENCIES = ("HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+MAX_REPEAT_INTERVAL = 1_000
+REPEAT_HORIZON = timedelta(seconds=MAX_DURATION_S)
+# An HVAC that fails more often than hourly is no scenario anyone models, and would flood the events.
+MIN_HVAC_MTBF_S = 3_600.0
+
 
 class TimelineError(ValueError):
     """A timeline that cannot be used; the message names the file, the event and the field."""
 
 
+def _shown(value: Any) -> str:
+    """``value`` for an error message, cut short: messages never echo the input back in bulk."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def parse_duration(value: Any) -> float:
-    """Seconds from "2h", "90min", "1h30m", "2d", "1w", "45s", ISO 8601 "PT2H", or a number of seconds."""
+    """Seconds from "2h", "90min", "1h30m", "2d", "1w", "45s", ISO 8601 "PT2H", or a number of seconds.
+
+    ValueError unless it is above 0 and at most MAX_DURATION_S (100 years).
+    """
     if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
+        raise ValueError(f"{_shown(value)} is not a duration")
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, timedelta):
@@ -71,7 +102,7 @@ def parse_duration(value: Any) -> float:
         text = value.strip()
         if iso := _ISO_DURATION.match(text.upper()):
             if not any(iso.groups()) or text.upper().endswith("T"):
-                raise ValueError(f"{value!r} is not a duration")
+                raise ValueError(f"{_shown(value)} is not a duration")
             weeks, days, hours, minutes, secs = (float(part or 0) for part in iso.groups())
             seconds = weeks * 604_800 + days * 86_400 + hours * 3_600 + minutes * 60 + secs
         else:
@@ -81,16 +112,31 @@ def parse_duration(value: Any) -> float:
                     break
                 unit = _UNIT_WORDS.get(part.group(2), part.group(2))
                 if unit not in _UNIT_SECONDS:
-                    raise ValueError(f"{value!r}: unknown unit {part.group(2)!r} (use w, d, h, min, s)")
+                    raise ValueError(f"{_shown(value)}: unknown unit {_shown(part.group(2))} (use w, d, h, min, s)")
                 seconds += float(part.group(1)) * _UNIT_SECONDS[unit]
                 position = part.end()
             if position == 0 or lowered[position:].strip():
-                raise ValueError(f"{value!r} is not a duration (e.g. \"2h\", \"90min\", \"1d12h\", \"PT2H\")")
+                raise ValueError(f"{_shown(value)} is not a duration (e.g. \"2h\", \"90min\", \"1d12h\", \"PT2H\")")
     else:
-        raise ValueError(f"{value!r} is not a duration")
-    if not seconds > 0:
-        raise ValueError(f"{value!r} must be longer than zero")
+        raise ValueError(f"{_shown(value)} is not a duration")
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_DURATION_S):
+        raise ValueError(f"{_shown(value)} is not above 0 s and at most 100 years ({MAX_DURATION_S:.0f} s)")
     return seconds
+
+
+def _check_instant(value: datetime | date) -> None:
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise ValueError(f"{_shown(value.isoformat())} is outside the years {EARLIEST_YEAR}-{LATEST_YEAR}")
+
+
+def _parse_instant(text: str, expected: str) -> datetime:
+    """An ISO 8601 date or date-time in the years EARLIEST_YEAR-LATEST_YEAR (ValueError saying ``expected``)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{_shown(text)} is not {expected}") from None
+    _check_instant(moment)
+    return moment
 
 
 TargetIds = Literal["all"] | list[str] | str | None
@@ -134,13 +180,12 @@ class EventEntry(_Entry):
             elif match := _TIME_OF_DAY.match(text):
                 hour, minute, second = (int(part or 0) for part in match.groups())
                 if hour > 23 or minute > 59 or second > 59:
-                    raise ValueError(f"{value!r} is not a time of day (00:00 to 23:59:59)")
+                    raise ValueError(f"{_shown(value)} is not a time of day (00:00 to 23:59:59)")
             else:
-                try:
-                    datetime.fromisoformat(text)
-                except ValueError:
-                    raise ValueError(f"{value!r} is not a time of day (\"14:00\"), an ISO 8601 date-time "
-                                     "(\"2026-03-29T14:00\") or an offset from the start (\"+3d\")") from None
+                _parse_instant(text, "a time of day (\"14:00\"), an ISO 8601 date-time (\"2026-03-29T14:00\") "
+                               "or an offset from the start (\"+3d\")")
+        elif isinstance(value, date):
+            _check_instant(value)
         return value
 
     @field_validator("repeat")
@@ -154,10 +199,9 @@ class EventEntry(_Entry):
     @classmethod
     def _until(cls, value):
         if isinstance(value, str):
-            try:
-                datetime.fromisoformat(value.strip())
-            except ValueError:
-                raise ValueError(f"{value!r} is not an ISO 8601 date or date-time") from None
+            _parse_instant(value.strip(), "an ISO 8601 date or date-time")
+        elif isinstance(value, date):
+            _check_instant(value)
         return value
 
     @field_validator("duration")
@@ -173,12 +217,15 @@ class EventEntry(_Entry):
             raise ValueError("a clear action takes no duration or params")
         if self.until is not None and self.repeat is None:
             raise ValueError("until is only for a repeating event (give repeat)")
+        if self.until is not None and "COUNT" in _rule_parts(rule_text(self.repeat)):
+            raise ValueError("give COUNT in the repeat rule or until, not both")
         return self
 
 
 class RandomEntry(_Entry):
     """One ``[[random]]``: a seeded random process per target site."""
 
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     kind: Literal["grid_outage", "hvac_fault", "battery_failure"]
     sites: TargetIds = "all"
     rate_per_year: float | None = Field(
@@ -187,7 +234,7 @@ class RandomEntry(_Entry):
     )
     duration_min: str | float | None = Field(default=None, description="grid_outage: shortest outage (30min).")
     duration_max: str | float | None = Field(default=None, description="grid_outage: longest outage (90min).")
-    mtbf: str | float | None = Field(default=None, description="hvac_fault: mean time between failures (365d).")
+    mtbf: str | float | None = Field(default=None, description="hvac_fault: mean time between failures (365d; 1h at least).")
     mttr: str | float | None = Field(default=None, description="hvac_fault: mean time to repair (8h).")
     hazard_scale: float | None = Field(
         default=None, gt=0, le=10_000,
@@ -208,6 +255,8 @@ class RandomEntry(_Entry):
         for key in ("rate_per_year", "duration_min", "duration_max", "mtbf", "mttr", "hazard_scale"):
             if key not in own and getattr(self, key):
                 raise ValueError(f"{key} does not apply to kind {self.kind!r} (it takes: {', '.join(sorted(own))})")
+        if self.mtbf is not None and parse_duration(self.mtbf) < MIN_HVAC_MTBF_S:
+            raise ValueError(f"mtbf: {_shown(self.mtbf)} is shorter than an hour")
         if self.kind == "grid_outage":
             low = parse_duration(self.duration_min or "30min")
             high = parse_duration(self.duration_max or "90min")
@@ -226,18 +275,43 @@ class _File(BaseModel):
     random: list[dict] = Field(default_factory=list)
 
 
+def _rule_parts(text: str) -> dict[str, str]:
+    """The KEY=VALUE parts of one RRULE line, keys upper-cased (ValueError if it is not of that form)."""
+    parts = {}
+    for part in text.split(";") if "\n" not in text and "\r" not in text else [""]:
+        key, equals, value = part.partition("=")
+        key = key.strip().upper()
+        if not equals or not key or key in parts:
+            raise ValueError(f"{_shown(text)} is not daily, weekly, hourly, monthly, yearly or one RFC 5545 RRULE "
+                             "line such as \"FREQ=WEEKLY;BYDAY=MO\"")
+        parts[key] = value.strip()
+    return parts
+
+
 def rule_text(repeat: str) -> str:
-    """The RRULE of a ``repeat`` value, checked by dateutil (ValueError if it is not one)."""
+    """The RRULE of a ``repeat`` value, checked by dateutil and against the caps (ValueError if it is not one)."""
     text = _REPEAT_WORDS.get(repeat.strip().lower(), repeat.strip())
     if text.upper().startswith("RRULE:"):
         text = text[6:]
-    if "DTSTART" in text.upper():
+    parts = _rule_parts(text)
+    if "DTSTART" in parts:
         raise ValueError("the rule takes its start from `at`; leave DTSTART out")
+    if "UNTIL" in parts:
+        raise ValueError("give the end as until = \"2026-06-30\", not UNTIL in the rule")
+    if parts.get("FREQ", "").upper() not in REPEAT_FREQUENCIES:
+        raise ValueError(f"FREQ={_shown(parts.get('FREQ', ''))}: a repeat is at most hourly (FREQ is one of "
+                         f"{', '.join(REPEAT_FREQUENCIES)})")
+    interval = parts.get("INTERVAL", "1")
+    if not (interval.isascii() and interval.isdigit() and 1 <= int(interval) <= MAX_REPEAT_INTERVAL):
+        raise ValueError(f"INTERVAL={_shown(interval)} is not a whole number from 1 to {MAX_REPEAT_INTERVAL}")
+    for key in ("BYMINUTE", "BYSECOND"):
+        if "," in parts.get(key, ""):
+            raise ValueError(f"{key}: give one value at most (a repeat is at most hourly)")
     try:
         rrulestr(text, dtstart=datetime(2026, 1, 1))
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{repeat!r} is not daily, weekly, hourly, monthly, yearly or an RFC 5545 RRULE "
-                         f"such as \"FREQ=WEEKLY;BYDAY=MO\" ({error})") from None
+    except (ValueError, TypeError, OverflowError) as error:
+        raise ValueError(f"{_shown(repeat)} is not daily, weekly, hourly, monthly, yearly or an RFC 5545 RRULE "
+                         f"such as \"FREQ=WEEKLY;BYDAY=MO\" ({_shown(str(error))})") from None
     return text
 
 
@@ -266,11 +340,17 @@ class ScheduledEvent:
         if self.entry.repeat is None:
             yield first
             return
-        rule = rrulestr(rule_text(self.entry.repeat), dtstart=first.astimezone(zone).replace(tzinfo=None))
+        text = rule_text(self.entry.repeat)
+        start = first.astimezone(zone).replace(tzinfo=None)
+        until = start + REPEAT_HORIZON
         if self.entry.until is not None:
-            until = _aware(self.entry.until, zone, end_of_day=True).astimezone(zone).replace(tzinfo=None)
-            rule = rule.replace(until=until)
-        for local in rule:
+            until = min(until, _aware(self.entry.until, zone, end_of_day=True).astimezone(zone).replace(tzinfo=None))
+        # COUNT is counted here, so that UNTIL (which dateutil will not combine with it) caps every rule.
+        count = _rule_parts(text).get("COUNT")
+        rule = rrulestr(text, dtstart=start).replace(until=until, count=None)
+        for index, local in enumerate(rule):
+            if count is not None and index >= int(count):
+                return
             yield local.replace(tzinfo=zone)
 
 
@@ -334,6 +414,8 @@ class Timeline:
                 controller.clear(name=entry.scenario, **entry.targets())
             else:
                 remaining = None if event.duration_s is None else at_s + event.duration_s - env.now
+                if remaining is not None and remaining <= 0:
+                    continue  # a duration too short to outlast the rounding of the clock
                 controller.apply(entry.scenario, params=entry.params, duration_s=remaining, source=source,
                                  **entry.targets())
 
@@ -346,6 +428,8 @@ class Timeline:
 
 def _label(kind: str, index: int, data: dict, key: str) -> str:
     name = data.get("name") or data.get(key)
+    if isinstance(name, str) and len(name) > 60:
+        name = name[:57] + "..."
     return f"[[{kind}]] #{index + 1}" + (f" ({name})" if isinstance(name, str) else "")
 
 
@@ -358,19 +442,69 @@ def _problems(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def _nesting(text: str) -> int:
+    """The deepest nesting of arrays and inline tables in TOML text, outside strings and comments.
+
+    Counted before parsing because tomllib recurses once per level (3,000 levels: RecursionError).
+    """
+    depth = deepest = 0
+    position, length = 0, len(text)
+    while position < length:
+        char = text[position]
+        if char == "#":
+            position = text.find("\n", position)
+            if position < 0:
+                break
+        elif char in "\"'":
+            quote = text[position:position + 3] if text.startswith(char * 3, position) else char
+            position += len(quote)
+            while position < length and not text.startswith(quote, position):
+                position += 2 if char == '"' and text[position] == "\\" else 1
+            if len(quote) == 3:  # a multi-line string may end in up to two quotes of its own: """a"""""
+                while text.startswith(char, position + 3):
+                    position += 1
+            position += len(quote) - 1
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+        position += 1
+    return deepest
+
+
+def _read(path: Path, source: str) -> str:
+    """A timeline file's text, refused unread if it is larger than MAX_TIMELINE_BYTES."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_TIMELINE_BYTES + 1)
+    except FileNotFoundError:
+        raise TimelineError(f"{source}: no such timeline file") from None
+    except (OSError, ValueError) as error:
+        raise TimelineError(f"{source}: cannot be read ({error})") from None
+    if len(data) > MAX_TIMELINE_BYTES:
+        raise TimelineError(f"{source}: larger than {MAX_TIMELINE_BYTES:,} bytes, the most a timeline may be")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TimelineError(f"{source}: cannot be read (not UTF-8: {error})") from None
+
+
 def load_timeline(path_or_text: str | Path, source: str | None = None) -> Timeline:
     """Read and check a timeline from a file path or from TOML text."""
     if isinstance(path_or_text, Path) or ("\n" not in path_or_text and "=" not in path_or_text):
         path = Path(path_or_text)
         source = source or str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise TimelineError(f"{source}: no such timeline file") from None
-        except (OSError, UnicodeDecodeError) as error:
-            raise TimelineError(f"{source}: cannot be read ({error})") from None
-    else:
-        text, source = path_or_text, source or "<timeline>"
+        return parse_timeline(_read(path, source), source)
+    return parse_timeline(path_or_text, source or "<timeline>")
+
+
+def parse_timeline(text: str, source: str = "<timeline>") -> Timeline:
+    """Check a timeline given as TOML text (TimelineError naming ``source``, the entry and the field)."""
+    if len(text) > MAX_TIMELINE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_TIMELINE_BYTES:
+        raise TimelineError(f"{source}: larger than {MAX_TIMELINE_BYTES:,} bytes, the most a timeline may be")
+    if _nesting(text) > MAX_NESTING:
+        raise TimelineError(f"{source}: arrays or tables nested more than {MAX_NESTING} deep")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -380,10 +514,13 @@ def load_timeline(path_or_text: str | Path, source: str | None = None) -> Timeli
     except ValidationError as error:
         allowed = "name, description, timezone, [[event]], [[random]]"
         raise TimelineError(f"{source}: {_problems(error)} (top-level keys: {allowed})") from None
+    if len(top.event) + len(top.random) > MAX_ENTRIES:
+        raise TimelineError(f"{source}: {len(top.event) + len(top.random):,} entries; a timeline has at most "
+                            f"{MAX_ENTRIES:,} [[event]] and [[random]] entries")
     try:
         ZoneInfo(top.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise TimelineError(f"{source}: timezone: {top.timezone!r} is not an IANA time zone "
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise TimelineError(f"{source}: timezone: {_shown(top.timezone)} is not an IANA time zone "
                             "(e.g. Asia/Bangkok, Europe/Berlin, UTC)") from None
 
     events = []
