@@ -6,16 +6,21 @@ This is what ``battsim run`` does, without the command line: the CLI parses flag
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import duckdb
+
 from battsim.engine.alarms import AlarmingSink
 from battsim.engine.fleet import FleetSpec, build_fleet
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START, World
-from battsim.recordings.recorder import Recorder, RunInfo
+from battsim.recordings.format import NotARecordingError, RecordingBusyError, verify_recording
+from battsim.recordings.outputs import discard, replace_file, staging_path, wal_path
+from battsim.recordings.recorder import Recorder, RecordingExistsError, RunInfo
 from battsim.scenarios import SCENARIO_NAMES, Scenarios, Timeline
 
 # How much virtual time the world advances between progress reports.
@@ -31,7 +36,7 @@ class BatchRun:
     end: datetime = DEFAULT_START + timedelta(days=7)
     interval_s: int = 60
     preset: str | None = None
-    overwrite: bool = False
+    overwrite: bool = False  # replace an existing ``out`` (only once the new recording is complete)
     batch_rows: int = DEFAULT_BATCH_ROWS
     alarms: bool = True  # evaluate the alarm rules and record alarm_raised / alarm_cleared events
     configure_world: list[Callable[[World], None]] = field(default_factory=list)
@@ -70,28 +75,50 @@ class RunSummary:
         return self.readings / self.wall_s if self.wall_s > 0 else float("inf")
 
 
+class RecordingWriteError(RuntimeError):
+    """The recording could not be written (a full disk, a file too large, an unwritable place).
+
+    ``kept`` is where the part written so far was left (closed, readable, marked incomplete), or None
+    if nothing readable was written; a previous file at ``out`` is never replaced by a failed run.
+    """
+
+    def __init__(self, out: Path, reason: str, kept: Path | None):
+        where = f"; what was written is kept in {kept} (marked incomplete)" if kept else ""
+        super().__init__(f"writing {out} failed: {reason}{where}")
+        self.out, self.reason, self.kept = out, reason, kept
+
+
 def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = None) -> RunSummary:
     """Simulate ``run`` into its recording; ``progress(virtual_seconds_done, readings)`` is called as it goes.
 
-    If the simulation fails, what was flushed stays in the file and the run is marked incomplete.
+    The recording is written beside ``run.out`` and renamed over it only when complete. If the run fails
+    (or is interrupted), what was flushed is kept, marked incomplete: at ``run.out`` if nothing was there,
+    else beside it (see :func:`keep_partial`). An I/O failure is raised as :class:`RecordingWriteError`.
     """
+    if run.out.exists() and not run.overwrite:
+        raise RecordingExistsError(f"{run.out} exists; pass --overwrite to replace it")
     fleet = build_fleet(run.fleet, run.seed)
     for timeline in run.timelines:
         timeline.check(fleet)  # refuse unknown targets before a file is created
-    recorder = Recorder(run.out, fleet, RunInfo(run.seed, run.start, run.end, run.interval_s, run.config(),
-                                                run.preset), overwrite=run.overwrite,
-                        scenario_names=SCENARIO_NAMES)
-    sink = AlarmingSink(recorder, fleet) if run.alarms else recorder
-    world = World(fleet, sink, seed=run.seed, start=run.start, interval_s=run.interval_s,
-                  batch_rows=run.batch_rows)
-    if run.timelines:
-        controller = Scenarios(world)
-        for timeline in run.timelines:
-            timeline.install(world, controller)
-    for configure in run.configure_world:
-        configure(world)
-    began = time.perf_counter()
+    staged = staging_path(run.out)
     try:
+        recorder = Recorder(staged, fleet, RunInfo(run.seed, run.start, run.end, run.interval_s, run.config(),
+                                                   run.preset), scenario_names=SCENARIO_NAMES)
+    except (OSError, duckdb.Error) as error:
+        discard(staged)
+        raise RecordingWriteError(run.out, _reason(error, staged, run.out), None) from None
+    began = time.perf_counter()
+    failure: BaseException | None = None
+    try:
+        sink = AlarmingSink(recorder, fleet) if run.alarms else recorder
+        world = World(fleet, sink, seed=run.seed, start=run.start, interval_s=run.interval_s,
+                      batch_rows=run.batch_rows)
+        if run.timelines:
+            controller = Scenarios(world)
+            for timeline in run.timelines:
+                timeline.install(world, controller)
+        for configure in run.configure_world:
+            configure(world)
         done_s = 0.0
         while done_s < run.span_s:
             done_s = min(done_s + PROGRESS_STEP_S, run.span_s)
@@ -99,10 +126,66 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
             if progress is not None:
                 progress(done_s, recorder.readings_written)
         world.flush()
-    except BaseException:
-        recorder.close(status="incomplete", wall_seconds=time.perf_counter() - began)
-        raise
+    except BaseException as error:
+        failure = error
     wall_s = time.perf_counter() - began
-    recorder.close(status="complete", wall_seconds=wall_s)
-    return RunSummary(run.out, recorder.run_id, recorder.readings_written, recorder.ticks_written, run.span_s,
-                      time.perf_counter() - began)
+    try:
+        recorder.close(status="complete" if failure is None else "incomplete", wall_seconds=wall_s)
+    except BaseException as error:
+        failure = failure or error
+    if failure is None:
+        replace_file(staged, run.out)
+        return RunSummary(run.out, recorder.run_id, recorder.readings_written, recorder.ticks_written, run.span_s,
+                          wall_s)
+    kept = keep_partial(staged, run.out)
+    if isinstance(failure, (OSError, duckdb.Error)):
+        raise RecordingWriteError(run.out, _reason(failure, staged, run.out), kept) from None
+    raise failure
+
+
+def keep_partial(staged: Path, out: Path) -> Path | None:
+    """Keep a failed run's recording if it can be read: at ``out`` if that is free, else at
+    ``NAME.incomplete.duckdb`` beside it (never over an existing file). An unreadable or empty one is
+    removed, so a failure leaves no 0-byte or broken files. Returns where it was kept."""
+    _mark_incomplete(staged)
+    try:
+        verify_recording(staged)
+    except (NotARecordingError, RecordingBusyError, OSError, duckdb.Error):
+        discard(staged)
+        return None
+    target, n = out, 1
+    while target.exists() or target.is_symlink():
+        n += 1
+        target = out.with_name(f"{out.stem}.incomplete{'' if n == 2 else f'-{n - 1}'}{out.suffix}")
+    replace_file(staged, target)
+    if wal_path(staged).exists():  # the log could not be folded in: it is part of the recording
+        os.replace(wal_path(staged), wal_path(target))
+    return target
+
+
+def _mark_incomplete(path: Path) -> None:
+    """Fold the write-ahead log into the file and mark the run incomplete, if the disk still allows it; if
+    not, the file says 'running', which every reader reports as incomplete (no writer holds it)."""
+    try:
+        connection = duckdb.connect(str(path))
+    except duckdb.Error:
+        return
+    try:
+        connection.execute("UPDATE runs SET status = 'incomplete' WHERE status = 'running'")
+        connection.execute("CHECKPOINT")
+    except duckdb.Error:
+        pass
+    finally:
+        try:
+            connection.close()
+        except duckdb.Error:
+            pass
+
+
+def _reason(error: BaseException, staged: Path, out: Path) -> str:
+    """The cause in the user's terms: the message names ``out``, not the temporary name it was written to."""
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror
+    else:
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text.replace(str(staged.resolve()), str(out)).replace(str(staged), str(out))

@@ -37,6 +37,13 @@ class RecordingExistsError(FileExistsError):
     pass
 
 
+def _rollback(cursor: duckdb.DuckDBPyConnection) -> None:
+    try:
+        cursor.rollback()
+    except duckdb.Error:
+        pass  # no transaction open, or the database refuses everything after a fatal write error
+
+
 @dataclass(frozen=True)
 class RunInfo:
     seed: int
@@ -78,7 +85,11 @@ class Recorder:
         self._events: list[Event] = []
         # Bounded so that memory stays flat however long the run: written blocks are evicted to the file.
         self._connection = duckdb.connect(str(self.path), config={"memory_limit": RECORDER_MEMORY_LIMIT})
-        self._create(fleet, info, scenario_names or [])
+        try:
+            self._create(fleet, info, scenario_names or [])
+        except BaseException:  # e.g. the disk is full already: release the file so it can be removed
+            self._connection.close()
+            raise
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending_batches)
         self._error: BaseException | None = None
         self._writer = threading.Thread(target=self._write_loop, name="battsim-recorder", daemon=True)
@@ -140,12 +151,22 @@ class Recorder:
         return self._connection.cursor()
 
     def close(self, status: str = "complete", wall_seconds: float = 0.0) -> None:
-        """Write what is pending and mark the run; ``status`` is 'complete' or 'incomplete'."""
+        """Write what is pending and mark the run; ``status`` is 'complete' or 'incomplete'.
+
+        The writer is always stopped and the file always closed, even after a write failed (a full
+        disk): then the run is marked incomplete if the file still takes the write, and the first
+        error is raised once the file is released.
+        """
         events, self._events = self._events, []
-        self._submit(("close", events, status, wall_seconds))
+        if self._error is not None:
+            status = "incomplete"
+        self._queue.put(("close", events, status, wall_seconds))
         self._queue.put(None)
         self._writer.join()
-        self._connection.close()
+        try:
+            self._connection.close()
+        except duckdb.Error as error:
+            self._error = self._error or error
         if self._error is not None:
             raise self._error
 
@@ -158,13 +179,18 @@ class Recorder:
     def _write_loop(self) -> None:
         cursor = self._connection.cursor()
         while (item := self._queue.get()) is not None:
-            if self._error is not None:
+            # After a failed write only the closing mark is still tried: it is small and may fit.
+            if self._error is not None and item[0] != "close":
                 continue
             try:
                 self._write(cursor, item)
             except BaseException as error:  # surfaced to the simulating thread on its next call
-                self._error = error
-        cursor.close()
+                _rollback(cursor)
+                self._error = self._error or error
+        try:
+            cursor.close()
+        except duckdb.Error as error:
+            self._error = self._error or error
 
     def _write(self, cursor: duckdb.DuckDBPyConnection, item) -> None:
         kind = item[0]

@@ -19,7 +19,8 @@ from rich.table import Table
 
 from battsim.engine.fleet import PRESETS, FleetFileError, FleetSpec, build_fleet, get_preset, load_fleet_file
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
-from battsim.recordings.batch import BatchRun, record_run
+from battsim.recordings.batch import BatchRun, RecordingWriteError, record_run
+from battsim.recordings.outputs import OutputError, check_out
 from battsim.scenarios import CATALOGUE, TimelineError, load_timeline, shipped_timelines
 from battsim.service.lab_cli import lab_app
 from battsim.service.replay_cli import replay
@@ -49,16 +50,6 @@ def resolve_fleet(preset: str | None, fleet_file: Path | None) -> tuple[FleetSpe
         return get_preset(name), name
     except FleetFileError as error:
         fail("--preset", str(error))
-
-
-def check_writable(flag: str, path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        fail(flag, f"{path} exists; pass --overwrite to replace it")
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        fail(flag, f"directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        fail(flag, f"directory {directory} is not writable")
 
 
 def load_timelines(names: list[str], spec: FleetSpec, seed: int) -> list:
@@ -125,8 +116,11 @@ def run(
         if days > 36_525:
             fail("--days", f"{days} is more than 100 years")
         end = begin + timedelta(days=days)
-    check_writable("--out", out, overwrite)
     timelines = load_timelines(timeline or [], spec, seed)
+    try:
+        check_out(out, overwrite, inputs=[p for p in [fleet, *(Path(t) for t in timeline or [])] if p and p.exists()])
+    except OutputError as error:
+        fail("--out", escape(str(error)))
 
     batch = BatchRun(fleet=spec, out=out, seed=seed, start=begin, end=end, interval_s=interval,
                      preset=preset_name, overwrite=overwrite, batch_rows=batch_rows, timelines=timelines,
@@ -145,7 +139,11 @@ def run(
             bar.update(task, completed=done_s, virtual=moment.strftime("%Y-%m-%d %H:%M %Z"),
                        rate=f"{readings / elapsed:,.0f} readings/s")
 
-        summary = record_run(batch, progress=show)
+        try:
+            summary = record_run(batch, progress=show)
+        except RecordingWriteError as error:
+            bar.stop()
+            fail("--out", escape(str(error)))
 
     print_summary([
         ("recording", str(summary.path)),
