@@ -6,19 +6,27 @@
 A recording is named by its file name without ``.duckdb`` or by its run id. Each query runs on its
 own locked-down DuckDB instance (:mod:`battsim.recordings.sandbox`); a refusal is a 400 (not a
 query it can run: bad SQL, several statements, too slow) or 403 (not allowed: files, network,
-settings, writes, extensions) whose ``detail`` says why. A recording still being written by a live
-simulation is a 409: query it once the simulation is stopped.
+settings, writes, extensions) whose ``detail`` says why, and a result over the byte cap is a 422. A
+recording still being written by a live simulation is a 409: query it once the simulation is stopped.
+
+Queries run on the router's own pool of :data:`MAX_CONCURRENT_QUERIES` threads, never on the
+threads that serve the other endpoints; up to :data:`MAX_WAITING_QUERIES` more wait their turn (on
+the event loop, holding no thread), and beyond that a request is refused at once with a 503 and
+``Retry-After``. So a burst of long queries delays only other queries.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import duckdb
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from battsim.recordings.query import RecordingBusyError, rows_as_objects
@@ -26,8 +34,13 @@ from battsim.recordings.recording import NotARecordingError
 from battsim.recordings.sandbox import QueryRefused, SandboxLimits, run_sandboxed
 
 RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
-# Queries run at once per router; each may use SandboxLimits.threads cores.
+# Queries run at once per router; each may use SandboxLimits.threads cores (2 x 2 on a 2-core machine
+# already saturates it) and SandboxLimits.memory_limit.
 MAX_CONCURRENT_QUERIES = 2
+# Queries admitted beyond those, waiting in order; at most 2 rounds of the time limit before each runs.
+MAX_WAITING_QUERIES = 4
+# Seconds a refused client is told to wait: most queries take milliseconds; a slot frees within the time limit.
+RETRY_AFTER_S = 1
 
 
 class UnknownRecordingError(LookupError):
@@ -78,13 +91,18 @@ class QueryResponse(BaseModel):
     truncated: bool = Field(description="True when the result had more rows than row_limit; only the first "
                                         "row_limit are returned.")
     row_limit: int
+    result_bytes: int = Field(description="Size of `rows` as sent (compact JSON, UTF-8); a result above "
+                                          "max_result_bytes is refused with a 422.")
+    max_result_bytes: int
     elapsed_ms: float
 
 
 def query_router(data_dir: str | Path, limits: SandboxLimits = SandboxLimits()) -> APIRouter:
     """The router serving ``POST /api/v1/query`` over the recordings in ``data_dir``."""
     data_dir = Path(data_dir)
-    slots = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES)
+    pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_QUERIES, thread_name_prefix="battsim-query")
+    # Admitted queries (running or waiting); released when the pool is done with one, even if its client left.
+    admitted = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES + MAX_WAITING_QUERIES)
     router = APIRouter(prefix="/api/v1", tags=["analysis"])
 
     @router.post("/query", response_model=QueryResponse, summary="Read-only SQL over a recording",
@@ -92,17 +110,30 @@ def query_router(data_dir: str | Path, limits: SandboxLimits = SandboxLimits()) 
                             403: {"description": "Not allowed: file, network, settings, writes, extensions"},
                             404: {"description": "No such recording"},
                             409: {"description": "The recording is still being written"},
-                            503: {"description": "Too many queries at once"}})
-    def query(request: QueryRequest) -> QueryResponse:
-        # A plain def: FastAPI runs it on a worker thread, so a long query never blocks the event loop.
+                            422: {"description": "The result is larger than the byte cap (max_result_bytes)"},
+                            503: {"description": f"{MAX_CONCURRENT_QUERIES} queries running and "
+                                                 f"{MAX_WAITING_QUERIES} waiting; retry after Retry-After seconds"}})
+    async def query(request: QueryRequest) -> Response:
+        if not admitted.acquire(blocking=False):
+            raise HTTPException(503, headers={"Retry-After": str(RETRY_AFTER_S)},
+                                detail=f"{MAX_CONCURRENT_QUERIES} queries are running and {MAX_WAITING_QUERIES} are"
+                                       f" waiting (the query pool's limit); retry after {RETRY_AFTER_S} s")
+        try:
+            future = pool.submit(answer, request)
+        except BaseException:
+            admitted.release()
+            raise
+        future.add_done_callback(lambda _: admitted.release())
+        return await asyncio.wrap_future(future)
+
+    def answer(request: QueryRequest) -> Response:
+        """Find the recording and run the query, on a pool thread (both open files)."""
         try:
             path = find_recording(data_dir, request.recording)
         except ValueError as error:
             raise HTTPException(400, detail=str(error)) from None
         except UnknownRecordingError as error:
             raise HTTPException(404, detail=str(error)) from None
-        if not slots.acquire(timeout=limits.time_limit_s):
-            raise HTTPException(503, detail=f"{MAX_CONCURRENT_QUERIES} queries are already running; try again")
         try:
             result = run_sandboxed(path, request.sql, limits)
         except QueryRefused as refusal:
@@ -113,12 +144,13 @@ def query_router(data_dir: str | Path, limits: SandboxLimits = SandboxLimits()) 
         except (NotARecordingError, FileNotFoundError):
             # Not the error's own text: it holds the server's path.
             raise HTTPException(404, detail=f"{request.recording!r} is not a battsim recording") from None
-        finally:
-            slots.release()
-        return QueryResponse(
-            recording=request.recording, columns=result.columns, types=result.types,
-            rows=rows_as_objects(result.columns, result.rows), row_count=len(result.rows),
-            truncated=result.truncated, row_limit=limits.row_limit, elapsed_ms=round(result.elapsed_s * 1e3, 3),
-        )
+        body = {  # QueryResponse's fields (the model documents the response; the rows are already plain JSON)
+            "recording": request.recording, "columns": result.columns, "types": result.types,
+            "rows": rows_as_objects(result.columns, result.rows), "row_count": len(result.rows),
+            "truncated": result.truncated, "row_limit": limits.row_limit, "result_bytes": result.result_bytes,
+            "max_result_bytes": limits.max_result_bytes, "elapsed_ms": round(result.elapsed_s * 1e3, 3),
+        }
+        # Encoded here, on the pool thread, not on the event loop: a result can be megabytes.
+        return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), media_type="application/json")
 
     return router
