@@ -70,6 +70,7 @@ class AgeingPopulation:
 
     fade_rate_multiplier: np.ndarray  # × the calendar and cycle fade (profile included)
     knee_soh_pct: np.ndarray
+    knee_wear_scale: np.ndarray  # knee_wear_scale_of(knee_soh_pct), kept: the bank needs it every tick
     resistance_coupling: np.ndarray  # × the population's resistance rise per point lost (profile included)
     resistance_noise: np.ndarray  # resistance / new added at each knot of capacity lost
 
@@ -85,9 +86,11 @@ def population_from_normals(normals: np.ndarray, profile_fade_multiplier, profil
         raise ValueError(f"normals must have {NORMALS_PER_JAR} columns, not {normals.shape[1]}")
     step_sigma = RESISTANCE_NOISE_AT_END_OF_LIFE / np.sqrt(LIFE_POINTS / RESISTANCE_NOISE_KNOT_PCT)
     walk = np.cumsum(normals[:, 3:] * step_sigma, axis=1)
+    knee_soh_pct = np.clip(KNEE_SOH_MEAN_PCT + KNEE_SOH_SIGMA_PCT * normals[:, 1], KNEE_SOH_MIN_PCT, KNEE_SOH_MAX_PCT)
     return AgeingPopulation(
         fade_rate_multiplier=np.asarray(profile_fade_multiplier) * np.exp(FADE_RATE_SIGMA_LN * normals[:, 0]),
-        knee_soh_pct=np.clip(KNEE_SOH_MEAN_PCT + KNEE_SOH_SIGMA_PCT * normals[:, 1], KNEE_SOH_MIN_PCT, KNEE_SOH_MAX_PCT),
+        knee_soh_pct=knee_soh_pct,
+        knee_wear_scale=knee_wear_scale_of(knee_soh_pct),
         resistance_coupling=np.asarray(profile_resistance_rise) * np.exp(RESISTANCE_COUPLING_SIGMA_LN * normals[:, 2]),
         resistance_noise=np.concatenate([np.zeros((len(normals), 1)), walk], axis=1),
     )
@@ -106,10 +109,11 @@ def median_jar(profile_fade_multiplier, profile_resistance_rise, n: int = 1) -> 
 
 
 # ------------------------------------------------------------------------------ capacity fade
-def _wear_scale(knee_soh_pct):
-    """Capacity points per point of wear before the knee, so that 20 points of wear reach 80 %."""
+def knee_wear_scale_of(knee_soh_pct):
+    """Capacity points lost per point of wear before the knee, so that 20 points of wear reach 80 %."""
     knee = np.asarray(knee_soh_pct, dtype=np.float64)
     return ((100.0 - knee) + KNEE_WIDTH_PCT * np.log1p((knee - END_OF_LIFE_SOH_PCT) / KNEE_WIDTH_PCT)) / LIFE_POINTS
+
 
 
 def wear_pct(soh_pct, knee_soh_pct):
@@ -118,31 +122,48 @@ def wear_pct(soh_pct, knee_soh_pct):
     Before the knee capacity falls in proportion to wear; past it the fade rate grows linearly with
     the depth below the knee, so ``knee - SOH = width · (exp(excess / width) - 1)``.
     """
+    return _capacity_points(soh_pct, knee_soh_pct) / knee_wear_scale_of(knee_soh_pct)
+
+
+def _capacity_points(soh_pct, knee_soh_pct):
+    """Wear times the pre-knee scale: points lost before the knee plus the stretched points past it."""
     soh = np.asarray(soh_pct, dtype=np.float64)
     knee = np.asarray(knee_soh_pct, dtype=np.float64)
     past_knee = np.maximum(knee - soh, 0.0)
-    capacity_points = np.minimum(100.0 - soh, 100.0 - knee) + KNEE_WIDTH_PCT * np.log1p(past_knee / KNEE_WIDTH_PCT)
-    return capacity_points / _wear_scale(knee)
+    return np.minimum(100.0 - soh, 100.0 - knee) + KNEE_WIDTH_PCT * np.log1p(past_knee / KNEE_WIDTH_PCT)
 
 
-def soh_after_fade_pct(soh_pct, linear_fade_pct, knee_soh_pct):
+def soh_after_fade_pct(soh_pct, linear_fade_pct, knee_soh_pct, knee_wear_scale=None):
     """State of health after ``linear_fade_pct`` points of linear-equivalent fade, %.
 
     Exact for any step: the jar's wear advances by ``linear_fade_pct`` and the state of health is
     read off its trajectory, so the result is the same in one step or many. A state of health lost
     suddenly (a failure) moves the jar along its trajectory too, closer to or past its knee.
+    ``knee_wear_scale`` is :func:`knee_wear_scale_of` the knees, when the caller keeps it.
     """
     knee = np.asarray(knee_soh_pct, dtype=np.float64)
-    capacity_points = (wear_pct(soh_pct, knee) + linear_fade_pct) * _wear_scale(knee)
-    excess = np.maximum(capacity_points - (100.0 - knee), 0.0)
-    return np.where(excess > 0.0, knee - KNEE_WIDTH_PCT * np.expm1(excess / KNEE_WIDTH_PCT), 100.0 - capacity_points)
+    scale = knee_wear_scale_of(knee) if knee_wear_scale is None else knee_wear_scale
+    # Before the knee the trajectory is straight: most jars on most steps need nothing more (this runs
+    # every tick over every jar).
+    after = np.asarray(soh_pct - linear_fade_pct * scale, dtype=np.float64)
+    past = np.flatnonzero(after < knee)
+    if past.size:
+        def at_past(values):
+            if np.shape(values) != after.shape:
+                values = np.broadcast_to(values, after.shape)
+            return np.asarray(values).ravel()[past]
+        knee_past = at_past(knee)
+        capacity_points = _capacity_points(at_past(soh_pct), knee_past) + at_past(linear_fade_pct) * at_past(scale)
+        excess = capacity_points - (100.0 - knee_past)
+        after.flat[past] = knee_past - KNEE_WIDTH_PCT * np.expm1(excess / KNEE_WIDTH_PCT)
+    return after
 
 
 def fade_rate_factor(soh_pct, knee_soh_pct):
     """Capacity points lost per point of wear at ``soh_pct``: the slope of the trajectory (for plots
     and tests; :func:`soh_after_fade_pct` integrates it exactly)."""
     past_knee = np.maximum(np.asarray(knee_soh_pct) - np.asarray(soh_pct), 0.0)
-    return _wear_scale(knee_soh_pct) * (1.0 + past_knee / KNEE_WIDTH_PCT)
+    return knee_wear_scale_of(knee_soh_pct) * (1.0 + past_knee / KNEE_WIDTH_PCT)
 
 
 # ------------------------------------------------------------------------------- resistance
@@ -153,15 +174,19 @@ def resistance_ageing_factor(soh_pct, resistance_coupling, resistance_noise):
     by the jar's coupling, plus its own random walk over capacity lost (``resistance_noise``, one row
     of knots per jar, interpolated), so a jar's resistance does not move while its capacity holds.
     """
-    lost_pct = np.clip(100.0 - np.asarray(soh_pct, dtype=np.float64), 0.0, None)
+    # (np.maximum and a flat take: this runs every tick over every jar.)
+    lost_pct = np.maximum(100.0 - np.asarray(soh_pct, dtype=np.float64), 0.0)
     noise = np.atleast_2d(resistance_noise)
-    knots = noise.shape[-1]
-    position = np.minimum(lost_pct / RESISTANCE_NOISE_KNOT_PCT, knots - 1.0)
+    jars, knots = noise.shape
+    position = np.minimum(lost_pct * (1.0 / RESISTANCE_NOISE_KNOT_PCT), knots - 1.0)
     below = np.minimum(position.astype(np.intp), knots - 2)
     fraction = position - below
-    rows = np.arange(noise.shape[0])  # one row per jar, or one row for all
-    wander = noise[rows, below] * (1.0 - fraction) + noise[rows, below + 1] * fraction
-    coupled = RESISTANCE_RISE_AT_END_OF_LIFE * np.asarray(resistance_coupling) * lost_pct / LIFE_POINTS
+    if jars > 1:  # one row of knots per jar (else one row for all)
+        below += np.arange(0, jars * knots, knots)
+    flat = noise.ravel()
+    low = flat.take(below)
+    wander = low + (flat.take(below + 1) - low) * fraction
+    coupled = (RESISTANCE_RISE_AT_END_OF_LIFE / LIFE_POINTS) * np.asarray(resistance_coupling) * lost_pct
     return np.maximum(1.0 + coupled + wander, 1.0)
 
 
