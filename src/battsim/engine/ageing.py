@@ -19,7 +19,7 @@ Three pure functions and one draw, composed by the battery bank:
   multiplier, knee and resistance coupling and noise from standard normals that come from the
   jar's own random stream (``fleet.entity_rng(seed, jar, "ageing")``).
 
-Distributions and their sources: ``docs/physics.md`` §6a.
+Distributions and their sources: ``docs/physics.md`` §11.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from the room temperature (the string's mean offset is zero, so a string's avera
 room the ageing and float-current laws were calibrated in). Installation practice bounds it:
 IEEE 1187/1188 (as commonly quoted) and vendors' installation guides (C&D, EnerSys, Yuasa) ask for
 no more than 3 K between the jars of one string, and a well-kept room gets 1-3 K. Model and figures:
-``docs/physics.md`` §6b.
+``docs/physics.md`` §11.
 """
 
 from __future__ import annotations
