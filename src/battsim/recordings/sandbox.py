@@ -405,9 +405,12 @@ def _run_with_time_limit(connection: duckdb.DuckDBPyConnection, query: str,
         rows, truncated, result_bytes = _capped_rows(result.columns, result.rows, limits)
     except duckdb.InterruptException:
         raise QueryTimeout(f"the query ran longer than {limits.time_limit_s:g} s and was interrupted") from None
-    except duckdb.OutOfMemoryException:
-        raise QueryTooLarge(f"the query needs more than the sandbox's {limits.memory_limit} of memory and"
-                            f" {limits.max_temp_size} of spill space (max_temp_size); aggregate or filter more") from None
+    except duckdb.OutOfMemoryException as error:
+        if "max_temp_directory_size" in str(error):
+            raise QueryTooLarge(f"the query needs more than the sandbox's {limits.memory_limit} of memory and"
+                                f" {limits.max_temp_size} of spill space (max_temp_size); aggregate or filter more") from None
+        raise QueryTooLarge(f"the query needs more than the sandbox's {limits.memory_limit} of memory (memory_limit);"
+                            " aggregate or filter more") from None
     except duckdb.PermissionException as error:
         raise QueryForbidden(str(error)) from None
     except duckdb.Error as error:
