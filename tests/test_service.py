@@ -300,11 +300,15 @@ def test_presets_and_timelines(server):
     assert {"scenario_applied", "outage_start", "hvac_fault"} <= kinds
 
 
-def test_cors_allows_any_origin(server):
+def test_cors_allows_a_local_dev_server_and_no_other_origin(server):
+    # Who else may call the API is issue 11's (tests/test_security.py); the original allowed every origin.
     response = server.http.options("/api/v1/simulation/status", headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "GET"})
+    assert response.status_code == 204
+    assert response.headers["access-control-allow-origin"] == "http://localhost:5173"
+    refused = server.http.options("/api/v1/simulation/status", headers={
         "Origin": "http://dashboard.example", "Access-Control-Request-Method": "GET"})
-    assert response.status_code == 200
-    assert response.headers["access-control-allow-origin"] in ("*", "http://dashboard.example")
+    assert refused.status_code == 403 and "access-control-allow-origin" not in refused.headers
 
 
 def test_docs_and_openapi_are_served(server):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,9 +24,11 @@ from battsim.engine.alarms import RULES, AlarmThresholds
 from battsim.engine.fleet import PRESETS, FleetSpec, JarSpec, SiteSpec, get_preset
 from battsim.scenarios import CATALOGUE, ScenarioError, TimelineError, shipped_timelines
 from battsim.service.broadcast import ReadingFilter
+from battsim.service.docs import declare_bearer, docs_router
 from battsim.service.live import DEFAULT_SLOT, AlreadyRunning, LiveConfig, NotRunning, Sessions, idle_status
 from battsim.service.routes_query import query_router
 from battsim.service.routes_replay import replay_router
+from battsim.service.security import AccessPolicy, Guard
 
 STATIC_DIR = Path(__file__).parent / "static"
 API = "/api/v1"
@@ -154,10 +155,13 @@ def invalid(field: str, message: str) -> HTTPException:
 
 # ---------------------------------------------------------------------------------------- the app
 def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *, interval_s: int = 5,
-               speed: float = 1.0, seed: int = 0, broadcaster: dict | None = None) -> FastAPI:
+               speed: float = 1.0, seed: int = 0, broadcaster: dict | None = None,
+               access: AccessPolicy | None = None) -> FastAPI:
     """The battsim service. ``preset`` starts that fleet at boot; recordings go to ``data_dir``.
 
-    ``broadcaster`` overrides the WebSocket fan-out settings (see :class:`~battsim.service.broadcast.Broadcaster`).
+    ``broadcaster`` overrides the WebSocket fan-out settings (see :class:`~battsim.service.broadcast.Broadcaster`);
+    ``access`` says who may talk to the server (default: this machine only, no token; see
+    :mod:`battsim.service.security`).
     """
     if preset is not None:
         get_preset(preset)  # refuse an unknown preset now, not at boot
@@ -173,14 +177,17 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         await sessions.stop_all()
 
     app = FastAPI(
-        title="battsim", version=__version__, lifespan=lifespan,
+        title="battsim", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description="Live VRLA battery-fleet simulation: the original sensor-simulator API (REST + WebSocket), "
                     "scenarios, timelines, and every reading recorded to DuckDB.",
     )
     app.state.sessions = sessions
-    # CORS as the original: any origin.
-    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=True, allow_methods=["*"],
-                       allow_headers=["*"])
+    # Who may talk to it: allowed hosts and origins (CORS), the token, JSON bodies, security headers.
+    access = access or AccessPolicy()
+    app.add_middleware(Guard, policy=access)
+    if access.token:
+        declare_bearer(app)
+    app.include_router(docs_router())  # /docs from the package's files, and the endpoint map at /api/v1/
     # The dashboard's files, when the package ships them (served at / to browsers, below).
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -203,8 +203,29 @@ def serve(
     interval: Annotated[int, typer.Option(help="Seconds between readings of the boot fleet, 1-60.")] = 5,
     speed: Annotated[float, typer.Option(help="Virtual seconds per wall second of the boot fleet.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed of the boot fleet.")] = 0,
+    token: Annotated[str | None, typer.Option(
+        envvar="BATTSIM_TOKEN", show_envvar=True,
+        help="Bearer token every request must carry (not /health, the dashboard's files, /docs); required beyond "
+             "loopback. Prefer the environment variable: a flag shows in ps.")] = None,
+    allowed_origin: Annotated[list[str] | None, typer.Option(
+        "--allowed-origin", envvar="BATTSIM_ALLOWED_ORIGINS", show_envvar=True,
+        help="Another origin (scheme://host[:port]) whose pages may call the API; repeatable (env: space-separated). "
+             "Always allowed: this server's own and localhost dev ports 3000 4200 5173 8000 8080.")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", envvar="BATTSIM_ALLOWED_HOSTS", show_envvar=True,
+        help="Another name clients reach this server by (Host header); repeatable. Always allowed: the --host "
+             "address (all interfaces' for 0.0.0.0), localhost, 127.0.0.1, [::1].")] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Listen beyond loopback without a token (anyone who can reach the port can drive it).")] = False,
 ) -> None:
     """Serve the REST and WebSocket API and the dashboard; every live reading is recorded in --data-dir."""
+    from battsim.service.security import SecurityError, access_policy, check_exposure, listening_socket, served_hosts, url_host
+
+    try:
+        access = access_policy(token, allowed_origin or (), [*(allowed_host or ()), *served_hosts(host)])
+        loopback = check_exposure(host, access, insecure)
+    except SecurityError as error:
+        fail(error.flag, str(error))
     if preset is not None and preset not in PRESETS:
         fail("--preset", f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     if not 1 <= port <= 65535:
@@ -224,20 +245,36 @@ def serve(
 
     from battsim.service.app import create_app
 
-    web = create_app(data_dir, preset, interval_s=interval, speed=speed, seed=seed)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    base = f"http://{shown}:{port}"
+    web = create_app(data_dir, preset, interval_s=interval, speed=speed, seed=seed, access=access)
+    try:  # bound now: the banner shows the real address, and a port in use is an error, not a traceback
+        sock = listening_socket(host, port)
+    except OSError as error:
+        fail("--host/--port", f"cannot listen on {host}:{port}: {error.strerror or error}")
+    # Listening on all interfaces, the URLs are this machine's addresses (the bound 0.0.0.0 is not one).
+    addresses = [sock.getsockname()[0]] if loopback or host not in ("0.0.0.0", "::", "") else served_hosts(host)
+    base = f"http://{url_host(addresses[0] if addresses else '127.0.0.1')}:{port}"
+    if not loopback:
+        console.print(f"[yellow]warning:[/yellow] listening on {host or 'all interfaces'}: other machines can reach "
+                      f"this server at {', '.join(f'http://{url_host(a)}:{port}/' for a in addresses) or 'its addresses'}",
+                      soft_wrap=True, highlight=False)
+    if access.token is None and not loopback:
+        console.print("[yellow]warning:[/yellow] no token (--insecure): anyone who can reach the port can start and "
+                      "stop simulations and read every recording", soft_wrap=True, highlight=False)
     print_summary([
         ("API", f"{base}/api/v1/"),
         ("docs", f"{base}/docs"),
-        ("dashboard", f"{base}/"),
-        ("WebSocket", f"ws://{shown}:{port}/api/v1/ws/telemetry"),
+        ("dashboard", f"{base}/" + ("  (with the token: open /#token=<token>)" if access.token else "")),
+        ("WebSocket", f"ws://{base.removeprefix('http://')}/api/v1/ws/telemetry"),
+        ("token", "required on every request (Authorization: Bearer <token>)" if access.token else "none"),
         ("recordings", str(data_dir.resolve())),
         ("running", f"{preset} (interval {interval} s, speed {speed:g}x, seed {seed})" if preset else
          "nothing yet: POST /api/v1/simulation/start"),
     ])
     # Per-message compression costs more CPU than loopback bandwidth is worth at telemetry rates.
-    uvicorn.run(web, host=host, port=port, ws_per_message_deflate=False, log_level="info")
+    server = uvicorn.Server(uvicorn.Config(web, ws_per_message_deflate=False, log_level="info"))
+    server.run(sockets=[sock])
+    if not server.started:
+        raise typer.Exit(code=3)  # the app did not start (its error is logged above); uvicorn.run exits 3 too
 
 
 # ---------------------------------------------------------------------------------------- analysis

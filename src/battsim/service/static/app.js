@@ -65,6 +65,19 @@
   }
   const palette = (i) => `hsl(${(i * 137.508) % 360} 70% 62%)`;
 
+  // ------------------------------------------------------------------------------ the server's token
+  // A server started with a token (battsim serve --token) needs it on every request. The user opens
+  // /#token=... (the fragment never reaches a server, a log or a Referer) or is asked when a request is
+  // refused; it is kept in sessionStorage (this tab only) and taken out of the address bar.
+  const TOKEN_KEY = "battsim.token";
+  const tokenInHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (tokenInHash) {
+    sessionStorage.setItem(TOKEN_KEY, tokenInHash);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  const token = () => sessionStorage.getItem(TOKEN_KEY);
+  let tokenDeclined = false; // the user cancelled the prompt: do not ask again on this page
+
   // ------------------------------------------------------------------------------ HTTP
   async function api(method, path, body) {
     const options = { method, headers: { Accept: "application/json" } };
@@ -72,7 +85,20 @@
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body);
     }
-    const response = await fetch(API + path, options);
+    const sent = token();
+    if (sent) options.headers.Authorization = `Bearer ${sent}`;
+    let response = await fetch(API + path, options);
+    if (response.status === 401) {
+      // Refused: ask once (requests refused with the same token meanwhile just retry with the new one).
+      const asked = token() !== sent ? token()
+        : !tokenDeclined && window.prompt("This battsim server needs its access token (battsim serve --token):");
+      if (!asked) tokenDeclined = true;
+      else {
+        sessionStorage.setItem(TOKEN_KEY, asked.trim());
+        options.headers.Authorization = `Bearer ${asked.trim()}`;
+        response = await fetch(API + path, options);
+      }
+    }
     const text = await response.text();
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch { data = text; }
@@ -304,7 +330,8 @@
     connect() {
       const url = new URL(API + this.path, location.href);
       url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-      const socket = new WebSocket(url);
+      // A browser's WebSocket cannot send headers: the token goes as a subprotocol (see README, Security).
+      const socket = token() ? new WebSocket(url, ["battsim", `battsim.token.${token()}`]) : new WebSocket(url);
       this.socket = socket;
       this.setState("connecting");
       socket.onopen = () => { this.retry = 500; this.setState("open"); };
