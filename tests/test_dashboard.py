@@ -19,6 +19,7 @@ import pytest
 from battsim.engine.fleet import get_preset
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.scenarios import load_timeline
+from battsim.service.security import access_policy
 from test_service_helpers import serve, wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -68,21 +69,31 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, server):
-    """A fresh page on the dashboard, its console errors collected; the simulation and replay stopped after."""
-    context = browser.new_context(viewport={"width": 1600, "height": 1100})
+def new_page(context):
+    """A page whose console errors (CSP violations among them) are collected in ``page.console_errors``."""
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     page.console_errors = []
     page.on("console", lambda message: message.type == "error" and page.console_errors.append(
         f"{message.text} at {message.location.get('url')}"))
     page.on("pageerror", lambda error: page.console_errors.append(f"uncaught: {error}"))
-    page.goto(server.base + "/")
-    # Loaded: the controls are filled from the API and the live feed is connected.
+    return page
+
+
+def wait_loaded(page) -> None:
+    """Loaded: the controls are filled from the API and the live feed is connected."""
     page.wait_for_function("() => window.__battsim && document.querySelectorAll('#preset option').length > 0 "
                            "&& document.querySelectorAll('#scenario option').length > 0 "
                            "&& window.__battsim.feeds().live.state === 'open'")
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page on the dashboard, its console errors collected; the simulation and replay stopped after."""
+    context = browser.new_context(viewport={"width": 1600, "height": 1100})
+    page = new_page(context)
+    page.goto(server.base + "/")
+    wait_loaded(page)
     yield page
     context.close()
     for path in ("/api/v1/simulation/stop", "/api/v1/replay/stop"):
@@ -296,3 +307,66 @@ def test_a_replay_as_fast_as_possible_reaches_the_page(page, server):
     page.wait_for_function(f"() => window.__battsim.simTime === {RECORDING_START.timestamp() + 6 * 3600 - 60}")
     assert debug(page, "jars") == 216 and debug(page, "framesParsed") >= 1
     assert_clean(page)
+
+
+# ---------------------------------------------------------------------------------------------- security
+TOKEN = "dashboard-test-token-0123456789"
+
+
+@pytest.fixture
+def locked_server(data_dir):
+    """The server with a token (battsim serve --token)."""
+    with serve(data_dir, access=access_policy(token=TOKEN)) as running:
+        yield running
+
+
+def test_the_dashboard_works_with_the_token_given_in_its_address(browser, locked_server):
+    context = browser.new_context(viewport={"width": 1600, "height": 1100})
+    page = new_page(context)
+    page.goto(f"{locked_server.base}/#token={TOKEN}")
+    wait_loaded(page)
+    # Kept for this tab only, and out of the address bar (and so of the history and bookmarks).
+    assert page.evaluate("() => sessionStorage.getItem('battsim.token')") == TOKEN
+    assert page.evaluate("() => location.hash") == ""
+    start_from_the_page(page, preset="single-string")
+    page.wait_for_function("() => window.__battsim.framesParsed >= 3")  # the WebSocket carries the token too
+    page.click("#stop")
+    expect(page.locator("#start")).to_be_enabled()
+    assert_clean(page)
+    context.close()
+    locked_server.http.post("/api/v1/simulation/stop", headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def test_the_dashboard_asks_for_the_token_once_when_it_has_none(browser, locked_server):
+    context = browser.new_context(viewport={"width": 1600, "height": 1100})
+    page = new_page(context)
+    asked = []
+    page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept(TOKEN)))
+    page.goto(locked_server.base + "/")
+    wait_loaded(page)
+    assert len(asked) == 1 and "token" in asked[0]
+    assert page.evaluate("() => window.__battsim.errors") == []
+    # The browser logs the refused requests (401, and the first WebSocket handshake): only those.
+    assert all("401" in error or "WebSocket" in error for error in page.console_errors), page.console_errors
+    context.close()
+
+
+def test_the_docs_render_offline_under_their_content_security_policy(browser, server):
+    context = browser.new_context(viewport={"width": 1600, "height": 1100})
+    outside = []
+
+    def only_local(route):
+        if route.request.url.startswith(server.base):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    page = new_page(context)
+    page.goto(server.base + "/docs")
+    page.wait_for_function("() => document.querySelectorAll('.opblock').length >= 20")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("battsim")
+    screenshot(page, "20-docs")
+    assert outside == [] and page.console_errors == []
+    context.close()
