@@ -45,8 +45,8 @@ def test_parquet_file_round_trips_in_stored_order(recording, readings, tmp_path)
 def test_directory_holds_every_table(recording, readings, tmp_path):
     out = tmp_path / "all"
     summary = export_recording(recording, out, "parquet")
-    assert sorted(p.name for p in out.iterdir()) == ["batteries.parquet", "events.parquet", "readings.parquet",
-                                                      "runs.parquet", "sites.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [".battsim-export", "batteries.parquet", "events.parquet",
+                                                      "readings.parquet", "runs.parquet", "sites.parquet"]
     assert summary.rows["batteries"] == 24 and summary.rows["runs"] == 1
     with duckdb.connect(str(recording), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")

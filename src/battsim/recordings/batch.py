@@ -91,16 +91,18 @@ class RecordingWriteError(RuntimeError):
 def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = None) -> RunSummary:
     """Simulate ``run`` into its recording; ``progress(virtual_seconds_done, readings)`` is called as it goes.
 
-    The recording is written beside ``run.out`` and renamed over it only when complete. If the run fails
-    (or is interrupted), what was flushed is kept, marked incomplete: at ``run.out`` if nothing was there,
-    else beside it (see :func:`keep_partial`). An I/O failure is raised as :class:`RecordingWriteError`.
+    A new recording is written at ``run.out``, so even a killed run leaves every committed batch there
+    (marked running, which readers report as incomplete). One that replaces an existing file is written
+    beside it and renamed over it only when complete, so a failed run never destroys the previous file.
+    If the run fails or is interrupted, what was flushed is kept, marked incomplete (see
+    :func:`keep_partial`). An I/O failure is raised as :class:`RecordingWriteError`.
     """
     if run.out.exists() and not run.overwrite:
         raise RecordingExistsError(f"{run.out} exists; pass --overwrite to replace it")
     fleet = build_fleet(run.fleet, run.seed)
     for timeline in run.timelines:
         timeline.check(fleet)  # refuse unknown targets before a file is created
-    staged = staging_path(run.out)
+    staged = staging_path(run.out) if run.out.exists() or run.out.is_symlink() else run.out
     try:
         recorder = Recorder(staged, fleet, RunInfo(run.seed, run.start, run.end, run.interval_s, run.config(),
                                                    run.preset), scenario_names=SCENARIO_NAMES)
@@ -134,7 +136,8 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
     except BaseException as error:
         failure = failure or error
     if failure is None:
-        replace_file(staged, run.out)
+        if staged != run.out:
+            replace_file(staged, run.out)
         return RunSummary(run.out, recorder.run_id, recorder.readings_written, recorder.ticks_written, run.span_s,
                           wall_s)
     kept = keep_partial(staged, run.out)
@@ -144,8 +147,8 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
 
 
 def keep_partial(staged: Path, out: Path) -> Path | None:
-    """Keep a failed run's recording if it can be read: at ``out`` if that is free, else at
-    ``NAME.incomplete.duckdb`` beside it (never over an existing file). An unreadable or empty one is
+    """Keep a failed run's recording if it can be read: where it was written if that is ``out``, else at
+    ``NAME.incomplete.duckdb`` beside ``out`` (never over an existing file). An unreadable or empty one is
     removed, so a failure leaves no 0-byte or broken files. Returns where it was kept."""
     _mark_incomplete(staged)
     try:
@@ -153,6 +156,8 @@ def keep_partial(staged: Path, out: Path) -> Path | None:
     except (NotARecordingError, RecordingBusyError, OSError, duckdb.Error):
         discard(staged)
         return None
+    if staged == out:
+        return out
     target, n = out, 1
     while target.exists() or target.is_symlink():
         n += 1
