@@ -298,6 +298,12 @@ def test_serve_refuses_to_listen_beyond_loopback_without_a_token(tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert f"error: {flag}:" in result.output, result.output
         assert "Traceback" not in result.output
+    # The lists also come from the environment, space-separated; a bad entry is named.
+    for variable, flag, value in (("BATTSIM_ALLOWED_ORIGINS", "--allowed-origin", "http://fine.example http://bad.example/x"),
+                                  ("BATTSIM_ALLOWED_HOSTS", "--allowed-host", "fine.example bad.example:80")):
+        result = runner.invoke(cli, ["serve", "--data-dir", str(tmp_path)], env={**env, variable: value})
+        assert result.exit_code == 2 and f"error: {flag}:" in result.output, result.output
+        assert "fine.example'" not in result.output and "bad.example" in result.output
 
 
 def test_serve_says_when_its_port_is_taken(tmp_path):

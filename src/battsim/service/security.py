@@ -16,7 +16,6 @@ pure functions so the rules can be tested without a server.
 
 from __future__ import annotations
 
-import fcntl
 import hmac
 import ipaddress
 import re
@@ -342,6 +341,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def interface_addresses() -> list[str]:
     """This machine's IPv4 addresses, one per interface that has one (Linux's SIOCGIFADDR), loopback last."""
+    import fcntl  # POSIX only, and only needed here
+
     SIOCGIFADDR = 0x8915  # linux/sockios.h
     found = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
