@@ -217,6 +217,7 @@ def test_with_a_token_every_endpoint_needs_it_but_health_and_the_dashboards_file
         assert http.get(path, headers={"Authorization": f"Bearer {TOKEN}x"}).status_code == 401
         assert http.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200, path
     assert http.post("/api/v1/simulation/start", json={"preset": "single-string"}).status_code == 401
+    assert http.get(f"/api/v1/presets?token={TOKEN}").status_code == 401  # HTTP: the header only (URLs get logged)
     assert http.get("/api/v1/simulation/status", headers={"Authorization": f"Bearer {TOKEN}"}).json()["is_running"] is False
     assert http.post("/api/v1/query", json={"recording": "x", "sql": "SELECT 1"}).status_code == 401
     for path in ("/health", "/docs", "/openapi.json", "/static/app.js", "/static/docs/swagger-ui.css"):

@@ -237,8 +237,8 @@ class Guard:
             return
         headers = Headers(scope=scope)
         origin = headers.get("origin")
-        cross_origin = origin is not None and self.origin_ok(scope, headers, origin)
-        send = self.with_headers(send, origin if cross_origin else None, scope)
+        cors_origin = origin if origin is not None and self.origin_ok(scope, headers, origin) else None
+        send = self.with_headers(send, cors_origin, scope)
         refusal = self.refusal(scope, headers, origin)
         if refusal is not None:
             await self.refuse(scope, send, refusal)
@@ -262,7 +262,9 @@ class Guard:
                                 "allows it)")
         preflight = scope["type"] == "http" and scope["method"] == "OPTIONS" and "access-control-request-method" in headers
         if self.policy.token and not preflight and not is_open_path(scope["path"]):
-            given = bearer_token(headers, scope.get("query_string", b""), scope.get("subprotocols", ()))
+            # Only a WebSocket may carry it outside the header (a browser cannot set headers on one).
+            given = (bearer_token(headers, scope.get("query_string", b""), scope.get("subprotocols", ()))
+                     if scope["type"] == "websocket" else bearer_token(headers))
             if not tokens_match(given, self.policy.token):
                 what = "a wrong token" if given else "no token"
                 return Refusal(401, f"this server needs its token and the request has {what}: send "
