@@ -333,7 +333,7 @@ def test_a_recording_being_written_plays_up_to_what_is_committed(tmp_path, day):
     path = tmp_path / "live.duckdb"
     writer = duckdb.connect(str(path))
     writer.execute(f"ATTACH '{day}' AS done (READ_ONLY)")
-    for table in ("runs", "sites", "batteries"):
+    for table in ("runs", "sites", "batteries", "events"):
         writer.execute(f"CREATE TABLE {table} AS SELECT * FROM done.{table}")
     writer.execute("UPDATE runs SET status = 'running'")
     writer.execute("CREATE TABLE reading_samples AS SELECT * FROM done.reading_samples WHERE timestamp < $t",

@@ -45,11 +45,16 @@ import pyarrow as pa
 from battsim.engine.battery import MODE_NAMES
 from battsim.engine.clock import PacedClock
 from battsim.engine.world import EPOCH, to_unix_us
-from battsim.recordings.query import RecordingBusyError
-from battsim.recordings.recording import NotARecordingError
+from battsim.recordings.format import NotARecordingError, RecordingBusyError, check_recording, open_error, reading
 
 SPEED_MIN = 0.01
 SPEED_MAX = 100_000.0
+# Times a replay may be asked for: the years a recording can hold (a run starts in 1970-2199, the
+# timelines' range in scenarios/timeline.py) and offsets up to the longest run, 100 years; beyond
+# them Python's datetime (years 1-9999) overflows.
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
+LATEST_INSTANT = datetime(2299, 12, 31, 23, 59, 59, tzinfo=ZoneInfo("UTC"))
+MAX_OFFSET_S = 36_525 * 86_400.0
 # Rows per chunk read from DuckDB: large enough that a query's fixed cost is small against its rows,
 # small enough that the chunks in memory (one playing, two being read) stay a few tens of MB.
 CHUNK_ROWS = 65_536
@@ -88,7 +93,9 @@ def parse_speed(value: str | float, field: str = "speed") -> float:
         try:
             value = float(value)
         except ValueError:
-            raise ReplayError(field, f"{value!r} is not a number or 'max'") from None
+            raise ReplayError(field, f"{_quoted(value)} is not a number or 'max'") from None
+    if math.isnan(value):
+        raise ReplayError(field, f"not a number; give {SPEED_MIN:g}-{SPEED_MAX:g} or 'max'")
     if math.isinf(value) and value > 0:
         return math.inf
     if not SPEED_MIN <= value <= SPEED_MAX:
@@ -105,24 +112,45 @@ def parse_instant(value: str | datetime, field: str, start: datetime, end: datet
                   zone: ZoneInfo) -> datetime:
     """An ISO 8601 time (read in ``zone`` when it has no offset), ``+2h`` from the start, or ``-30m`` from the end.
 
-    Offsets combine units: ``+1d6h``, ``+90m``, ``+1.5h`` (s, m, h, d, w).
+    Offsets combine units: ``+1d6h``, ``+90m``, ``+1.5h`` (s, m, h, d, w), up to 100 years; times are in
+    the years 1970-2299.
     """
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=zone)
+        return _in_range(value if value.tzinfo else value.replace(tzinfo=zone), field)
     text = value.strip().replace(" ", "")
     if match := _OFFSET.match(text):
         seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _OFFSET_PART.findall(match.group(2)))
+        if not seconds <= MAX_OFFSET_S:
+            raise ReplayError(field, f"{_quoted(value)} is more than 100 years ({MAX_OFFSET_S:.0f} s)")
         if match.group(1) == "+":
-            return start + timedelta(seconds=seconds)
+            return _in_range(start + timedelta(seconds=seconds), field)
         if end is None:
             raise ReplayError(field, "the recording has no readings yet to count back from")
-        return end - timedelta(seconds=seconds)
+        return _in_range(end - timedelta(seconds=seconds), field)
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ReplayError(field, f"{value!r} is not an ISO 8601 time (2026-01-01T14:00+07:00) "
+        raise ReplayError(field, f"{_quoted(value)} is not an ISO 8601 time (2026-01-01T14:00+07:00) "
                                  "or an offset from the start (+2h, +1d6h) or the end (-30m)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+    return _in_range(moment if moment.tzinfo else moment.replace(tzinfo=zone), field)
+
+
+def _in_range(moment: datetime, field: str) -> datetime:
+    # Compared as instants, never converted: a time at the edge of datetime's range with a far offset
+    # (9999-12-31T23:00-14:00) would overflow in the conversion.
+    if not EARLIEST_INSTANT <= moment <= LATEST_INSTANT:
+        raise ReplayError(field, f"{moment.isoformat()} is outside {EARLIEST_INSTANT.isoformat()} to "
+                                 f"{LATEST_INSTANT.isoformat()}")
+    return moment
+
+
+def _cut(text: str) -> str:
+    """Text for an error message, cut short: a message never repeats a long input."""
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _quoted(value) -> str:
+    return _cut(repr(value))
 
 
 def _instant(timestamp_us: int) -> datetime:
@@ -202,12 +230,24 @@ class ReplaySource:
         self._connection = connection
         self._owned = owned
         self.name = name
-        self._check_tables()
+        with reading([name]):  # a damaged block is the file's fault: DamagedRecordingError naming it
+            self._read_metadata(live)
+
+    def _read_metadata(self, live: bool) -> None:
+        connection, name = self._connection, self.name
+        check_recording(connection, name)
         row = connection.execute(
             'SELECT id, preset, status, start, "end", interval_s, readings FROM runs LIMIT 1').fetchall()
-        if not row:
-            raise NotARecordingError(f"{name}: the runs table is empty")
         run_id, preset, status, start, planned_end, interval_s, readings = row[0]
+        for label, moment in (("start", start), ("end", planned_end)):
+            # DuckDB hands back a time beyond Python's datetime (a run started at 9999-12-31T23:00-14:00 by an
+            # older battsim) as text.
+            if moment is not None and not (isinstance(moment, datetime) and EARLIEST_INSTANT <= moment <= LATEST_INSTANT):
+                raise NotARecordingError(f"{name}: the run's {label} ({_quoted(str(moment))}) is outside the years "
+                                         "this battsim reads (1970-2299)")
+        if not isinstance(interval_s, int) or interval_s < 1:
+            raise NotARecordingError(f"{name}: the run's interval ({_quoted(interval_s)}) is not a whole number of "
+                                     "seconds above 0")
         # Only a writer holding the file can have a run that is really running; opened from disk
         # (which needs no writer) a run still marked running was cut short.
         self.live = live and status == "running"
@@ -244,7 +284,7 @@ class ReplaySource:
             if "lock" in text.lower() or "different configuration" in text.lower():
                 raise RecordingBusyError(f"{path}: being written by another process; replay it through the "
                                          "server that records it") from None
-            raise NotARecordingError(f"{path}: not a DuckDB file ({text.splitlines()[0]})") from None
+            raise open_error(path, error) from None
         # DuckDB keeps the blocks it has read cached up to its memory limit (80 % of RAM by default):
         # a replay reads each block once, so cap it and memory stays flat for a recording of any size.
         connection.execute(f"SET memory_limit = '{REPLAY_MEMORY_LIMIT}'")
@@ -277,13 +317,6 @@ class ReplaySource:
     def close(self) -> None:
         if self._owned:
             self._connection.close()
-
-    def _check_tables(self) -> None:
-        tables = {r[0] for r in self._connection.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
-        missing = {"runs", "reading_samples", "batteries", "sites"} - tables
-        if missing:
-            raise NotARecordingError(f"{self.name}: not a battsim recording (no {', '.join(sorted(missing))} table)")
 
     # -------------------------------------------------------------------------------- metadata
     def _last_timestamp_us(self, hint_us: int | None, con: duckdb.DuckDBPyConnection | None = None) -> int | None:
@@ -339,17 +372,20 @@ class ReplaySource:
         if batteries:
             unknown = sorted(set(batteries) - set(self.battery_ids))
             if unknown:
-                raise ReplayError("battery_ids", f"unknown {', '.join(unknown[:5])}"
+                raise ReplayError("battery_ids", f"unknown {', '.join(map(_cut, unknown[:5]))}"
                                   f"{' …' if len(unknown) > 5 else ''}; this recording has "
                                   f"{_examples(self.battery_ids)}")
             keep &= np.isin(self.battery_ids, list(batteries))
         if sites:
             unknown = sorted(set(sites) - set(self.site_ids))
             if unknown:
-                raise ReplayError("site_ids", f"unknown {', '.join(unknown)}; sites: {', '.join(self.site_ids)}")
+                raise ReplayError("site_ids", f"unknown {', '.join(map(_cut, unknown[:5]))}; "
+                                              f"sites: {', '.join(self.site_ids)}")
             keep &= np.isin(self.battery_site, list(sites))
         if not keep.any():
             raise ReplayError("battery_ids", "no battery is in both the battery and the site filter")
+        if finish is not None and last is not None and finish > last and not self.live:
+            finish = last  # a finished recording grows no more: a later end plays (and loops) to its end
         # Before the first reading there is nothing to wait for: start the clock there.
         begin_us = max(to_unix_us(begin), self.start_us)
         return Window(begin_us, None if finish is None else to_unix_us(finish),

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from contextlib import asynccontextmanager
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -23,9 +24,20 @@ from battsim import __version__
 from battsim.engine.alarms import RULES, AlarmThresholds
 from battsim.engine.fleet import PRESETS, FleetSpec, JarSpec, SiteSpec, get_preset
 from battsim.scenarios import CATALOGUE, ScenarioError, TimelineError, shipped_timelines
+from battsim.scenarios.controller import MAX_DURATION_S
+from battsim.scenarios.timeline import EARLIEST_YEAR, LATEST_YEAR, MAX_TIMELINE_BYTES
 from battsim.service.broadcast import ReadingFilter
 from battsim.service.docs import declare_bearer, docs_router
-from battsim.service.live import DEFAULT_SLOT, AlreadyRunning, LiveConfig, NotRunning, Sessions, idle_status
+from battsim.service.limits import MAX_BODY_BYTES, BodyLimit, brief, shown, validation_error
+from battsim.service.live import (
+    DEFAULT_SLOT,
+    AlreadyRunning,
+    LiveConfig,
+    NotRunning,
+    RecordingFailed,
+    Sessions,
+    idle_status,
+)
 from battsim.service.routes_query import query_router
 from battsim.service.routes_replay import replay_router
 from battsim.service.security import AccessPolicy, Guard
@@ -37,13 +49,25 @@ API = "/api/v1"
 # one site, carrying the share of a preset 24-jar string's load (8 kW) that one jar carries (~0.25 C).
 API_SITE_ID = "SITE01"
 API_LOAD_KW_PER_JAR = SiteSpec.model_fields["load_kw_per_string"].default / 24
+# Virtual start times a live run may have: the timelines' years (scenarios/timeline.py), so every
+# timestamp of a run of any length at any speed stays well inside what Python and DuckDB represent.
+EARLIEST_START = datetime(EARLIEST_YEAR, 1, 1, tzinfo=UTC)
+LATEST_START = datetime(LATEST_YEAR, 12, 31, 23, 59, 59, tzinfo=UTC)
+# Ids in a request: as many as the largest fleet preset has jars, with room to spare.
+MAX_IDS = 10_000
+IdList = list[Annotated[str, Field(max_length=100)]]
 
 
 # ---------------------------------------------------------------------------------------- bodies
 def known_scenario(name: str) -> str:
     if name not in CATALOGUE:
-        raise ValueError(f"unknown scenario {name!r}; known: {', '.join(CATALOGUE)}")
+        raise ValueError(f"unknown scenario {shown(name)!r}; known: {', '.join(CATALOGUE)}")
     return name
+
+
+def timeline_field(description: str, **options) -> Any:
+    return Field(max_length=MAX_TIMELINE_BYTES, description=f"{description} At most {MAX_TIMELINE_BYTES} characters.",
+                 **options)
 
 
 class BatteryConfig(BaseModel):
@@ -65,10 +89,11 @@ class StartRequest(BaseModel):
     preset: str | None = Field(default=None, description=f"A fleet preset: {', '.join(PRESETS)}.")
     interval_seconds: int = Field(default=5, ge=1, le=60, description="Virtual seconds between readings.")
     scenario: str | None = Field(default=None, description="Applied to the whole fleet at start.")
-    timeline: str | None = Field(default=None, description="TOML text of a timeline, or a shipped timeline's name.")
+    timeline: str | None = timeline_field("TOML text of a timeline, or a shipped timeline's name.", default=None)
     seed: int = Field(default=0, ge=0, lt=2**63)
     speed: float = Field(default=1.0, gt=0, le=1e6, description="Virtual seconds per wall second.")
-    start: AwareDatetime | None = Field(default=None, description="Virtual start (default: now).")
+    start: AwareDatetime | None = Field(default=None, description=f"Virtual start (default: now), in the years "
+                                                                 f"{EARLIEST_YEAR}-{LATEST_YEAR} (UTC).")
     paused: bool = Field(default=False, description="Start paused; resume with POST /simulation/resume.")
 
     @field_validator("scenario")
@@ -80,7 +105,15 @@ class StartRequest(BaseModel):
     @classmethod
     def _preset_known(cls, value):
         if value is not None and value not in PRESETS:
-            raise ValueError(f"unknown preset {value!r}; presets: {', '.join(PRESETS)}")
+            raise ValueError(f"unknown preset {shown(value)!r}; presets: {', '.join(PRESETS)}")
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _start_in_range(cls, value):
+        # Compared as instants (never converted), so a far offset cannot overflow here.
+        if value is not None and not EARLIEST_START <= value <= LATEST_START:
+            raise ValueError(f"{value.isoformat()} is outside {EARLIEST_START.isoformat()} to {LATEST_START.isoformat()}")
         return value
 
     @field_validator("batteries")
@@ -114,12 +147,14 @@ class ApplyRequest(BaseModel):
         {"scenario": "hvac_failure", "site_ids": ["HKT_DC1"], "duration_s": 7200},
     ]})
     scenario: str = Field(description=f"One of: {', '.join(CATALOGUE)}.")
-    battery_ids: list[str] | None = Field(default=None, description="Targets; none given: the whole fleet.")
-    site_ids: list[str] | None = None
-    string_ids: list[str] | None = None
+    battery_ids: IdList | None = Field(default=None, max_length=MAX_IDS, description="Targets; none given: the whole fleet.")
+    site_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
+    string_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
     ambient_temp: float | None = Field(default=None, ge=-10, le=60, description="Hold the battery room at this, °C.")
     params: dict[str, Any] | None = Field(default=None, description="Scenario parameters (GET /scenarios).")
-    duration_s: float | None = Field(default=None, gt=0, description="Ends by itself after this; default: until cleared.")
+    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S,
+                                     description="Ends by itself after this (seconds, at most 100 years); "
+                                                 "default: until cleared.")
 
     @field_validator("scenario")
     @classmethod
@@ -129,9 +164,9 @@ class ApplyRequest(BaseModel):
 
 class ClearRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    battery_ids: list[str] | None = None
-    site_ids: list[str] | None = None
-    string_ids: list[str] | None = None
+    battery_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
+    site_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
+    string_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
     scenario: str | None = Field(default=None, description="Clear only this scenario.")
 
     @field_validator("scenario")
@@ -145,12 +180,12 @@ class SpeedRequest(BaseModel):
 
 
 class TimelineRequest(BaseModel):
-    timeline: str = Field(description="TOML text, or a shipped timeline's name.", examples=["daily-outage"])
+    timeline: str = timeline_field("TOML text, or a shipped timeline's name.", examples=["daily-outage"])
 
 
 def invalid(field: str, message: str) -> HTTPException:
     """A 422 in FastAPI's own validation shape, naming the field."""
-    return HTTPException(422, detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}])
+    return HTTPException(422, detail=[{"loc": ["body", field], "msg": brief(message), "type": "value_error"}])
 
 
 # ---------------------------------------------------------------------------------------- the app
@@ -182,6 +217,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
                     "scenarios, timelines, and every reading recorded to DuckDB.",
     )
     app.state.sessions = sessions
+    # Bodies are capped before they are parsed (413), and a 422 repeats only the start of a long input.
+    app.add_exception_handler(RequestValidationError, validation_error)
     # Who may talk to it: allowed hosts and origins (CORS), the token, JSON bodies, security headers.
     access = access or AccessPolicy()
     app.add_middleware(Guard, policy=access)
@@ -189,6 +226,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         declare_bearer(app)
     app.include_router(docs_router())  # /docs from the package's files, and the endpoint map at /api/v1/
     # The dashboard's files, when the package ships them (served at / to browsers, below).
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Recordings, replay and read-only SQL over the same data directory; a recording a live session is
@@ -233,7 +271,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
             unknown = sorted(set(given or ()) - set(known))
             if unknown:
                 sample = ", ".join(known[:5]) + (", ..." if len(known) > 5 else "")
-                raise HTTPException(404, detail=f"{name}: unknown {', '.join(unknown)} (this fleet has e.g. {sample})")
+                named = ", ".join(shown(battery_id) for battery_id in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+                raise HTTPException(404, detail=f"{name}: unknown {named} (this fleet has e.g. {sample})")
 
     # ------------------------------------------------------------------------------------ general
     @app.get("/", summary="Endpoint map (JSON), or the dashboard for browsers")
@@ -271,6 +310,10 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
             raise HTTPException(409, detail=str(error)) from None
         except TimelineError as error:
             raise invalid("timeline", str(error)) from None
+        except ScenarioError as error:
+            raise invalid("scenario", str(error)) from None
+        except RecordingFailed as error:  # e.g. the disk is full: nothing was left behind
+            raise HTTPException(507, detail=str(error)) from None
         return {"status": "started", "message": f"Simulation started for {session.fleet.size} batteries",
                 "interval_seconds": request.interval_seconds, "recording_id": session.recorder.run_id,
                 "recording_path": str(session.recording_path), "speed": request.speed, "seed": request.seed,

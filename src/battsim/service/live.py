@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 
 from battsim.engine.alarms import AlarmChange, AlarmMonitor
@@ -97,12 +98,28 @@ def default_start(interval_s: int) -> datetime:
 
 
 def recording_path(data_dir: Path, name: str, moment: datetime) -> Path:
+    """A new file name in ``data_dir``: nothing there by that name, not even a (dangling) symlink to elsewhere."""
     stem = f"live-{moment.strftime('%Y%m%dT%H%M%SZ')}-{re.sub(r'[^A-Za-z0-9_-]', '_', name)}"
     path, n = data_dir / f"{stem}.duckdb", 1
-    while path.exists():
+    while path.exists() or path.is_symlink():
         n += 1
         path = data_dir / f"{stem}-{n}.duckdb"
     return path
+
+
+class RecordingFailed(RuntimeError):
+    """The recording of a new session could not be created (a full disk, a read-only data directory)."""
+
+
+def create_recorder(path: Path, fleet, info: RunInfo) -> Recorder:
+    """The session's recorder; if the file cannot be created, nothing is left behind (no 0-byte file)."""
+    try:
+        return Recorder(path, fleet, info, scenario_names=SCENARIO_NAMES)
+    except (OSError, duckdb.Error) as error:
+        for leftover in (path, Path(f"{path}.wal")):
+            leftover.unlink(missing_ok=True)  # ours: the name was free a moment ago
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise RecordingFailed(f"recording: cannot create {path.name}: {first_line}") from None
 
 
 class LiveSession:
@@ -120,16 +137,14 @@ class LiveSession:
             timeline.check(self.fleet)
         if config.scenario is not None and config.scenario not in CATALOGUE:
             raise ScenarioError(f"unknown scenario {config.scenario!r}; known: {', '.join(CATALOGUE)}")
-        self.recording_path = recording_path(data_dir, config.preset or config.fleet.name, datetime.now(UTC))
-        self.recorder = Recorder(
-            self.recording_path, self.fleet,
-            RunInfo(config.seed, start, None, config.interval_s, config.config(), config.preset),
-            scenario_names=SCENARIO_NAMES,
-        )
         # One tick per batch: each tick is measured, broadcast and alarmed as soon as it is simulated.
         self.world = World(self.fleet, self, seed=config.seed, start=start, interval_s=config.interval_s,
                            batch_rows=self.fleet.size)
         self.scenarios = Scenarios(self.world)
+        # The file comes last, so that nothing before it can fail and leave it open.
+        self.recording_path = recording_path(data_dir, config.preset or config.fleet.name, datetime.now(UTC))
+        self.recorder = create_recorder(self.recording_path, self.fleet, RunInfo(
+            config.seed, start, None, config.interval_s, config.config(), config.preset))
         self.alarms = AlarmMonitor.for_fleet(self.fleet)
         self.encoder = TelemetryEncoder(self.fleet)
         # Without a given start, virtual time begins at the wall clock's now (the world took a while to
@@ -153,10 +168,14 @@ class LiveSession:
         self._task: asyncio.Task | None = None
         self._closer: asyncio.Future | None = None
         self._reader_cursors: list = []
-        if timeline is not None:
-            self._install(timeline)
-        if config.scenario:
-            self.scenarios.apply(config.scenario, source="start")
+        try:
+            if timeline is not None:
+                self._install(timeline)
+            if config.scenario:
+                self.scenarios.apply(config.scenario, source="start")
+        except BaseException:
+            self.recorder.close(status="incomplete")  # never left open (and the file locked) by a failed start
+            raise
 
     # ------------------------------------------------------------------------------ sink
     def readings(self, batch: ReadingBatch) -> None:
@@ -308,20 +327,32 @@ class LiveSession:
         await asyncio.shield(self._closer)
 
     async def _close(self, status: str) -> None:
+        """Record what is pending, then close the recorder (marking the run), then the readers' cursors.
+
+        Each step runs whatever the one before it raised: a failed last batch (a full disk) still closes the
+        file, marked incomplete, and a reader's cursor can neither keep the run from being marked nor the
+        file from being released.
+        """
         self.stopped_at = datetime.now(UTC)
         try:
             self.world.flush()
             self._record_pending()
-        finally:
-            for cursor in self._reader_cursors:
-                cursor.close()
-            wall_s = (self.stopped_at - self.started_at).total_seconds()
+        except Exception as error:
+            log.exception("recording the last readings of %s failed", self.recording_path)
+            self.error = self.error or f"recording: {type(error).__name__}: {error}"
+            status = "incomplete"
+        wall_s = (self.stopped_at - self.started_at).total_seconds()
+        try:
+            await asyncio.to_thread(self.recorder.close, status=status, wall_seconds=wall_s)
+        except Exception as error:
+            log.exception("closing the recording %s failed", self.recording_path)
+            self.error = self.error or f"recording: {type(error).__name__}: {error}"
+        for cursor in self._reader_cursors:
             try:
-                await asyncio.to_thread(self.recorder.close, status=status, wall_seconds=wall_s)
-            except Exception as error:
-                log.exception("closing the recording %s failed", self.recording_path)
-                self.error = self.error or f"recording: {type(error).__name__}: {error}"
-            self.publish_status()
+                cursor.close()
+            except duckdb.Error:
+                log.warning("closing a reader's cursor on %s failed", self.recording_path, exc_info=True)
+        self.publish_status()
 
     # ------------------------------------------------------------------------------ reporting
     @property

@@ -47,17 +47,22 @@ class UnknownRecordingError(LookupError):
     pass
 
 
+def within(data_dir: Path, path: Path) -> bool:
+    """Whether ``path`` is in ``data_dir`` once symlinks are followed (one pointing elsewhere is not served)."""
+    return path.resolve().is_relative_to(data_dir.resolve())
+
+
 def find_recording(data_dir: Path, recording_id: str) -> Path:
     """The file of a recording in ``data_dir``, by file name (``.duckdb`` optional) or by run id."""
     if not RECORDING_ID.match(recording_id):
-        raise ValueError(f"recording {recording_id!r} is not a recording id (letters, digits, '_', '-', '.';"
+        raise ValueError(f"recording {recording_id[:60]!r} is not a recording id (letters, digits, '_', '-', '.';"
                          " no path)")
     stem = recording_id.removesuffix(".duckdb")
     candidate = data_dir / f"{stem}.duckdb"
-    if candidate.is_file():
+    if candidate.is_file() and within(data_dir, candidate):
         return candidate
     for path in sorted(data_dir.glob("*.duckdb")):
-        if _run_id(path) == recording_id:
+        if within(data_dir, path) and _run_id(path) == recording_id:
             return path
     raise UnknownRecordingError(f"no recording {recording_id!r} in the data directory")
 

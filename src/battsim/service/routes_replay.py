@@ -12,9 +12,13 @@
     WS   /api/v1/ws/replay                   telemetry frames as live, and a playback_state frame after every
                                              command and change of state
 
-One replay session at a time: starting another replaces it. A slow WebSocket subscriber is handled as
-on the live socket (its own queue; oldest frames dropped and counted) while the replay is paced; at
-``max`` the replay instead waits for its subscribers, so a consumer gets everything as fast as it takes it.
+One replay session at a time: starting another replaces it. A replay that has ended (finished, or
+failed) keeps its place until it is stopped or replaced, so it can still be sought back into; one that
+failed says why in ``ended_reason``, and ``stop`` and a new ``start`` always work after it.
+
+A slow WebSocket subscriber is handled as on the live socket (its own queue; oldest frames dropped and
+counted) while the replay is paced; at ``max`` the replay instead waits for its subscribers, so a
+consumer gets everything as fast as it takes it.
 """
 
 from __future__ import annotations
@@ -25,16 +29,17 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import duckdb
 from fastapi import APIRouter, HTTPException, WebSocket
 from pydantic import BaseModel, ConfigDict, Field
 
+from battsim.recordings.format import DamagedRecordingError, NotARecordingError, RecordingBusyError
 from battsim.recordings.player import Player, ReplayError, ReplaySource, parse_speed
-from battsim.recordings.query import RecordingBusyError
-from battsim.recordings.recording import NotARecordingError
 from battsim.service.broadcast import Broadcaster, MessageFrame, ReadingFilter
-from battsim.service.routes_query import UnknownRecordingError, find_recording
+from battsim.service.limits import brief
+from battsim.service.routes_query import UnknownRecordingError, find_recording, within
 
 log = logging.getLogger(__name__)
 
@@ -46,38 +51,52 @@ MAX_WAIT_S = 0.5
 BACKPRESSURE_WAIT_S = 0.002
 
 LiveConnection = Callable[[Path], "duckdb.DuckDBPyConnection | None"]
+# Lengths of the text fields: a recording id as routes_query.RECORDING_ID allows, a time or an offset.
+MAX_ID_CHARS = 200
+MAX_TIME_CHARS = 64
+MAX_IDS = 10_000
+IdList = list[Annotated[str, Field(max_length=100)]]
 
 
 class StartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    recording: str = Field(description="File name in the data directory (without .duckdb) or run id.",
-                           examples=["outage-week"])
-    speed: float | str = Field(1.0, description="Virtual seconds per wall second, 0.01-100000, or \"max\".",
-                               examples=[60, "max"])
-    from_: str | None = Field(None, alias="from", description="ISO 8601, or an offset from the start such as "
-                                                                "\"+2h\" (default: the start).")
-    to: str | None = Field(None, description="End, exclusive: ISO 8601, \"+6h\" from the start or \"-30m\" from "
-                                             "the end (default: the end of the recording).")
-    battery_ids: list[str] = Field(default_factory=list, description="Only these batteries (default all).")
-    site_ids: list[str] = Field(default_factory=list, description="Only these sites; with battery_ids, both apply.")
+    recording: str = Field(max_length=MAX_ID_CHARS, examples=["outage-week"],
+                           description="File name in the data directory (without .duckdb) or run id.")
+    speed: float | Annotated[str, Field(max_length=16)] = Field(
+        1.0, description="Virtual seconds per wall second, 0.01-100000, or \"max\".", examples=[60, "max"])
+    from_: str | None = Field(None, alias="from", max_length=MAX_TIME_CHARS,
+                              description="ISO 8601 (years 1970-2299), or an offset from the start such as \"+2h\" "
+                                          "(at most 100 years; default: the start).")
+    to: str | None = Field(None, max_length=MAX_TIME_CHARS,
+                           description="End, exclusive: ISO 8601, \"+6h\" from the start or \"-30m\" from the end "
+                                       "(default, or later than the end of a finished recording: its end).")
+    battery_ids: IdList = Field(default_factory=list, max_length=MAX_IDS,
+                                description="Only these batteries (default all).")
+    site_ids: IdList = Field(default_factory=list, max_length=MAX_IDS,
+                             description="Only these sites; with battery_ids, both apply.")
     loop: bool = False
     start_paused: bool = False
 
 
 class SeekRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    time: str = Field(description="ISO 8601, or an offset from the recording's start (\"+3h\") or end (\"-1h\").",
-                      examples=["2026-01-01T14:00+07:00", "+3h"])
+    time: str = Field(max_length=MAX_TIME_CHARS, examples=["2026-01-01T14:00+07:00", "+3h"],
+                      description="ISO 8601, or an offset from the recording's start (\"+3h\") or end (\"-1h\").")
 
 
 class SpeedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    speed: float | str = Field(description="0.01-100000, or \"max\".", examples=[3600])
+    speed: float | Annotated[str, Field(max_length=16)] = Field(description="0.01-100000, or \"max\".",
+                                                                examples=[3600])
 
 
 def _invalid(field: str, message: str) -> HTTPException:
     """A 422 in FastAPI's own validation shape, naming the field."""
-    return HTTPException(422, detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}])
+    return HTTPException(422, detail=[{"loc": ["body", field], "msg": brief(message), "type": "value_error"}])
+
+
+class ReplayFailed(RuntimeError):
+    """A command the replay could not carry out (its recording became unreadable, say): a 409."""
 
 
 class ReplaySession:
@@ -91,6 +110,7 @@ class ReplaySession:
         self._wake = asyncio.Event()
         self._seen_changes = player.changes
         self._frame_bytes = 1  # the size of the last frame sent, to judge the subscribers' room in bytes
+        self._stopping = False
         self.task = asyncio.create_task(self._run(), name=f"replay-{self.id}")
 
     def status(self) -> dict:
@@ -108,40 +128,66 @@ class ReplaySession:
         return status
 
     async def command(self, action: Callable[[], None]) -> dict:
-        """Run a player command off the event loop (it may query DuckDB), then tell everyone."""
-        await asyncio.to_thread(action)
+        """Run a player command off the event loop (it may query DuckDB), then tell everyone.
+
+        ReplayError (bad input) is the caller's to report; any other failure is a :class:`ReplayFailed`.
+        """
+        if self.task.done():
+            raise ReplayFailed(f"replay {self.id} has been stopped; start another with POST {API}/replay/start")
+        try:
+            await asyncio.to_thread(action)
+        except ReplayError:
+            raise
+        except Exception as error:  # e.g. its recording became unreadable
+            log.warning("replay %s of %s: a command failed", self.id, self.recording_id, exc_info=True)
+            raise ReplayFailed(f"the replay could not do that ({_first_line(error)}); stop it or start another") \
+                from None
         self._wake.set()
         return await self.publish_state()
 
     async def _run(self) -> None:
+        """Pace the player until stopped. An ended replay (finished, or failed) waits for a command: a seek
+        brings it back, a stop or a new replay closes it."""
         player = self.player
         try:
-            while True:
-                batch = 4096
-                if math.isinf(player.speed) and self.broadcaster.subscribers:
-                    batch = await self._room()
-                frames = await asyncio.to_thread(player.poll, batch)
-                for frame in frames:
-                    self.broadcaster.publish(frame)
-                    self._frame_bytes = len(frame.payload)
-                if player.changes != self._seen_changes:
+            while not self._stopping:
+                try:
+                    if player.state == "ended":
+                        await self._wait(math.inf)
+                    else:
+                        await self._play_some()
+                except Exception as error:  # the live recording it followed was closed, a damaged block, ...
+                    log.warning("replay %s of %s failed", self.id, self.recording_id, exc_info=True)
+                    player.stop(f"error: {_first_line(error)}")
                     await self.publish_state()
-                if player.state == "ended":
-                    return
-                delay = await asyncio.to_thread(player.wall_delay)
-                if delay > 0:
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), min(delay, MAX_WAIT_S))
-                    except TimeoutError:
-                        pass
-        except (duckdb.Error, OSError) as error:
-            # e.g. the live recording it followed was closed: end the replay and say why.
-            log.warning("replay %s of %s failed: %s", self.id, self.recording_id, error)
-            player.stop(f"error: {error}")
-            await self.publish_state()
         finally:
             await asyncio.to_thread(self._close)
+
+    async def _play_some(self) -> None:
+        player = self.player
+        batch = 4096
+        if math.isinf(player.speed) and self.broadcaster.subscribers:
+            batch = await self._room()
+        frames = await asyncio.to_thread(player.poll, batch)
+        for frame in frames:
+            self.broadcaster.publish(frame)
+            self._frame_bytes = len(frame.payload)
+        if player.changes != self._seen_changes:
+            await self.publish_state()
+        if player.state != "ended":
+            delay = await asyncio.to_thread(player.wall_delay)
+            if delay > 0:
+                await self._wait(min(delay, MAX_WAIT_S))
+
+    async def _wait(self, seconds: float) -> None:
+        """Until a command or a stop wakes the task, or ``seconds`` have passed."""
+        self._wake.clear()
+        if self._stopping:
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), None if math.isinf(seconds) else seconds)
+        except TimeoutError:
+            pass
 
     async def _room(self) -> int:
         """Frames every subscriber can take without dropping any (waits until it is at least one)."""
@@ -153,13 +199,25 @@ class ReplaySession:
             await asyncio.sleep(BACKPRESSURE_WAIT_S)
 
     def _close(self) -> None:
-        self.player.close()
-        self.source.close()
+        for close in (self.player.close, self.source.close):
+            try:
+                close()
+            except Exception:  # releasing must not fail a stop; the next replay starts either way
+                log.warning("replay %s: closing failed", self.id, exc_info=True)
 
     async def stop(self) -> dict:
-        status = await self.command(self.player.stop)
-        await self.task
-        return status
+        """Stop and release the recording; works in any state, after any error, and more than once."""
+        if not self.task.done():
+            self._stopping = True
+            await asyncio.to_thread(self.player.stop)
+            self._wake.set()
+            await self.task
+        return await self.publish_state()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return brief(text)
 
 
 def replay_router(data_dir: str | Path, live_connection: LiveConnection | None = None,
@@ -185,17 +243,45 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
         return path, _source(path, recording_id)
 
     def _source(path: Path, recording_id: str) -> ReplaySource:
-        connection = live_connection(path) if live_connection else None
         try:
-            if connection is not None:
-                # A cursor made for us: closed with the source, so it does not outlive the replay.
-                return ReplaySource.from_connection(connection, path.stem, owned=True)
-            return ReplaySource.open(path)
+            return source_of(path)
         except RecordingBusyError:
             raise HTTPException(409, detail=f"recording {recording_id!r} is being written by another process; "
                                             "replay it through the server that records it") from None
+        except DamagedRecordingError as error:
+            raise HTTPException(409, detail=f"recording {recording_id!r} cannot be read: {brief(str(error))}") from None
         except (NotARecordingError, FileNotFoundError):
             raise HTTPException(404, detail=f"{recording_id!r} is not a battsim recording") from None
+
+    def source_of(path: Path) -> ReplaySource:
+        connection = live_connection(path) if live_connection else None
+        if connection is not None:
+            # A cursor made for us: closed with the source, so it does not outlive the replay.
+            return ReplaySource.from_connection(connection, path.stem, owned=True)
+        return ReplaySource.open(path)
+
+    def listed(path: Path) -> dict | None:
+        """A recording's entry in the listing; one that cannot be read is marked so (never failing the listing),
+        a file that is no recording at all is left out (None)."""
+        entry = {"id": path.stem, "file": path.name}
+        try:
+            source = source_of(path)
+        except RecordingBusyError as error:
+            return {**entry, "status": "busy", "detail": brief(str(error))}
+        except DamagedRecordingError as error:
+            return {**entry, "status": "unreadable", "detail": brief(str(error))}
+        except (NotARecordingError, FileNotFoundError):
+            return None
+        except Exception as error:  # whatever is wrong with one file, the others are still listed
+            log.warning("listing %s failed", path, exc_info=True)
+            return {**entry, "status": "unreadable", "detail": _first_line(error)}
+        try:
+            return describe(path, source)
+        except Exception as error:
+            log.warning("listing %s failed", path, exc_info=True)
+            return {**entry, "status": "unreadable", "detail": _first_line(error)}
+        finally:
+            source.close()
 
     def describe(path: Path, source: ReplaySource) -> dict:
         info = source.info.as_dict()
@@ -209,19 +295,9 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
     # ------------------------------------------------------------------------------------ recordings
     @router.get(f"{API}/recordings", summary="Recordings in the data directory")
     def recordings() -> list[dict]:
-        listed = []
-        for path in sorted(data_dir.glob("*.duckdb")):
-            try:
-                source = _source(path, path.stem)
-            except HTTPException as error:
-                if error.status_code == 409:
-                    listed.append({"id": path.stem, "file": path.name, "status": "busy", "detail": error.detail})
-                continue  # not a recording: not listed
-            try:
-                listed.append(describe(path, source))
-            finally:
-                source.close()
-        return listed
+        # A symlink to a file outside the data directory is not followed (nor served by id).
+        entries = (listed(path) for path in sorted(data_dir.glob("*.duckdb")) if within(data_dir, path))
+        return [entry for entry in entries if entry is not None]
 
     @router.get(f"{API}/recordings/{{recording_id}}", summary="One recording, with its sites and batteries",
                 responses={404: {"description": "No such recording"}, 409: {"description": "Written elsewhere"}})
@@ -248,6 +324,10 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
         except ReplayError as error:
             source.close()
             raise _invalid(error.field, error.message) from None
+        except (duckdb.Error, NotARecordingError, OSError) as error:  # its first chunk could not be read
+            source.close()
+            raise HTTPException(409, detail=f"recording {request.recording!r} cannot be read: "
+                                            f"{_first_line(error)}") from None
         except BaseException:
             source.close()
             raise
@@ -261,7 +341,16 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
                      responses={404: {"description": "No replay session"}})
         async def endpoint() -> dict:
             replay = session()
-            return await replay.command(lambda: act(replay.player))
+            return await run(replay, lambda: act(replay.player))
+
+    async def run(replay: ReplaySession, action: Callable[[], None], field: str = "") -> dict:
+        """A command, with its failures as HTTP errors: bad input 422 (naming ``field``), anything else 409."""
+        try:
+            return await replay.command(action)
+        except ReplayError as error:
+            raise _invalid(field or error.field, error.message) from None
+        except ReplayFailed as error:
+            raise HTTPException(409, detail=str(error)) from None
 
     control("pause", "Pause the replay", Player.pause)
     control("resume", "Resume the replay", Player.resume)
@@ -274,19 +363,13 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
                  responses={404: {"description": "No replay session"}, 422: {"description": "Outside the window"}})
     async def seek(request: SeekRequest) -> dict:
         replay = session()
-        try:
-            return await replay.command(lambda: replay.player.seek(request.time))
-        except ReplayError as error:
-            raise _invalid("time", error.message) from None
+        return await run(replay, lambda: replay.player.seek(request.time), "time")
 
     @router.post(f"{API}/replay/speed", summary="Change the replay speed",
                  responses={404: {"description": "No replay session"}, 422: {"description": "Out of range"}})
     async def speed(request: SpeedRequest) -> dict:
         replay = session()
-        try:
-            return await replay.command(lambda: replay.player.set_speed(request.speed))
-        except ReplayError as error:
-            raise _invalid("speed", error.message) from None
+        return await run(replay, lambda: replay.player.set_speed(request.speed), "speed")
 
     @router.get(f"{API}/replay/status", summary="The replay's state, position and requested/achieved speed")
     async def status() -> dict:
