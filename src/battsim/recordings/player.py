@@ -75,6 +75,10 @@ WIRE_NUMBERS = (
 )
 
 
+class UnreadableRecordingError(NotARecordingError):
+    """A battsim recording holding values this version cannot read (a run dated past datetime's range)."""
+
+
 class ReplayError(ValueError):
     """Bad replay input; ``field`` names what was wrong (a CLI flag or request field is derived from it)."""
 
@@ -243,10 +247,10 @@ class ReplaySource:
             # DuckDB hands back a time beyond Python's datetime (a run started at 9999-12-31T23:00-14:00 by an
             # older battsim) as text.
             if moment is not None and not (isinstance(moment, datetime) and EARLIEST_INSTANT <= moment <= LATEST_INSTANT):
-                raise NotARecordingError(f"{name}: the run's {label} ({_quoted(str(moment))}) is outside the years "
+                raise UnreadableRecordingError(f"{name}: the run's {label} ({_quoted(str(moment))}) is outside the years "
                                          "this battsim reads (1970-2299)")
         if not isinstance(interval_s, int) or interval_s < 1:
-            raise NotARecordingError(f"{name}: the run's interval ({_quoted(interval_s)}) is not a whole number of "
+            raise UnreadableRecordingError(f"{name}: the run's interval ({_quoted(interval_s)}) is not a whole number of "
                                      "seconds above 0")
         # Only a writer holding the file can have a run that is really running; opened from disk
         # (which needs no writer) a run still marked running was cut short.

@@ -30,10 +30,6 @@ SHOWN_CHARS = 80
 MESSAGE_CHARS = 600
 
 
-class BodyTooLarge(Exception):
-    """Raised inside the app when the streamed body passes the cap; turned into a 413."""
-
-
 def too_large(max_bytes: int) -> JSONResponse:
     return JSONResponse({"detail": f"request body: larger than {max_bytes} bytes, the most this server accepts"},
                         status_code=413)
@@ -56,29 +52,31 @@ class BodyLimit:
             await too_large(self.max_bytes)(scope, receive, send)
             return
         received = 0
-        started = False
+        refused = started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    # Answer now (unless the app already has), and tell the app the client has gone: it
+                    # stops reading, and what it answers to that is dropped below.
+                    if not started:
+                        await too_large(self.max_bytes)(scope, receive, send)
+                    refused = True
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracked_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
-            if message["type"] == "http.response.start":
+            if not refused:
                 started = True
-            await send(message)
+                await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracked_send)
-        except BodyTooLarge:
-            if started:
-                raise  # too late for a 413: the server drops the connection
-            await too_large(self.max_bytes)(scope, receive, send)
+        await self.app(scope, limited_receive, guarded_send)
 
 
 def shown(value: Any) -> Any:

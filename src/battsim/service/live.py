@@ -260,11 +260,13 @@ class LiveSession:
                         pass
                 else:
                     await asyncio.sleep(0)
-        except Exception as error:  # the world failed: keep what was recorded, mark it incomplete, say so
+        except Exception as error:  # the world or the disk failed: keep what was recorded, mark it incomplete, say so
             log.exception("live simulation %s failed", self.slot)
-            self.error = f"{type(error).__name__}: {error}"
             self._stopping = True
             await self._finish("incomplete")
+            # Said once the recording is closed, so a client that sees the error can open the file.
+            self.error = f"{type(error).__name__}: {error}"
+            self.publish_status()
 
     def _after_slice(self) -> None:
         if self._pending_rows >= RECORD_ROWS or (self._pending

@@ -36,7 +36,7 @@ from fastapi import APIRouter, HTTPException, WebSocket
 from pydantic import BaseModel, ConfigDict, Field
 
 from battsim.recordings.format import DamagedRecordingError, NotARecordingError, RecordingBusyError
-from battsim.recordings.player import Player, ReplayError, ReplaySource, parse_speed
+from battsim.recordings.player import Player, ReplayError, ReplaySource, UnreadableRecordingError, parse_speed
 from battsim.service.broadcast import Broadcaster, MessageFrame, ReadingFilter
 from battsim.service.limits import brief
 from battsim.service.routes_query import UnknownRecordingError, find_recording, within
@@ -248,7 +248,7 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
         except RecordingBusyError:
             raise HTTPException(409, detail=f"recording {recording_id!r} is being written by another process; "
                                             "replay it through the server that records it") from None
-        except DamagedRecordingError as error:
+        except (DamagedRecordingError, UnreadableRecordingError) as error:
             raise HTTPException(409, detail=f"recording {recording_id!r} cannot be read: {brief(str(error))}") from None
         except (NotARecordingError, FileNotFoundError):
             raise HTTPException(404, detail=f"{recording_id!r} is not a battsim recording") from None
@@ -268,7 +268,7 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
             source = source_of(path)
         except RecordingBusyError as error:
             return {**entry, "status": "busy", "detail": brief(str(error))}
-        except DamagedRecordingError as error:
+        except (DamagedRecordingError, UnreadableRecordingError) as error:
             return {**entry, "status": "unreadable", "detail": brief(str(error))}
         except (NotARecordingError, FileNotFoundError):
             return None
