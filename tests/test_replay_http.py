@@ -188,32 +188,57 @@ def test_pause_speed_stop_and_replacing_a_session(client):
 
 
 def test_the_services_own_live_recording_replays_up_to_what_is_written(tmp_path):
-    """Through the whole app: a live run's file is read via its writer's connection, then again on its own."""
+    """Through the whole app: a live run's file is read via its writer's connection, then again on its own.
+
+    Only what has been committed is checked, never how fast: the live run is paused while the replay plays
+    (so the replay has an end to reach however slow the machine), then resumed to commit more, and the ended
+    replay, sought back to its last frame, follows the recording to its new end.
+    """
     from test_service_helpers import serve, wait_until
 
     with serve(tmp_path / "recordings") as server:
         http = server.http
         started = http.post("/api/v1/simulation/start", json={"preset": "single-string", "interval_seconds": 1,
                                                                "speed": 600, "seed": 9}).json()
-        recording_id = Path(started.get("recording_path") or http.get("/api/v1/simulation/status").json()
-                            ["recording_path"]).stem
-        live = wait_until(lambda: next((r for r in http.get("/api/v1/recordings").json()
-                                        if r["id"] == recording_id and r.get("readings", 0) >= 24 * 60), None))
-        assert live["status"] == "running"
+        recording_id = Path(started["recording_path"]).stem
+
+        def committed() -> dict:
+            return next(r for r in http.get("/api/v1/recordings").json() if r["id"] == recording_id)
+
+        def pause_until_all_is_committed(at_least: int) -> int:
+            wait_until(lambda: committed()["readings"] >= at_least)
+            generated = http.post("/api/v1/simulation/pause").json()["readings_generated"]
+            return wait_until(lambda: committed()["readings"] == generated and generated)
+
+        first_part = pause_until_all_is_committed(24 * 60)
+        assert committed()["status"] == "running"
         with connect(server.ws + "/api/v1/ws/replay", open_timeout=WAIT_S, max_size=None) as ws:
             json.loads(ws.recv(timeout=WAIT_S))  # the greeting
             replay = http.post("/api/v1/replay/start", json={"recording": recording_id, "speed": "max"})
             assert replay.status_code == 200, replay.text
             got = receive_until(ws, lambda m: m["type"] == "playback_state" and m["state"] == "ended")
-        assert got[-1]["ended_reason"] == "finished"
-        telemetry = [m for m in got if m["type"] == "telemetry"]
-        assert len(telemetry) >= 60 and all(len(m["data"]) == 24 for m in telemetry)
-        assert [m["seq"] for m in telemetry] == list(range(len(telemetry)))
+            assert got[-1]["ended_reason"] == "finished"
+            telemetry = [m for m in got if m["type"] == "telemetry"]
+            assert len(telemetry) * 24 == first_part and all(len(m["data"]) == 24 for m in telemetry)
+
+            # More is committed; the replay, brought back to its last frame, plays on to the new end.
+            http.post("/api/v1/simulation/resume")
+            both_parts = pause_until_all_is_committed(first_part + 24 * 60)
+            sought = http.post("/api/v1/replay/seek", json={"time": telemetry[-1]["sim_time"]})
+            assert sought.status_code == 200, sought.text
+            http.post("/api/v1/replay/resume")
+            more = receive_until(ws, lambda m: m["type"] == "playback_state" and m["state"] == "ended")
+        followed = [m for m in more if m["type"] == "telemetry"]
+        assert followed[0]["sim_time"] == telemetry[-1]["sim_time"]  # the seek's frame: that moment's values
+        played = telemetry + followed
+        assert [m["seq"] for m in played] == list(range(len(played)))
+        telemetry += followed[1:]
+        assert len(telemetry) * 24 == both_parts
         http.post("/api/v1/simulation/stop")
     # The run is complete now: what was replayed while it was written is what the file holds.
     path = tmp_path / "recordings" / f"{recording_id}.duckdb"
     times = [datetime.fromisoformat(m["sim_time"]) for m in telemetry]
-    assert count(path, "WHERE timestamp BETWEEN $a AND $b", {"a": times[0], "b": times[-1]}) == 24 * len(times)
+    assert times == sorted(set(times)) and count(path, "WHERE timestamp <= $b", {"b": times[-1]}) == 24 * len(times)
     with duckdb.connect(str(path), read_only=True) as con:
         first = con.sql("SELECT battery_id, voltage_v FROM readings WHERE timestamp = $t ORDER BY battery_id",
                         params={"t": times[0]}).fetchall()
