@@ -5,6 +5,7 @@ import pytest
 from tests.helpers import CollectingSink
 
 from battsim.engine import lab
+from battsim.engine.battery import BatteryBank, Mode
 from battsim.engine.failures import (
     FAILURE_NAMES,
     enable_failures,
@@ -50,10 +51,19 @@ def test_a_shorted_cell_drops_the_jar_by_about_2_v():
 
 
 def test_a_short_in_a_string_raises_the_voltage_of_the_other_cells():
-    bank = lab.bench(MODEL, jars=4)
-    bank.short_cell(np.array([0]), string_of_jar=np.array([0, 0, 1, 1]))
-    assert bank.charge_voltage_share[1] == pytest.approx(12 / 11)
-    assert bank.charge_voltage_share[2] == 1.0
+    """Two strings of two jars on float; one cell of jar 0 shorts. The rectifier still holds 12 cells'
+    float voltage on string 0, so jar 1 takes up most of the lost cell's share; string 1 is unchanged."""
+    bank = BatteryBank([MODEL], np.zeros(4, dtype=int), np.zeros(4, dtype=np.int8), np.ones(4), np.ones(4),
+                       np.full(4, 100.0), np.full(4, 25.0), string_of_jar=np.array([0, 0, 1, 1]))
+    mode, room = np.full(2, Mode.FLOAT, dtype=np.uint8), np.full(4, 25.0)
+    before = bank.solve(mode, room)
+    bank.short_cell(np.array([0]))
+    after = bank.solve(mode, room)
+    assert after.string_voltage_v == pytest.approx(before.string_voltage_v)
+    assert after.voltage_v[1] - before.voltage_v[1] > 0.5  # 13.5 V → over 14 V: the string is now 11 cells
+    assert after.voltage_v[0] < before.voltage_v[0] - 1.0
+    assert after.voltage_v[2:] == pytest.approx(before.voltage_v[2:])
+    assert after.current_a[0] == after.current_a[1] > 3 * before.current_a[0]  # one current, far above float
 
 
 def test_dry_out_and_sulfation_and_corrosion_change_the_physics():

@@ -66,8 +66,10 @@ def test_daily_outage_discharges_every_string_14_to_16_bangkok_then_boost_then_f
             ORDER BY string_id, timestamp""").fetchall()
         for string_id in NINE_BY_24_STRINGS:
             transitions = [(hhmm, before, mode) for s, hhmm, before, mode in story if s == string_id]
-            assert [(b, m) for _, b, m in transitions] == [("float", "discharge"), ("discharge", "boost"),
-                                                           ("boost", "float")] * 3, string_id
+            # The last boost may still be tapering when the recording ends 8 h later (recharging the
+            # 100 Ah jars' 2 h outage takes about 9 h at the 0.1 C10 limit).
+            cycles = [("float", "discharge"), ("discharge", "boost"), ("boost", "float")] * 3
+            assert [(b, m) for _, b, m in transitions] in (cycles, cycles[:-1]), string_id
             assert [hhmm for hhmm, b, _ in transitions if b in ("float", "discharge")] == ["14:01", "16:01"] * 3
         outages = con.execute("""
             SELECT kind, strftime(timestamp AT TIME ZONE 'UTC', '%H:%M:%S'), count(*), count(DISTINCT string_id)

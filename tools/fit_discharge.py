@@ -7,6 +7,12 @@ of the runtimes to 1.80 and 1.75 V/cell at every column from 10 min to 20 h. Pri
 values to paste into ``models.py`` defaults, and the error table.
 
     .venv/bin/pip install scipy && .venv/bin/python tools/fit_discharge.py
+
+With ``--temperature`` (no scipy needed) it fits instead ``physics.KINETICS_TABLE_FACTOR``: the
+multiplier on the kinetic battery model's rate (and divisor of the discharge knee) at each table
+temperature such that a 10 h discharge delivers ``physics.CAPACITY_TABLE_FACTOR`` of its 25 °C charge.
+
+    .venv/bin/python tools/fit_discharge.py --temperature
 """
 
 from __future__ import annotations
@@ -16,9 +22,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import least_squares
 
-from battsim.engine import lab
+from battsim.engine import lab, physics
 from battsim.engine.models import get_model
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "reference"
@@ -52,7 +57,39 @@ def errors(model, steps: int = 500) -> dict[str, np.ndarray]:
     return out
 
 
+def capacity_ratio(model, temperature_c: float) -> float:
+    c10_current = model.capacity_ah_c10 / 10.0
+    at = lab.discharge(model, current_a=c10_current, temperature_c=temperature_c).delivered_ah
+    return at / lab.discharge(model, current_a=c10_current, temperature_c=25.0).delivered_ah
+
+
+def fit_kinetics_temperature() -> None:
+    """Bisect each temperature's kinetics factor (in log) to its capacity target; twice round, since
+    neighbouring entries share the interpolation between them."""
+    model = get_model("USF12-100A")
+    factors = physics.KINETICS_TABLE_FACTOR
+    for _ in range(2):
+        for index, (temperature_c, target) in enumerate(zip(physics.CAPACITY_TABLE_C, physics.CAPACITY_TABLE_FACTOR)):
+            if temperature_c == physics.REFERENCE_TEMPERATURE_C:
+                continue
+            low, high = np.log(0.01), np.log(100.0)
+            for _ in range(30):
+                factors[index] = np.exp(0.5 * (low + high))
+                if capacity_ratio(model, temperature_c) < target:
+                    low = np.log(factors[index])
+                else:
+                    high = np.log(factors[index])
+    print("KINETICS_TABLE_FACTOR = np.array([" + ", ".join(f"{f:.4g}" for f in factors) + "])")
+    for temperature_c, target in zip(physics.CAPACITY_TABLE_C, physics.CAPACITY_TABLE_FACTOR):
+        print(f"{temperature_c:6.1f} °C: capacity {capacity_ratio(model, temperature_c):.4f} (target {target})")
+
+
 def main() -> None:
+    if "--temperature" in sys.argv:
+        fit_kinetics_temperature()
+        return
+    from scipy.optimize import least_squares  # development only: not a dependency of the package
+
     base = get_model("USF12-100A")
     start = np.array([getattr(base, name) for name in FITTED])
 

@@ -1,18 +1,20 @@
-"""Every jar of the fleet as numpy arrays, advanced one tick at a time.
+"""Every jar of the fleet as numpy arrays, in series strings, advanced one step at a time.
 
 :class:`BatteryBank` holds the state of all jars (charge in a two-well kinetic battery model,
 temperature, state of health) and the parameters that come from each jar's model, manufacturing
-spread and degradation profile. :meth:`BatteryBank.advance` moves all of them over one time step
-under the charger or load that the rectifiers impose; it has no Python loop over jars. The fleet,
-``battsim lab`` and the failure hazards all drive this same code.
+spread and degradation profile. Jars of a string are contiguous and carry one current.
+:meth:`BatteryBank.solve` finds every string's current and every jar's voltage under what the
+rectifiers impose (``engine/circuit.py``); :meth:`BatteryBank.step` moves the state over a time
+step at that current; :meth:`BatteryBank.advance` is the two. There is no Python loop over jars or
+strings. The fleet, ``battsim lab`` and the failure hazards all drive this same code.
 
 The charge model is the kinetic battery model (KiBaM, Manwell & McGowan 1993): an *available*
 well feeds the terminals, a *bound* well refills it at a finite rate. It gives the rate-dependent
 capacity of the datasheet tables and the recovery of voltage after a discharge, and its exact
 solution for a constant current makes each step independent of its length. The jar is one thermal
 mass heated by its own losses (ohmic, overpotential and the overcharge current that oxygen
-recombination turns wholly into heat) and cooled by the room; the float current grows with
-temperature, which is where thermal runaway comes from. Equations: ``docs/physics.md``.
+recombination turns wholly into heat) and cooled by the air around it; the float current grows
+with temperature, which is where thermal runaway comes from. Equations: ``docs/physics.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from battsim.engine import physics
+from battsim.engine import circuit, physics
 from battsim.engine.models import BatteryModel
 
 
@@ -62,10 +64,6 @@ PROFILE_RESISTANCE_RISE = np.array([1.0, 1.15, 1.3])
 # Cycle ageing: a UPS AGM block gives about 250 full-depth cycles to 80 % (datasheet cycle-life curves).
 FADE_PCT_PER_FULL_CYCLE = 20.0 / 250.0
 
-# Charge acceptance falls as the available well fills; this resistance (per unit C10, V/cell per C)
-# sets how fast the boost current tapers near full.
-CHARGE_TAPER_V_PER_C_RATE = 0.08
-
 # A charger's thermal cut-off resumes charging 10 K below the cut-off (hysteresis, as thermostat
 # relays do; the figure is an assumption, UPS manuals give 5-10 K).
 CHARGE_CUTOFF_HYSTERESIS_C = 10.0
@@ -74,6 +72,12 @@ CHARGE_CUTOFF_HYSTERESIS_C = 10.0
 SOH_FLOOR_PCT = 1.0
 # Sulfation while a jar sits discharged: stress rises to 3 × at empty.
 DISCHARGED_STRESS_AT_EMPTY = 2.0
+
+# Manufacturing spread of the oxygen-recombination (float) current between jars of one type:
+# lognormal, sigma 0.10 in ln. Through the float law (× 3 per 100 mV/cell) that spreads the float
+# voltages of new 12 V jars on one string by about 55 mV (1 sigma), the "tens of mV" that string
+# monitors see (monitoring-systems.md); see docs/physics.md "Float spread".
+FLOAT_CURRENT_SPREAD_SIGMA_LN = 0.10
 
 
 # Effects of sudden failures (failures.py draws them).
@@ -96,15 +100,27 @@ RUNAWAY_FLOAT_CURRENT_FACTOR = 120.0
 
 @dataclass
 class Terminal:
-    """What a tick produces for every jar."""
+    """What the circuit gives every jar at one instant (the start of a step)."""
 
     voltage_v: np.ndarray  # block terminal voltage, V
-    current_a: np.ndarray  # + charging, − discharging, A
+    current_a: np.ndarray  # + charging, − discharging, A: the string's current
     heat_w: np.ndarray  # heat generated in the block, W
+    cell_v: np.ndarray  # voltage of each live cell, V
+    main_a: np.ndarray  # current of the main (sulphate) reaction, + charge
+    gassing_a: np.ndarray  # oxygen-cycle current (stores nothing), A
+    stored_share: np.ndarray  # share of main_a that is stored (charge efficiency; 1 discharging)
+    self_discharge_a: np.ndarray  # what self-discharge takes from the wells meanwhile, A
+    charging: np.ndarray  # jar on a charging rectifier (not cut off)
+    discharging: np.ndarray  # jar delivering a load
+    float_setpoint_v_per_cell: np.ndarray  # compensated float voltage at the probe, V/cell
+    soc: np.ndarray  # state of charge (0..1)
+    resistance_mohm: np.ndarray  # ohmic resistance, mΩ
+    string_current_a: np.ndarray  # one current per string, A
+    string_voltage_v: np.ndarray  # sum of its jars' voltages, V
 
 
 class BatteryBank:
-    """State and parameters of every jar, as arrays indexed by jar."""
+    """State and parameters of every jar, as arrays indexed by jar; strings as contiguous runs of jars."""
 
     def __init__(
         self,
@@ -115,6 +131,8 @@ class BatteryBank:
         resistance_spread: np.ndarray,
         initial_soh_pct: np.ndarray,
         initial_temperature_c: np.ndarray,
+        string_of_jar: np.ndarray | None = None,
+        float_current_spread: np.ndarray | None = None,
     ):
         def per_jar(attribute: str) -> np.ndarray:
             return np.array([getattr(model, attribute) for model in models], dtype=np.float64)[model_index]
@@ -122,6 +140,14 @@ class BatteryBank:
         self.size = len(model_index)
         self.model_index = np.asarray(model_index)
         self.profile = np.asarray(profile, dtype=np.int8)
+        # Strings: each jar's string index (default: every jar alone on its own charger).
+        self.jar_string = np.arange(self.size) if string_of_jar is None else np.asarray(string_of_jar)
+        if np.any(np.diff(self.jar_string) < 0):
+            raise ValueError("jars of a string must be contiguous and strings in order")
+        self.string_start = np.flatnonzero(np.diff(self.jar_string, prepend=-1))
+        self.string_count = len(self.string_start)
+        self.string_jars = np.diff(np.append(self.string_start, self.size))
+
         self.cells = per_jar("cells")
         self.rated_capacity_ah = per_jar("capacity_ah_c10") * capacity_spread
         self.full_capacity_ah = self.rated_capacity_ah * per_jar("capacity_over_c10")
@@ -132,6 +158,8 @@ class BatteryBank:
         self.float_compensation_mv_per_c = per_jar("float_compensation_mv_per_c")
         self.boost_compensation_mv_per_c = per_jar("boost_compensation_mv_per_c")
         self.current_limit_a = per_jar("boost_current_limit_c10") * self.rated_capacity_ah
+        # The rectifier limits the string's current: its jars' mean limit.
+        self.string_current_limit_a = np.add.reduceat(self.current_limit_a, self.string_start) / self.string_jars
         self.end_voltage_v_per_cell = per_jar("end_voltage_v_per_cell")
         self.available_fraction = per_jar("available_charge_fraction")
         self.diffusion_rate_per_h = per_jar("diffusion_rate_per_h")
@@ -142,15 +170,14 @@ class BatteryBank:
         self.heat_capacity_j_per_k = mass_kg * per_jar("specific_heat_j_per_kg_k")
         self.heat_transfer_w_per_k = np.array([model.block_heat_transfer_w_per_k for model in models])[model_index]
         self.thermal_time_constant_s = self.heat_capacity_j_per_k / self.heat_transfer_w_per_k
-        self.taper_siemens_per_cell = self.rated_capacity_ah / CHARGE_TAPER_V_PER_C_RATE
-        self.float_reference_a = self.rated_capacity_ah * per_jar("float_current_ma_per_ah") * 1e-3
+        spread = np.ones(self.size) if float_current_spread is None else np.asarray(float_current_spread)
+        self.float_reference_a = self.rated_capacity_ah * per_jar("float_current_ma_per_ah") * 1e-3 * spread
         # Self-discharge current per Ah held at 25 °C, A/Ah.
         self.self_discharge_a_per_ah = physics.self_discharge_fraction_per_s(
             per_jar("self_discharge_pct_per_month"), physics.REFERENCE_TEMPERATURE_C) * physics.SECONDS_PER_HOUR
         self.calendar_fade_pct_per_s = physics.calendar_fade_pct_per_s(self.design_life_years, 25.0, 1.0)
-        self._step_cache: dict[float, tuple] = {}
         self.resistance_rise = PROFILE_RESISTANCE_RISE[self.profile]
-        # KiBaM constant k' = k / (c (1 - c)) (Manwell & McGowan 1993), 1/h.
+        # KiBaM constant k' = k / (c (1 - c)) (Manwell & McGowan 1993), 1/h, at 25 °C.
         self.kibam_rate_per_h = self.diffusion_rate_per_h / (self.available_fraction * (1.0 - self.available_fraction))
 
         # Causes that scenarios and failures change (1.0 / inf = normal).
@@ -159,12 +186,9 @@ class BatteryBank:
         self.resistance_multiplier = np.ones(self.size)
         self.float_current_multiplier = np.ones(self.size)
         self.self_discharge_multiplier = np.ones(self.size)
-        # The charger regulates a whole string: when cells of the string are shorted, the others share
-        # its voltage and each sees this much more than its setpoint (string cells / live string cells).
-        self.charge_voltage_share = np.ones(self.size)
-        self.string_has_short = False
-        # Rectifier thermal protection: stop charging a jar above this temperature (inf = never; UPS
-        # defaults stop at 50 °C, vrla-facts.md). Leaving it off lets a runaway reach its charger limit.
+        # Rectifier thermal protection: stop charging a string when one of its jars passes this
+        # temperature (inf = never; UPS defaults stop at 50 °C, vrla-facts.md). Off, a runaway
+        # reaches its charger's current limit.
         self.charge_cutoff_c = np.full(self.size, np.inf)
         self.charge_cut = np.zeros(self.size, dtype=bool)
 
@@ -175,6 +199,22 @@ class BatteryBank:
         self.available_ah = capacity * self.available_fraction
         self.bound_ah = capacity * (1.0 - self.available_fraction)
         self.depth_of_discharge = np.zeros(self.size)
+        # The last circuit solution, where the next solve starts.
+        self.cell_v = self.float_v_per_cell.copy()
+        self.string_charge_a = np.zeros(self.string_count)
+        self.string_current_limited = np.zeros(self.string_count, dtype=bool)
+        self.string_discharge_a = np.zeros(self.string_count)
+
+    STATE = ("available_ah", "bound_ah", "temperature_c", "soh_pct", "depth_of_discharge", "charge_cut",
+             "resistance_multiplier", "cell_v", "string_charge_a", "string_current_limited", "string_discharge_a")
+
+    def snapshot(self) -> tuple:
+        """A copy of the state (what a step changes), to go back to with :meth:`restore`."""
+        return tuple(getattr(self, name).copy() for name in self.STATE)
+
+    def restore(self, snapshot: tuple) -> None:
+        for name, value in zip(self.STATE, snapshot):
+            setattr(self, name, value.copy())
 
     @property
     def thermal_protection(self) -> bool:
@@ -183,19 +223,15 @@ class BatteryBank:
 
     # ---------------------------------------------------------------------------------- state
     def capacity_ah(self) -> np.ndarray:
-        """Charge a full jar holds now (after ageing, at its temperature), Ah."""
-        return self.full_capacity_ah * self.soh_pct * 0.01 * physics.capacity_temperature_factor(self.temperature_c)
+        """Charge a full jar stores now (after ageing), Ah. Temperature changes what can be delivered
+        (the kinetics), not this."""
+        return self.full_capacity_ah * self.soh_pct * 0.01
 
     def state_of_charge(self) -> np.ndarray:
         return np.minimum((self.available_ah + self.bound_ah) / self.capacity_ah(), 1.0)
 
     def resistance_mohm(self) -> np.ndarray:
         return self._resistance_mohm(self.state_of_charge())
-
-    def state_of_charge_and_resistance_mohm(self) -> tuple[np.ndarray, np.ndarray]:
-        """Both at once (what a tick records), sharing the state-of-charge computation."""
-        soc = self.state_of_charge()
-        return soc, self._resistance_mohm(soc)
 
     def _resistance_mohm(self, soc: np.ndarray) -> np.ndarray:
         # Ageing rise scaled by the profile: the capacity lost counts resistance_rise times.
@@ -205,7 +241,7 @@ class BatteryBank:
         )
 
     # The rectifier compensates its voltage from one probe per string, in the rack air beside the
-    # jars: it follows the room, not the one jar that heats itself (which is why a runaway jar does
+    # jars: it follows the air, not the one jar that heats itself (which is why a runaway jar does
     # not pull its own charge voltage down). Setpoints therefore take the probe's temperature.
     def float_setpoint_v_per_cell(self, probe_temperature_c) -> np.ndarray:
         """Temperature-compensated float voltage at the charger probe's temperature, V/cell."""
@@ -213,40 +249,23 @@ class BatteryBank:
             self.float_v_per_cell, self.float_compensation_mv_per_c, probe_temperature_c
         )
 
-    def charge_setpoint_v_per_cell(self, mode: np.ndarray, probe_temperature_c=None) -> np.ndarray:
-        """Temperature-compensated charger voltage the jar's mode asks for, V/cell (probe: the room)."""
-        probe_c = self.temperature_c if probe_temperature_c is None else probe_temperature_c
-        float_v = self.float_setpoint_v_per_cell(probe_c)
-        if not (mode == Mode.BOOST).any() and not (mode == Mode.EQUALIZE).any():
-            return float_v
-        boost_v = physics.compensated_charge_voltage_v_per_cell(
-            self.boost_v_per_cell, self.boost_compensation_mv_per_c, probe_c
-        )
-        return np.where(mode == Mode.FLOAT, float_v, boost_v)
+    def _surface(self, capacity_ah):
+        return np.minimum(self.available_ah / (capacity_ah * self.available_fraction), 1.0)
 
+    def _discharge_v_per_cell(self, current_a, surface, ocv, resistance_ohm, kinetics):
+        return physics.discharge_voltage_v_per_cell(
+            current_a, surface, ocv, resistance_ohm, self.cells, self.rated_capacity_ah, self.tafel_v_per_cell,
+            self.tafel_reference_c_rate, self.depletion_v_per_cell / kinetics)
 
-    # ------------------------------------------------------------------------------ discharge
     def discharge_voltage_v(self, discharge_current_a: np.ndarray) -> np.ndarray:
-        """Block terminal voltage while delivering ``discharge_current_a`` (positive), V."""
+        """Block terminal voltage of each jar while delivering ``discharge_current_a`` (positive), V."""
         capacity = self.capacity_ah()
-        surface = np.minimum(self.available_ah / (capacity * self.available_fraction), 1.0)
+        surface = self._surface(capacity)
         soc = np.minimum((self.available_ah + self.bound_ah) / capacity, 1.0)
         return self._discharge_v_per_cell(
             discharge_current_a, surface, physics.open_circuit_voltage_v_per_cell(surface),
-            self._resistance_mohm(soc) * 1e-3,
+            self._resistance_mohm(soc) * 1e-3, physics.kinetics_temperature_factor(self.temperature_c),
         ) * self.live_cells
-
-    def _discharge_v_per_cell(self, current_a, surface, ocv, resistance_ohm):
-        c_rate = current_a / self.rated_capacity_ah
-        # Floored at 0 V: a cell driven past empty by its string reverses, and does not go on
-        # falling as the depletion term would.
-        return np.maximum(
-            ocv
-            - current_a * resistance_ohm / self.cells
-            - physics.discharge_overpotential_v_per_cell(c_rate, self.tafel_v_per_cell, self.tafel_reference_c_rate)
-            - physics.depletion_overpotential_v_per_cell(c_rate, surface, self.depletion_v_per_cell),
-            0.0,
-        )
 
     # ------------------------------------------------------------------------------- failures
     # Sudden failures (failures.py draws when they happen) change causes, never readings.
@@ -263,182 +282,162 @@ class BatteryBank:
         self.soh_pct[jars] = np.maximum(self.soh_pct[jars] - SULFATION_CAPACITY_LOSS_PCT, 0.0)
         self.resistance_multiplier[jars] *= SULFATION_RESISTANCE_FACTOR
 
-    def short_cell(self, jars, string_of_jar: np.ndarray | None = None) -> None:
-        """One cell of each jar shorts: the jar loses a cell's voltage (about 2 V), and the charger's
-        string voltage is shared by the cells left, each getting a little more.
-
-        ``string_of_jar`` gives each jar's string (default: every jar alone on its own charger).
-        """
+    def short_cell(self, jars) -> None:
+        """One cell of each jar shorts: the jar loses a cell's voltage (about 2 V); on charge the string's
+        other cells take up the string voltage the rectifier still holds (the circuit solves it)."""
         jars = np.atleast_1d(jars)
         self.live_cells[jars] = np.maximum(self.live_cells[jars] - 1.0, 0.0)
-        strings = np.arange(self.size) if string_of_jar is None else np.asarray(string_of_jar)
-        cells = np.bincount(strings, weights=self.cells)
-        live = np.bincount(strings, weights=self.live_cells)
-        self.charge_voltage_share = (cells / np.maximum(live, 1.0))[strings]
-        self.string_has_short = bool((self.charge_voltage_share != 1.0).any())
 
     def start_thermal_runaway(self, jars) -> None:
         self.float_current_multiplier[jars] = np.maximum(self.float_current_multiplier[jars],
                                                          RUNAWAY_FLOAT_CURRENT_FACTOR)
 
-    # ---------------------------------------------------------------------------------- step
-    def _step_constants(self, dt_s) -> tuple:
-        """Factors that depend only on the step length, cached (a run uses one or two step lengths).
+    # ---------------------------------------------------------------------------------- solve
+    def solve(self, mode: np.ndarray, jar_ambient_c: np.ndarray, discharge_current_a=None, load_w=None,
+              charge_voltage_v_per_cell: np.ndarray | None = None) -> Terminal:
+        """The series circuit of every string now: one current per string, each jar's voltage and heat.
 
-        KiBaM (exact solution for a constant current I over t, Manwell & McGowan 1993):
-        ``A' = A·e + (A+B)·c·(1-e) - I·[(1-e)/k' + c·r]`` and ``B' = B·e + (A+B)·(1-c)·(1-e) - I·(1-c)·r``
-        with ``e = exp(-k't)`` and ``r = (k't - 1 + e)/k'``; and the jar's thermal lag ``exp(-t/τ)``.
+        ``mode`` is each string's :class:`Mode`. A string in DISCHARGE delivers ``load_w`` (W, per
+        string; its current solved at the voltage it causes) or ``discharge_current_a`` (A, per
+        string). On charge the rectifier holds the compensated float or boost setpoint (probe: each
+        jar's ambient; ``charge_voltage_v_per_cell`` per jar instead) up to its current limit.
         """
-        key = float(dt_s) if np.ndim(dt_s) == 0 else None
-        cached = self._step_cache.get(key) if key is not None else None
-        if cached is not None:
-            return cached
-        c, k_prime = self.available_fraction, self.kibam_rate_per_h
-        t_h = np.asarray(dt_s, dtype=np.float64) / physics.SECONDS_PER_HOUR
-        decay = np.exp(-k_prime * t_h)
-        ramp = (k_prime * t_h - 1.0 + decay) / k_prime
-        constants = (
-            np.maximum(t_h, 1e-9),
-            decay,
-            c * (1.0 - decay),  # share of the total that flows into the available well
-            (1.0 - c) * (1.0 - decay),  # and into the bound well
-            (1.0 - decay) / k_prime + c * ramp,  # Ah drawn from the available well per A
-            (1.0 - c) * ramp,  # Ah drawn from the bound well per A
-            np.exp(-np.asarray(dt_s) / self.thermal_time_constant_s),
-        )
-        if key is not None:
-            if len(self._step_cache) > 8:
-                self._step_cache.clear()
-            self._step_cache[key] = constants
-        return constants
-
-    def advance(
-        self,
-        dt_s,
-        mode: np.ndarray,
-        discharge_current_a: np.ndarray,
-        room_temperature_c: np.ndarray,
-        charge_voltage_v_per_cell: np.ndarray | None = None,
-    ) -> Terminal:
-        """Advance every jar by ``dt_s`` seconds (a scalar, or one value per jar).
-
-        ``mode`` is each jar's :class:`Mode`; ``discharge_current_a`` the load current (positive)
-        of jars in DISCHARGE; ``charge_voltage_v_per_cell`` the charger voltage of jars on charge
-        (default: the compensated float or boost setpoint at the room's temperature, times the
-        jar's share of its string). Branches that no jar needs this tick are skipped.
-        """
-        dt_h, decay, to_available, to_bound, draw_available, draw_bound, thermal_decay = self._step_constants(dt_s)
-        temperature_c = self.temperature_c
-        capacity = self.full_capacity_ah * self.soh_pct * 0.01 * physics.capacity_temperature_factor(temperature_c)
-        well_ah = capacity * self.available_fraction
-        total_ah = self.available_ah + self.bound_ah
-        surface = np.minimum(self.available_ah / well_ah, 1.0)  # wells are never negative
-        soc = np.minimum(total_ah / capacity, 1.0)
+        capacity = self.capacity_ah()
+        surface = self._surface(capacity)
+        soc = np.minimum((self.available_ah + self.bound_ah) / capacity, 1.0)
         ocv = physics.OCV_EMPTY_V_PER_CELL + physics.OCV_SPAN_V_PER_CELL * surface
-        float_v = self.float_setpoint_v_per_cell(room_temperature_c)
+        temperature_c = self.temperature_c
         doubling = physics.doubling_per_10k(temperature_c)
+        resistance_mohm = self._resistance_mohm(soc)
+        float_v = self.float_setpoint_v_per_cell(jar_ambient_c)
+        jar_string = self.jar_string
+        mode = np.asarray(mode)
 
         charging = mode <= Mode.EQUALIZE
         if self.thermal_protection:
             # The charger stops at the cut-off and resumes only once the jar has cooled well below it.
             self.charge_cut = (temperature_c >= self.charge_cutoff_c) | (
                 self.charge_cut & (temperature_c > self.charge_cutoff_c - CHARGE_CUTOFF_HYSTERESIS_C))
-            charging &= ~self.charge_cut
-        all_charging = charging.all()
+            charging = charging & (np.maximum.reduceat(self.charge_cut, self.string_start) == 0)
         discharging = mode == Mode.DISCHARGE
-        any_discharging = not all_charging and discharging.any()
+        all_charging = bool(charging.all())
 
-        # Charger side: the setpoint drives acceptance into the available well (tapering as it
-        # fills) and the overcharge current that only makes heat. When the sum passes the current
-        # limit the charger's voltage sags to where the jar takes just the limit.
         if charge_voltage_v_per_cell is None:
-            on_float = (mode == Mode.FLOAT).all()
-            charge_voltage_v_per_cell = float_v if on_float else self.charge_setpoint_v_per_cell(mode, room_temperature_c)
-            if self.string_has_short:
-                charge_voltage_v_per_cell = charge_voltage_v_per_cell * self.charge_voltage_share
-        self_discharge_a = capacity * soc * self.self_discharge_a_per_ah * doubling
-        # What the available well can take in this step: the space left plus what self-discharge
-        # takes out meanwhile (a jar that lost capacity may hold more than its well; none then).
-        room_in_well_a = np.maximum(well_ah - self.available_ah, 0.0) / dt_h + self_discharge_a
-        acceptance_a = np.minimum(
-            np.maximum(charge_voltage_v_per_cell - ocv, 0.0) * self.taper_siemens_per_cell, room_in_well_a
-        )
-        float_reference_a = self.float_reference_a * self.float_current_multiplier * (2.0 - self.soh_pct * 0.01)
-        overcharge_a = physics.float_current_a(float_reference_a, charge_voltage_v_per_cell,
-                                               self.float_v_per_cell, temperature_c, doubling)
-        cell_v = charge_voltage_v_per_cell
-        limited = acceptance_a + overcharge_a > self.current_limit_a
+            charge_voltage_v_per_cell = float_v
+            if (mode == Mode.BOOST).any() or (mode == Mode.EQUALIZE).any():
+                boost_v = physics.compensated_charge_voltage_v_per_cell(
+                    self.boost_v_per_cell, self.boost_compensation_mv_per_c, jar_ambient_c)
+                charge_voltage_v_per_cell = np.where(mode[jar_string] == Mode.FLOAT, float_v, boost_v)
+        setpoint_v = np.add.reduceat(self.cells * charge_voltage_v_per_cell, self.string_start)
+        acceptance = physics.charge_acceptance_a_per_v(self.rated_capacity_ah, surface)
+        gassing_reference_a = (self.float_reference_a * self.float_current_multiplier * (2.0 - self.soh_pct * 0.01)
+                               * doubling)
+        cell_v, charge_a, limited = circuit.solve_charging(
+            self.string_start, jar_string, self.live_cells, ocv, acceptance, gassing_reference_a,
+            self.float_v_per_cell, setpoint_v, self.string_current_limit_a, self.cell_v, self.string_charge_a,
+            self.string_current_limited)
+        self.cell_v, self.string_charge_a, self.string_current_limited = cell_v, charge_a, limited
+        main_a, gassing_a = circuit.charge_currents_a(cell_v, ocv, acceptance, gassing_reference_a,
+                                                      self.float_v_per_cell)
+        stored_share = physics.charge_efficiency(surface)
+        string_current_a = charge_a
         if not all_charging:
-            limited &= charging
-        if limited.any():
-            # A jar with room in its available well takes the limit as charge (bulk charging);
-            # a full one turns what it cannot store into overcharge, at the voltage where the
-            # recombination current equals the rest of the limit (a runaway jar on a current-
-            # limited charger).
-            limit_a = self.current_limit_a
-            overcharge_share_a = np.maximum(limit_a - room_in_well_a, 1e-3 * limit_a)
-            sagged_v = np.minimum(cell_v, np.where(
-                room_in_well_a >= limit_a,
-                ocv + limit_a / self.taper_siemens_per_cell,
-                physics.float_voltage_for_current_v_per_cell(
-                    overcharge_share_a, float_reference_a, self.float_v_per_cell, temperature_c),
-            ))
-            cell_v = np.where(limited, sagged_v, cell_v)
-            overcharge_a = np.where(limited, np.minimum(
-                physics.float_current_a(float_reference_a, cell_v, self.float_v_per_cell, temperature_c,
-                                        doubling), limit_a), overcharge_a)
-            acceptance_a = np.where(limited, np.minimum(limit_a - overcharge_a, room_in_well_a), acceptance_a)
+            jar_charging = charging[jar_string]
+            string_current_a = np.where(charging, charge_a, 0.0)
+            if discharging.any():
+                kinetics = physics.kinetics_temperature_factor(temperature_c)
+                resistance_ohm = resistance_mohm * 1e-3
 
-        if all_charging:
-            stored_a, voltage_v = acceptance_a, cell_v
+                def string_voltage_at_v(current_a):
+                    cell = self._discharge_v_per_cell(current_a[jar_string], surface, ocv, resistance_ohm, kinetics)
+                    return np.add.reduceat(cell * self.live_cells, self.string_start)
+
+                if load_w is not None:
+                    delivering_a = circuit.string_discharge_current_a(
+                        np.where(discharging, load_w, 0.0), string_voltage_at_v,
+                        np.where(discharging, self.string_discharge_a, 0.0))
+                else:
+                    delivering_a = np.where(discharging, discharge_current_a, 0.0)
+                self.string_discharge_a = delivering_a
+                string_current_a = np.where(discharging, -delivering_a, string_current_a)
+                discharge_v = self._discharge_v_per_cell(delivering_a[jar_string], surface, ocv, resistance_ohm,
+                                                         kinetics)
+            else:
+                discharge_v = ocv
+            # Resting strings (disconnected, cut off) carry nothing and read their open-circuit voltage,
+            # which the discharge law gives at zero current.
+            cell_v = np.where(jar_charging, cell_v, discharge_v)
+            main_a = np.where(jar_charging, main_a, string_current_a[jar_string])
+            gassing_a = np.where(jar_charging, gassing_a, 0.0)
+            stored_share = np.where(jar_charging, stored_share, 1.0)
         else:
-            stored_a = np.where(charging, acceptance_a, 0.0)
-            overcharge_a = np.where(charging, overcharge_a, 0.0)
-            voltage_v = np.where(charging, cell_v, ocv)
-        net_discharge_a = self_discharge_a - stored_a
-        if any_discharging:
-            load_a = np.where(discharging, discharge_current_a, 0.0)
-            resistance_ohm = self._resistance_mohm(soc) * 1e-3
-            voltage_v = np.where(discharging, self._discharge_v_per_cell(load_a, surface, ocv, resistance_ohm),
-                                 voltage_v)
-            net_discharge_a = net_discharge_a + load_a
-        voltage_v = voltage_v * self.live_cells
-        ocv_v = ocv * self.live_cells
+            jar_charging = charging[jar_string]
+        self_discharge_a = (capacity * soc * self.self_discharge_a_per_ah * self.self_discharge_multiplier
+                            * doubling)
+        voltage_v = cell_v * self.live_cells
+        return Terminal(
+            voltage_v=voltage_v,
+            current_a=string_current_a[jar_string],
+            heat_w=physics.heat_w(self.live_cells, main_a, gassing_a, stored_share, cell_v, ocv),
+            cell_v=cell_v,
+            main_a=main_a,
+            gassing_a=gassing_a,
+            stored_share=stored_share,
+            self_discharge_a=self_discharge_a,
+            charging=jar_charging,
+            discharging=discharging[jar_string],
+            float_setpoint_v_per_cell=float_v,
+            soc=soc,
+            resistance_mohm=resistance_mohm,
+            string_current_a=string_current_a,
+            string_voltage_v=np.add.reduceat(voltage_v, self.string_start),
+        )
 
-        # Heat: what goes into storage or comes out loses (V - OCV) per ampere (ohmic and
-        # overpotential); the overcharge current's whole power becomes heat (oxygen recombination).
-        heat_w = stored_a * (voltage_v - ocv_v) + overcharge_a * voltage_v
-        if any_discharging:
-            heat_w = heat_w + load_a * (ocv_v - voltage_v)
+    # ---------------------------------------------------------------------------------- step
+    def step(self, dt_s, terminal: Terminal, jar_ambient_c: np.ndarray) -> None:
+        """Move the state on by ``dt_s`` seconds (scalar or per jar) at the currents of ``terminal``."""
+        capacity = self.capacity_ah()
+        stored_a = terminal.stored_share * terminal.main_a - terminal.self_discharge_a
+        rate_per_h = self.kibam_rate_per_h * physics.kinetics_temperature_factor(self.temperature_c)
+        self.available_ah, self.bound_ah = physics.kibam_step(
+            self.available_ah, self.bound_ah, capacity, self.available_fraction, rate_per_h, stored_a, dt_s)
+        soc_after = np.minimum((self.available_ah + self.bound_ah) / capacity, 1.0)
+        self.soh_pct = self.ageing_step(dt_s, terminal, soc_after)
+        self.temperature_c = physics.thermal_step_c(self.temperature_c, jar_ambient_c, terminal.heat_w,
+                                                    self.heat_transfer_w_per_k, self.thermal_time_constant_s, dt_s)
 
-        # Charge: the exact KiBaM step (see _step_constants).
-        # (np.minimum/np.maximum: np.clip's Python wrapper costs more than the arithmetic here.)
-        self.available_ah = np.maximum(np.minimum(
-            self.available_ah * decay + total_ah * to_available - net_discharge_a * draw_available, well_ah), 0.0)
-        self.bound_ah = np.maximum(np.minimum(
-            self.bound_ah * decay + total_ah * to_bound - net_discharge_a * draw_bound, capacity - well_ah), 0.0)
-
-        # Ageing: calendar fade at the instantaneous temperature and voltage stress, plus cycle
-        # fade as the depth of discharge deepens; a jar off charge sulfates as it sits discharged.
-        acceleration = physics.ageing_acceleration(temperature_c, cell_v - float_v)
-        if not all_charging:
-            soc_after = np.minimum((self.available_ah + self.bound_ah) / capacity, 1.0)
-            sitting = physics.ageing_acceleration(temperature_c) * (
-                1.0 + DISCHARGED_STRESS_AT_EMPTY * (1.0 - soc_after))
+    def ageing_step(self, dt_s, terminal: Terminal, soc_after: np.ndarray) -> np.ndarray:
+        """State of health after ``dt_s``: calendar fade at the instantaneous temperature and voltage
+        stress, plus cycle fade as the depth of discharge deepens; a jar off charge sulfates as it sits
+        discharged. Updates the depth of discharge; returns the new state of health."""
+        temperature_c = self.temperature_c
+        charging = terminal.charging
+        acceleration = physics.ageing_acceleration(temperature_c, terminal.cell_v - terminal.float_setpoint_v_per_cell)
+        if not charging.all():
+            sitting = physics.ageing_acceleration(temperature_c) * (1.0 + DISCHARGED_STRESS_AT_EMPTY * (1.0 - soc_after))
             acceleration = np.where(charging, acceleration, sitting)
         fade_pct = self.calendar_fade_pct_per_s * acceleration * dt_s
-        if any_discharging or self.depth_of_discharge.any():
-            if all_charging:
-                soc_after = np.minimum((self.available_ah + self.bound_ah) / capacity, 1.0)
+        discharging = terminal.discharging
+        if discharging.any() or self.depth_of_discharge.any():
             depth_before = self.depth_of_discharge
             self.depth_of_discharge = np.where(discharging, np.maximum(depth_before, 1.0 - soc_after), 0.0)
             fade_pct = fade_pct + physics.cycle_fade_pct(depth_before, self.depth_of_discharge, FADE_PCT_PER_FULL_CYCLE)
-        self.soh_pct = np.maximum(self.soh_pct - fade_pct * self.fade_multiplier, SOH_FLOOR_PCT)
+        return np.maximum(self.soh_pct - fade_pct * self.fade_multiplier, SOH_FLOOR_PCT)
 
-        # Temperature: exact first-order step towards the room plus the jar's own heat.
-        equilibrium_c = room_temperature_c + heat_w / self.heat_transfer_w_per_k
-        self.temperature_c = equilibrium_c + (temperature_c - equilibrium_c) * thermal_decay
-        current_a = stored_a + overcharge_a
-        if any_discharging:
-            current_a = current_a - load_a
-        return Terminal(voltage_v=voltage_v, current_a=current_a, heat_w=heat_w)
+    def advance(
+        self,
+        dt_s,
+        mode: np.ndarray,
+        discharge_current_a: np.ndarray,
+        jar_ambient_c: np.ndarray,
+        charge_voltage_v_per_cell: np.ndarray | None = None,
+        load_w: np.ndarray | None = None,
+    ) -> Terminal:
+        """Solve the circuit now and move every jar on by ``dt_s`` seconds at that solution; returns it.
+
+        ``mode`` is each string's :class:`Mode` (with the default strings, each jar's); see
+        :meth:`solve` for the loads and charger voltages.
+        """
+        terminal = self.solve(mode, jar_ambient_c, discharge_current_a, load_w, charge_voltage_v_per_cell)
+        self.step(dt_s, terminal, jar_ambient_c)
+        return terminal

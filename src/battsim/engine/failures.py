@@ -47,7 +47,7 @@ HAZARD_PER_YEAR = np.array([
 HAZARD_RISE_AT_END_OF_LIFE = 4.0
 CHECK_EVERY_S = 3600.0
 
-def apply_failure(bank: BatteryBank, failure: Failure, jars, string_of_jar: np.ndarray | None = None) -> None:
+def apply_failure(bank: BatteryBank, failure: Failure, jars) -> None:
     """Change the physics of ``jars`` as ``failure`` does."""
     if failure == Failure.GRID_CORROSION:
         bank.corrode_grid(jars)
@@ -56,7 +56,7 @@ def apply_failure(bank: BatteryBank, failure: Failure, jars, string_of_jar: np.n
     elif failure == Failure.SULFATION:
         bank.sulfate(jars)
     elif failure == Failure.INTERNAL_SHORT:
-        bank.short_cell(jars, string_of_jar)
+        bank.short_cell(jars)
     else:
         bank.start_thermal_runaway(jars)
 
@@ -106,8 +106,9 @@ def fail_jars(world, failure: Failure | str, jars) -> None:
             raise ValueError(f"failure must be one of {', '.join(FAILURE_NAMES)}, not {failure!r}")
         failure = Failure(FAILURE_NAMES.index(failure))
     bank = world.bank
+    world.catch_up()  # the physics up to this instant ran without the failure
     for jar in jars:
-        apply_failure(bank, failure, np.array([jar]), world.fleet.battery_string)
+        apply_failure(bank, failure, np.array([jar]))
         world.emit("battery_failure", battery=int(jar), failure=FAILURE_NAMES[failure],
                    soh_pct=round(float(bank.soh_pct[jar]), 2), temperature_c=round(float(bank.temperature_c[jar]), 2))
 

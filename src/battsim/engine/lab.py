@@ -87,37 +87,28 @@ def discharge_many(model: BatteryModel, *, current_a=None, power_w_per_cell=None
     cells = bank.cells
     mode = np.full(jars, Mode.DISCHARGE, dtype=np.uint8)
     room_c = np.full(jars, float(temperature_c))
+    # Constant power: the circuit solves the current that, at the voltage it causes, draws the power.
+    load = {"load_w": loads * cells} if constant_power else {"discharge_current_a": loads}
 
-    def load_current_a() -> np.ndarray:
-        if not constant_power:
-            return loads
-        # Constant power: the current that, at the voltage it causes, draws the power (fixed point).
-        current = loads * cells / (2.0 * cells)
-        for _ in range(4):
-            current = loads * cells / np.maximum(bank.discharge_voltage_v(current), 0.5 * cells)
-        return current
-
-    first_current = load_current_a()
-    dt_s = np.clip(_estimated_runtime_s(model, first_current) / steps, 0.1, 60.0)
+    terminal = bank.solve(mode, room_c, **load)
+    current, voltage = -terminal.current_a, terminal.voltage_v
+    dt_s = np.clip(_estimated_runtime_s(model, current) / steps, 0.1, 60.0)
     cutoff_v = np.array(ends)[:, None] * cells[None, :]
     runtime = np.full((len(ends), jars), np.nan)
     delivered = np.full((len(ends), jars), np.nan)
-    times, voltages, currents, temperatures = [np.zeros(jars)], [], [], [bank.temperature_c.copy()]
+    times, voltages, currents, temperatures = [np.zeros(jars)], [voltage], [current], [bank.temperature_c.copy()]
     elapsed = np.zeros(jars)
     charge_ah = np.zeros(jars)
-    current = first_current
-    voltage = bank.discharge_voltage_v(current)
-    voltages.append(voltage)
-    currents.append(current)
     running = np.ones(jars, dtype=bool)
     while running.any():
         step_s = np.where(running, dt_s, 0.0)
-        bank.advance(step_s, np.where(running, mode, Mode.DISCONNECTED), current, room_c)
+        bank.step(step_s, terminal, room_c)
         elapsed = elapsed + step_s
         charge_ah = charge_ah + current * step_s / physics.SECONDS_PER_HOUR * running
         previous_v = voltage
-        current = load_current_a()
-        voltage = np.where(running, bank.discharge_voltage_v(current), previous_v)
+        terminal = bank.solve(np.where(running, mode, Mode.DISCONNECTED), room_c, **load)
+        current = np.where(running, -terminal.current_a, current)
+        voltage = np.where(running, terminal.voltage_v, previous_v)
         # The first step below each end voltage: interpolate the crossing inside the step.
         crossed = running & (voltage < cutoff_v) & np.isnan(runtime)
         if crossed.any():

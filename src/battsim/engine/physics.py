@@ -33,7 +33,6 @@ OCV_SPAN_V_PER_CELL = OCV_FULL_V_PER_CELL - OCV_EMPTY_V_PER_CELL
 # Float current doubles per +10 °C and triples per +100 mV/cell (vrla-facts.md "Float current").
 FLOAT_CURRENT_DOUBLING_C = 10.0
 FLOAT_CURRENT_TRIPLING_V = 0.100
-LN2_PER_DOUBLING = np.log(2.0) / FLOAT_CURRENT_DOUBLING_C
 LN3_PER_TRIPLING = np.log(3.0) / FLOAT_CURRENT_TRIPLING_V
 
 # Temperature compensation applies only between 5 and 40 °C (Narada Acme; Yuasa).
@@ -51,9 +50,32 @@ RESISTANCE_TEMPERATURE_COEFF_PER_C = -0.012
 RESISTANCE_RISE_WHEN_EMPTY = 0.4
 
 # Capacity at the 10 h rate relative to 25 °C (vrla-facts.md: -15 °C 65 %, 0 °C 86 %, 40 °C 103 %;
-# the 60 °C point extends the flattening trend of the published curves).
+# the 60 °C point extends the flattening trend of the published curves). Temperature changes what
+# can be *delivered*, not the charge stored: cold slows the acid's diffusion into the plates (the
+# kinetic battery model's rate k) and steepens the end-of-discharge knee. KINETICS_TABLE_FACTOR
+# multiplies k and divides the knee; it is fitted (tools/fit_discharge.py --temperature) so that a
+# 10 h discharge delivers CAPACITY_TABLE_FACTOR of its 25 °C charge.
 CAPACITY_TABLE_C = np.array([-15.0, 0.0, 25.0, 40.0, 60.0])
 CAPACITY_TABLE_FACTOR = np.array([0.65, 0.86, 1.00, 1.03, 1.05])
+KINETICS_TABLE_FACTOR = np.array([0.06993, 0.4052, 1.0, 1.306, 1.674])
+
+# Charge acceptance of the main (sulphate-converting) reaction: a cell charging at C-rate x sits at
+# OCV(s) + x·(r0 + r1·s/(1 - s)). r0 sets the constant-current voltage of a partly charged cell
+# (about 2.2 V/cell at 0.1 C10 and half charge; charge curves of AGM blocks, e.g. Yuasa NP/ CSB
+# application manuals), r1 how acceptance collapses towards full, which is what tapers a
+# constant-voltage charge and holds a full cell on float with only its self-discharge replaced.
+CHARGE_RESISTANCE_V_PER_C_RATE = 1.8
+CHARGE_SATURATION_V_PER_C_RATE = 0.1
+# Charge efficiency of the main reaction, 1 - L·s²: near full a growing share of the charge
+# current evolves oxygen (which recombines to heat) instead of converting sulphate, so a boost
+# recharge puts back about 110 % of the Ah discharged (vrla-facts.md "recharge needed": about 110 %;
+# L = 0.2 gives 109-111 % for 40 min-2 h UPS outages, tests/test_conservation.py).
+CHARGE_LOSS_AT_FULL = 0.2
+
+# A cell driven past empty by the rest of its string reverses: with no active material left to
+# discharge, the current electrolyses water the wrong way round (1.23 V thermodynamic plus the
+# overpotentials of gassing at these rates, about 1.5 V/cell), and the whole I·V is heat.
+REVERSAL_V_PER_CELL = 1.5
 
 # Self-discharge also doubles per +10 °C (vrla-facts.md "Self-discharge"), like float current.
 
@@ -98,13 +120,6 @@ def float_current_a(reference_a, voltage_v_per_cell, float_v_per_cell, temperatu
         LN3_PER_TRIPLING * (np.asarray(voltage_v_per_cell) - float_v_per_cell))
 
 
-def float_voltage_for_current_v_per_cell(current_a, reference_a, float_v_per_cell, temperature_c):
-    """Inverse of :func:`float_current_a`: the cell voltage at which a full cell takes ``current_a``, V/cell."""
-    return (float_v_per_cell
-            + (np.log(current_a / reference_a) - LN2_PER_DOUBLING * (np.asarray(temperature_c) - REFERENCE_TEMPERATURE_C))
-            / LN3_PER_TRIPLING)
-
-
 def resistance_factor(soh_pct, temperature_c, soc):
     """Ohmic resistance relative to a new, full block at 25 °C.
 
@@ -119,9 +134,67 @@ def resistance_factor(soh_pct, temperature_c, soc):
     return ageing * temperature * depletion
 
 
-def capacity_temperature_factor(temperature_c):
-    """Available capacity relative to 25 °C (10 h rate): 86 % at 0 °C, 103 % at 40 °C (vrla-facts.md)."""
-    return np.interp(temperature_c, CAPACITY_TABLE_C, CAPACITY_TABLE_FACTOR)
+def kinetics_temperature_factor(temperature_c):
+    """Multiplier on the kinetic battery model's rate (and divisor of the discharge knee) relative to
+    25 °C; fitted so the 10 h capacity is 86 % at 0 °C and 103 % at 40 °C (vrla-facts.md)."""
+    return np.interp(temperature_c, CAPACITY_TABLE_C, KINETICS_TABLE_FACTOR)
+
+
+def kibam_step(available_ah, bound_ah, capacity_ah, available_fraction, rate_per_h, current_a, dt_s):
+    """The kinetic battery model's exact step for a constant current (``current_a`` + charge) over ``dt_s``.
+
+    Manwell & McGowan 1993: with ``k'`` = ``rate_per_h``, ``e = exp(-k't)`` and ``r = (k't - 1 + e)/k'``,
+    ``A' = A·e + (A+B)·c·(1-e) + I·[(1-e)/k' + c·r]`` and ``B' = B·e + (A+B)·(1-c)·(1-e) + I·(1-c)·r``.
+    The wells are bounded by their size: charge beyond a full well is not stored (the caller counts
+    it as gassing), charge drawn from an empty one is not there (the cell reverses).
+    """
+    c = available_fraction
+    t_h = dt_s / SECONDS_PER_HOUR
+    decay = np.exp(-rate_per_h * t_h)
+    ramp = (rate_per_h * t_h - 1.0 + decay) / rate_per_h
+    total_ah = available_ah + bound_ah
+    well_ah = capacity_ah * c
+    available = available_ah * decay + total_ah * c * (1.0 - decay) + current_a * ((1.0 - decay) / rate_per_h + c * ramp)
+    bound = bound_ah * decay + total_ah * (1.0 - c) * (1.0 - decay) + current_a * (1.0 - c) * ramp
+    # (np.minimum/np.maximum: np.clip's Python wrapper costs more than the arithmetic here.)
+    return (np.maximum(np.minimum(available, well_ah), 0.0),
+            np.maximum(np.minimum(bound, capacity_ah - well_ah), 0.0))
+
+
+def charge_acceptance_a_per_v(rated_capacity_ah, surface_soc):
+    """Conductance of the main charge reaction of a cell, A per V/cell: C10 / (r0 + r1·s/(1-s))."""
+    saturation = surface_soc / np.maximum(1.0 - surface_soc, 1e-9)
+    return rated_capacity_ah / (CHARGE_RESISTANCE_V_PER_C_RATE + CHARGE_SATURATION_V_PER_C_RATE * saturation)
+
+
+def charge_efficiency(surface_soc):
+    """Share of the main charge current that is stored, 1 - 0.2·s² (the rest gasses and recombines)."""
+    return 1.0 - CHARGE_LOSS_AT_FULL * np.square(surface_soc)
+
+
+def discharge_voltage_v_per_cell(current_a, surface_soc, ocv_v_per_cell, resistance_ohm, cells, rated_capacity_ah,
+                                 tafel_v_per_cell, tafel_reference_c_rate, depletion_v_per_cell):
+    """Cell voltage while delivering ``current_a`` (positive), V/cell: OCV, ohmic drop, overpotential and the
+    knee; past empty the cell reverses, to about -1.5 V/cell plus its ohmic drop."""
+    c_rate = current_a / rated_capacity_ah
+    ohmic_v = current_a * resistance_ohm / cells
+    discharging = (ocv_v_per_cell - ohmic_v
+                   - discharge_overpotential_v_per_cell(c_rate, tafel_v_per_cell, tafel_reference_c_rate)
+                   - depletion_overpotential_v_per_cell(c_rate, surface_soc, depletion_v_per_cell))
+    return np.maximum(discharging, -REVERSAL_V_PER_CELL - ohmic_v)
+
+
+def heat_w(cells, main_a, gassing_a, stored_share, cell_v, ocv_v_per_cell):
+    """Heat made in a block, W: the main reaction's current loses (V - OCV) on what it stores and all of
+    V on what it gasses (charging; ``stored_share`` = efficiency) or (OCV - V) delivering (``main_a`` < 0,
+    share 1); the gassing (oxygen-recombination) current's whole power is heat."""
+    return cells * (main_a * (cell_v - stored_share * ocv_v_per_cell) + gassing_a * cell_v)
+
+
+def thermal_step_c(temperature_c, room_temperature_c, heat_w, heat_transfer_w_per_k, thermal_time_constant_s, dt_s):
+    """Exact first-order step of a block towards the room plus its own heat, °C."""
+    equilibrium_c = room_temperature_c + heat_w / heat_transfer_w_per_k
+    return equilibrium_c + (temperature_c - equilibrium_c) * np.exp(-dt_s / thermal_time_constant_s)
 
 
 def discharge_overpotential_v_per_cell(c_rate, tafel_v_per_cell, reference_c_rate):

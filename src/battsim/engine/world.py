@@ -1,15 +1,22 @@
 """The simulated world on a SimPy virtual clock.
 
 State lives in numpy arrays over every jar (:class:`~battsim.engine.battery.BatteryBank`), site
-and string. SimPy processes model only what is discrete and sparse: the daily weather, each
-string's rectifier story, the equalize schedule, and the sampler's tick, which advances every jar
-at once and hands readings to a sink in batches. Virtual time is seconds since ``start``; tick k
-is at ``start + k · interval`` exactly.
+and string. SimPy processes model only what is discrete and sparse: the daily weather, the equalize
+schedule, scenarios, and the sampler's tick, which records every jar at once and hands readings to a
+sink in batches. Virtual time is seconds since ``start``; tick k is at ``start + k · interval`` exactly.
+
+The physics does not step with the ticks. Before SimPy processes any event (a tick, an outage, a
+scenario at 14:00) the world advances every jar to that event's instant, in sub-steps no longer
+than what the strings' modes allow (10 s discharging, 60 s charging, 300 s on float), so a
+recording at any interval samples the same trajectory. Thresholds the physics crosses itself (the
+low-voltage disconnect, the end of a boost) are found inside the sub-step where they happen and
+take effect at that instant (``docs/physics.md`` §3, "Sub-steps and events").
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -19,7 +26,7 @@ import numpy as np
 import simpy
 
 from battsim.engine import climate
-from battsim.engine.battery import MODE_NAMES, BatteryBank, Mode
+from battsim.engine.battery import FLOAT_CURRENT_SPREAD_SIGMA_LN, MODE_NAMES, BatteryBank, Mode, Terminal
 from battsim.engine.fleet import Fleet, entity_rng
 from battsim.engine.readings import ReadingBatch, ReadingBuffer
 from battsim.engine.sensors import BatteryMonitor
@@ -37,6 +44,24 @@ EQUALIZE_DURATION_S = 6 * 3600
 # Rows handed to the sink per batch: large inserts are what DuckDB ingests fast (measured on 2
 # cores: 100 k-row inserts 1.6 M rows/s, 500 k-row inserts 2.3 M rows/s; bench/bench_batch.py).
 DEFAULT_BATCH_ROWS = 500_000
+
+# Longest physics sub-step in each mode, s. Discharge changes the state fastest (a UPS string empties
+# in 1-3 h and its knee takes minutes); a boost tapers over hours; float drifts with the room.
+# At these lengths a 3600 s recording is its 10 s one down-sampled to within the tolerances that
+# tests/test_substeps.py states.
+# Resting on float a string changes only as fast as the room (an hour resolves its daily cycle),
+# unless it is still finishing a charge (current above 0.1 % of C10, about 5 × a float current) or a
+# jar heats itself (2 K above its air): then current, charge and temperature move within minutes.
+MAX_STEP_S = {Mode.FLOAT: 3600.0, Mode.BOOST: 60.0, Mode.EQUALIZE: 60.0, Mode.DISCHARGE: 10.0,
+              Mode.DISCONNECTED: 3600.0}
+SETTLING_STEP_S = 300.0
+SETTLING_CURRENT_C10 = 0.001
+SELF_HEATING_K = 2.0
+# A threshold crossing is located within the sub-step to this share of the threshold (regula falsi
+# from the state saved before the sub-step): 25 mV on a 252 V string, 1 % of the boost end current.
+LOW_VOLTAGE_TOLERANCE = 1e-4
+BOOST_END_TOLERANCE = 1e-2
+CROSSING_ITERATIONS = 12
 
 
 def to_unix_us(moment: datetime) -> int:
@@ -69,6 +94,22 @@ class Sink(Protocol):
     def event(self, event: Event) -> None: ...
 
 
+class PhysicsClock(simpy.Environment):
+    """A SimPy environment that brings the world's physics up to each event's instant before the event
+    acts, so every discrete change (an outage, a scenario, a failure) happens at its own time."""
+
+    def __init__(self, world: World):
+        super().__init__()
+        self._world = world
+
+    def step(self) -> None:
+        due = self.peek()
+        if due > self._world.physics_s and due != math.inf:
+            self._world.advance_physics_to(due)
+        super().step()
+        self._world.after_event()
+
+
 class World:
     """A fleet, its sites and rectifiers, advanced on one virtual clock."""
 
@@ -82,8 +123,14 @@ class World:
         self.start = start
         self.start_us = to_unix_us(start)
         self.interval_s = int(interval_s)
-        self.env = simpy.Environment()
+        self.env = PhysicsClock(self)
         self.tick_index = 0
+        # Virtual time the jars have been advanced to, and the circuit solved there. The solution is
+        # stale after anything discrete happened (a mode change, a scenario, a failure).
+        self.physics_s = 0.0
+        self.terminal: Terminal | None = None
+        self._stale = True
+        self._ticked = False
 
         sites = fleet.spec.sites
         self.site_count = len(sites)
@@ -122,7 +169,16 @@ class World:
         self.string_mode = np.full(self.string_count, Mode.FLOAT, dtype=np.uint8)
         self.string_input_down_causes = np.zeros(self.string_count, dtype=np.int32)
         self.string_mode_since_s = np.zeros(self.string_count)
+        # A boost ends when its current has tapered, or at the latest BOOST_MAX_S after it began.
+        self.string_boost_until_s = np.full(self.string_count, np.inf)
+        # What the monitor logs of each discharge and recharge: charge and energy through the string.
+        self.string_discharged_ah = np.zeros(self.string_count)
+        self.string_discharged_wh = np.zeros(self.string_count)
+        self.string_recharged_ah = np.zeros(self.string_count)
 
+        # Each jar's own recombination-current spread (manufacturing), from its own stream.
+        float_current_spread = np.exp(FLOAT_CURRENT_SPREAD_SIGMA_LN * np.array(
+            [entity_rng(seed, battery_id, "float-current").standard_normal() for battery_id in fleet.battery_ids]))
         self.bank = BatteryBank(
             models=fleet.models,
             model_index=fleet.battery_model,
@@ -131,16 +187,16 @@ class World:
             resistance_spread=fleet.resistance_spread,
             initial_soh_pct=fleet.initial_soh_pct,
             initial_temperature_c=self.room_c[fleet.battery_site],
+            string_of_jar=fleet.battery_string,
+            float_current_spread=float_current_spread,
         )
         self.string_rated_ah = np.add.reduceat(self.bank.rated_capacity_ah, self.string_start) / self.string_jars
+        self.string_boost_end_a = BOOST_END_CURRENT_C10 * self.string_rated_ah
         # Low-voltage disconnect of each string: its cells at the mean end voltage of its jars.
         self.string_end_voltage_v = string_cells * np.add.reduceat(
             self.bank.end_voltage_v_per_cell, self.string_start
         ) / self.string_jars
-        # Each jar's terminal voltage at the last tick: what a sensor fault freezes.
-        self.jar_voltage_v = self.bank.discharge_voltage_v(np.zeros(fleet.size))
-        self.string_voltage_v = np.add.reduceat(self.jar_voltage_v, self.string_start)
-        self.string_current_a = np.zeros(self.string_count)
+        self._solve()
 
         self.monitor = BatteryMonitor(
             fleet.site_slices(),
@@ -150,15 +206,9 @@ class World:
         )
         self.buffer = ReadingBuffer(fleet.size, max(1, batch_rows // fleet.size))
 
-        self._signals: dict[str, list[simpy.Event]] = {
-            name: [self.env.event() for _ in range(self.string_count)]
-            for name in ("input_lost", "input_restored", "low_voltage", "recharged")
-        }
         for site_index in range(self.site_count):
             self.env.process(self._weather(site_index))
             self.env.process(self._equalize_schedule(site_index))
-        for string_index in range(self.string_count):
-            self.env.process(self._rectifier(string_index))
         self.env.process(self._sampler())
 
     # ----------------------------------------------------------------------------- time
@@ -174,6 +224,7 @@ class World:
 
     def run_until(self, sim_s: float) -> None:
         """Advance the world to virtual second ``sim_s`` (ticks at exactly ``sim_s`` are not run yet)."""
+        self._stale = True  # the caller may have changed causes since the last run
         if sim_s > self.env.now:
             self.env.run(until=sim_s)
 
@@ -185,14 +236,14 @@ class World:
             self.sink.readings(batch)
 
     def emit(self, kind: str, site: int | None = None, string: int | None = None, battery: int | None = None,
-             **detail) -> None:
+             at_s: float | None = None, **detail) -> None:
         fleet = self.fleet
         if battery is not None and string is None:
             string = int(fleet.battery_string[battery])
         if string is not None and site is None:
             site = int(fleet.string_site[string])
         self.sink.event(Event(
-            timestamp_us=self.now_us(),
+            timestamp_us=self.now_us() if at_s is None else self.start_us + int(round(at_s * 1e6)),
             kind=kind,
             site_id=fleet.site_ids[site] if site is not None else None,
             string_id=fleet.string_ids[string] if string is not None else None,
@@ -207,29 +258,180 @@ class World:
             self.weather_anomaly_c,
         ) + self.outdoor_offset_c
 
+    # ----------------------------------------------------------------------------- physics
+    def jar_ambient_c(self) -> np.ndarray:
+        """The air around each jar, °C: its battery room's."""
+        return self.room_c[self.fleet.battery_site]
+
+    def _solve(self) -> Terminal:
+        """The circuit of every string at the present state; what a tick records and the next step uses."""
+        terminal = self.bank.solve(self.string_mode, self.jar_ambient_c(), load_w=self.string_load_w)
+        self.terminal = terminal
+        self._stale = False
+        self.jar_voltage_v = terminal.voltage_v
+        self.string_voltage_v = terminal.string_voltage_v
+        self.string_current_a = terminal.string_current_a
+        return terminal
+
+    def catch_up(self) -> None:
+        """Advance the physics to now before a discrete change made outside a SimPy event; the next
+        step re-solves the circuit with the change."""
+        self.advance_physics_to(self.env.now)
+        self._stale = True
+
+    def after_event(self) -> None:
+        """Called after each SimPy event: anything but a tick may have changed a cause."""
+        if not self._ticked:
+            self._stale = True
+        self._ticked = False
+
+    def _step_limit_s(self) -> float:
+        modes = self.string_mode
+        if (modes == Mode.FLOAT).all():
+            limit_s = MAX_STEP_S[Mode.FLOAT]
+        else:
+            limit_s = min(MAX_STEP_S[Mode(mode)] for mode in np.unique(modes))
+        if limit_s > SETTLING_STEP_S and (
+                (self.string_current_a > SETTLING_CURRENT_C10 * self.string_rated_ah).any()
+                or (self.bank.temperature_c - self.jar_ambient_c()).max() > SELF_HEATING_K):
+            limit_s = SETTLING_STEP_S
+        return limit_s
+
+    def advance_physics_to(self, target_s: float) -> None:
+        """Advance every jar to virtual second ``target_s`` in sub-steps, acting on the thresholds
+        (low-voltage disconnect, end of boost) at the instants they are crossed."""
+        if self._stale or self.terminal is None:
+            self._solve()
+        while self.physics_s < target_s:
+            dt_s = min(target_s - self.physics_s, self._step_limit_s())
+            boosting = self.string_mode == Mode.BOOST
+            if boosting.any():
+                dt_s = max(min(dt_s, float(self.string_boost_until_s[boosting].min()) - self.physics_s), 0.0)
+            watched = boosting.any() or (self.string_mode == Mode.DISCHARGE).any()
+            if watched:
+                saved = self._snapshot()
+                before = self._threshold_margin(self.terminal)
+            self._physics_step(dt_s)
+            if watched:
+                after = self._threshold_margin(self.terminal)
+                crossed = (before > 0.0) & (after <= 0.0)
+                if crossed.any():
+                    self._locate_crossing(saved, dt_s, before, after, crossed)
+                self._act_on_thresholds(before)
+            self._end_overdue_boosts()
+
+    def _physics_step(self, dt_s: float) -> None:
+        """One sub-step of every jar at the present circuit solution, then the circuit at the new state."""
+        terminal = self.terminal
+        start_s = self.physics_s
+        if dt_s > 0.0:
+            self.outdoor_c = self._outdoor_temperature(self._unix_s(start_s))
+            room_c = climate.room_temperature_step_c(
+                self.room_c, self.outdoor_c, self.room_setpoint_c, self.hvac_capacity_fraction, dt_s)
+            # A held room is the room's state, so when the hold ends the room relaxes from there.
+            self.room_c = np.where(np.isnan(self.room_override_c), room_c, self.room_override_c)
+            if self.resistance_drift_per_s.any():
+                self.bank.resistance_multiplier = self.bank.resistance_multiplier + self.resistance_drift_per_s * dt_s
+            self.bank.step(dt_s, terminal, self.jar_ambient_c())
+            current_a = terminal.string_current_a
+            hours = dt_s / 3600.0
+            if not (self.string_mode == Mode.FLOAT).all():
+                delivering = self.string_mode == Mode.DISCHARGE
+                self.string_discharged_ah = self.string_discharged_ah - np.where(delivering, current_a, 0.0) * hours
+                self.string_discharged_wh = self.string_discharged_wh - np.where(
+                    delivering, current_a * terminal.string_voltage_v, 0.0) * hours
+                self.string_recharged_ah = self.string_recharged_ah + np.where(
+                    self.string_mode == Mode.BOOST, current_a, 0.0) * hours
+        self.physics_s = start_s + dt_s
+        self._solve()
+
+    def _threshold_margin(self, terminal: Terminal) -> np.ndarray:
+        """How far each string is from its threshold (> 0 not reached): a discharging string's voltage
+        above its disconnect voltage, a boosting string's current above its end current; NaN for others."""
+        mode = self.string_mode
+        return np.where(mode == Mode.DISCHARGE, terminal.string_voltage_v - self.string_end_voltage_v,
+                        np.where(mode == Mode.BOOST, terminal.string_current_a - self.string_boost_end_a, np.nan))
+
+    def _tolerance(self) -> np.ndarray:
+        return np.where(self.string_mode == Mode.DISCHARGE, LOW_VOLTAGE_TOLERANCE * self.string_end_voltage_v,
+                        BOOST_END_TOLERANCE * self.string_boost_end_a)
+
+    def _snapshot(self) -> tuple:
+        return (self.bank.snapshot(), self.physics_s, self.room_c.copy(), self.outdoor_c.copy(),
+                self.string_discharged_ah.copy(), self.string_discharged_wh.copy(), self.string_recharged_ah.copy())
+
+    def _restore(self, saved: tuple) -> None:
+        bank_state, self.physics_s, room_c, outdoor_c, discharged_ah, discharged_wh, recharged_ah = saved
+        self.bank.restore(bank_state)
+        self.room_c, self.outdoor_c = room_c.copy(), outdoor_c.copy()
+        self.string_discharged_ah, self.string_discharged_wh = discharged_ah.copy(), discharged_wh.copy()
+        self.string_recharged_ah = recharged_ah.copy()
+
+    def _locate_crossing(self, saved: tuple, dt_s: float, before: np.ndarray, after: np.ndarray,
+                         crossed: np.ndarray) -> None:
+        """Redo the sub-step up to the instant the first string crosses its threshold (regula falsi on
+        the share of the sub-step, each trial from the state saved before it)."""
+        share = np.where(crossed, before / np.where(crossed, before - after, 1.0), np.inf)
+        first = int(np.argmin(share))
+        tolerance = float(self._tolerance()[first])
+        low, high, margin_low, margin_high = 0.0, 1.0, float(before[first]), float(after[first])
+        for _ in range(CROSSING_ITERATIONS):
+            trial = low + (high - low) * margin_low / (margin_low - margin_high)
+            self._restore(saved)
+            self._physics_step(trial * dt_s)
+            margin = float(self._threshold_margin(self.terminal)[first])
+            if abs(margin) <= tolerance:
+                return
+            if margin > 0.0:
+                low, margin_low = trial, margin
+                margin_high *= 0.5  # Illinois: keep the stale end from stalling the bracket
+            else:
+                high, margin_high = trial, margin
+                margin_low *= 0.5
+
+    def _act_on_thresholds(self, before: np.ndarray) -> None:
+        """Disconnect the strings at their end voltage and end the boosts whose current has tapered
+        (within tolerance of the threshold now, or already below it when the step began)."""
+        margin = self._threshold_margin(self.terminal)
+        reached = (margin <= self._tolerance()) | (before <= 0.0)
+        for string in np.flatnonzero(reached & (self.string_mode == Mode.DISCHARGE)):
+            self._end_discharge(int(string), "low_voltage_disconnect", at_s=self.physics_s)
+            self._set_mode(int(string), Mode.DISCONNECTED, at_s=self.physics_s)
+            self.emit("low_voltage_disconnect", string=int(string), at_s=self.physics_s,
+                      voltage_v=round(float(self.string_voltage_v[string]), 3))
+        for string in np.flatnonzero(reached & (self.string_mode == Mode.BOOST)):
+            self._end_boost(int(string), "tapered", at_s=self.physics_s)
+        if self._stale:
+            self._solve()
+
+    def _end_overdue_boosts(self) -> None:
+        for string in np.flatnonzero((self.string_mode == Mode.BOOST) & (self.string_boost_until_s <= self.physics_s)):
+            self._end_boost(int(string), "timeout", at_s=self.physics_s)
+        if self._stale:
+            self._solve()
+
     # ----------------------------------------------------------------------------- grid
-    def _signal(self, name: str, string: int) -> simpy.Event:
-        return self._signals[name][string]
-
-    def _fire(self, name: str, string: int) -> None:
-        event = self._signals[name][string]
-        self._signals[name][string] = self.env.event()
-        event.succeed()
-
     def input_up(self, string: int) -> bool:
         return self.string_input_down_causes[string] == 0
 
     def lose_input(self, strings, cause: str) -> None:
-        """One more reason for these strings' rectifier input to be down (a grid outage, a UPS fault)."""
+        """One more reason for these strings' rectifier input to be down (a grid outage, a UPS fault):
+        the strings discharge into their load from this instant."""
+        self.catch_up()
         for string in np.atleast_1d(strings):
             string = int(string)
             self.string_input_down_causes[string] += 1
             if self.string_input_down_causes[string] == 1:
                 self.emit("outage_start", string=string, cause=cause)
-                self._fire("input_lost", string)
+                if self.string_mode[string] == Mode.BOOST:
+                    self._end_boost(string, "input_lost")
+                self.string_discharged_ah[string] = self.string_discharged_wh[string] = 0.0
+                self._set_mode(string, Mode.DISCHARGE)
 
     def restore_input(self, strings, cause: str) -> None:
-        """One reason fewer for the input to be down; the input returns when none are left."""
+        """One reason fewer for the input to be down; when none are left the rectifier recharges the
+        string at its current limit (boost) until the current tapers, then floats it."""
+        self.catch_up()
         for string in np.atleast_1d(strings):
             string = int(string)
             if self.string_input_down_causes[string] == 0:
@@ -237,40 +439,43 @@ class World:
             self.string_input_down_causes[string] -= 1
             if self.string_input_down_causes[string] == 0:
                 self.emit("outage_end", string=string, cause=cause)
-                self._fire("input_restored", string)
+                if self.string_mode[string] == Mode.DISCHARGE:
+                    self._end_discharge(string, "input_restored")
+                self.string_recharged_ah[string] = 0.0
+                self.string_boost_until_s[string] = self.env.now + BOOST_MAX_S
+                self._set_mode(string, Mode.BOOST)
 
     def site_strings(self, site: int) -> np.ndarray:
         return np.flatnonzero(self.fleet.string_site == site)
 
-    # ----------------------------------------------------------------------------- processes
-    def _set_mode(self, string: int, mode: Mode) -> None:
+    # ----------------------------------------------------------------------------- modes
+    def _set_mode(self, string: int, mode: Mode, at_s: float | None = None) -> None:
         previous = Mode(self.string_mode[string])
         if previous == mode:
             return
         self.string_mode[string] = mode
-        self.string_mode_since_s[string] = self.env.now
-        self.emit("mode_change", string=string, **{"from": MODE_NAMES[previous], "to": MODE_NAMES[mode]})
+        self.string_mode_since_s[string] = self.env.now if at_s is None else at_s
+        self._stale = True
+        self.emit("mode_change", string=string, at_s=at_s, **{"from": MODE_NAMES[previous], "to": MODE_NAMES[mode]})
 
-    def _rectifier(self, string: int):
-        """Float until the input is lost; discharge into the load, disconnecting at the end voltage;
-        when the input returns, boost at the current limit until the current tapers, then float."""
-        while True:
-            if self.input_up(string):
-                yield self._signal("input_lost", string)
-            self._set_mode(string, Mode.DISCHARGE)
-            restored, low_voltage = self._signal("input_restored", string), self._signal("low_voltage", string)
-            yield restored | low_voltage
-            if not restored.triggered:
-                self._set_mode(string, Mode.DISCONNECTED)
-                self.emit("low_voltage_disconnect", string=string,
-                          voltage_v=round(float(self.string_voltage_v[string]), 3))
-                yield restored
-            self._set_mode(string, Mode.BOOST)
-            lost = self._signal("input_lost", string)
-            yield self._signal("recharged", string) | lost | self.env.timeout(BOOST_MAX_S)
-            if not lost.triggered:
-                self._set_mode(string, Mode.FLOAT)
+    def _end_discharge(self, string: int, reason: str, at_s: float | None = None) -> None:
+        """Log the discharge as a monitor does: how long, how much charge and energy the string delivered."""
+        end_s = self.env.now if at_s is None else at_s
+        self.emit("discharge_summary", string=string, at_s=at_s, reason=reason,
+                  duration_s=round(end_s - float(self.string_mode_since_s[string]), 3),
+                  ah=round(float(self.string_discharged_ah[string]), 4),
+                  wh=round(float(self.string_discharged_wh[string]), 2))
 
+    def _end_boost(self, string: int, reason: str, at_s: float | None = None) -> None:
+        end_s = self.env.now if at_s is None else at_s
+        self.emit("recharge_summary", string=string, at_s=at_s, reason=reason,
+                  duration_s=round(end_s - float(self.string_mode_since_s[string]), 3),
+                  ah=round(float(self.string_recharged_ah[string]), 4))
+        self.string_boost_until_s[string] = np.inf
+        if reason != "input_lost":
+            self._set_mode(string, Mode.FLOAT, at_s=at_s)
+
+    # ----------------------------------------------------------------------------- processes
     def _weather(self, site: int):
         """Every local solar midnight, tomorrow's weather: a persistent day-to-day anomaly (AR(1))."""
         rng = self._site_rngs[site]
@@ -297,56 +502,25 @@ class World:
             day += timedelta(days=EQUALIZE_EVERY_DAYS)
 
     def _sampler(self):
-        """Tick: advance every jar over the interval, record one reading each."""
-        self._tick(0.0)
+        """Tick: record one reading of every jar at exactly start + k · interval."""
+        self._tick()
         while True:
             yield self.env.timeout(self.interval_s)
-            self._tick(float(self.interval_s))
+            self._tick()
 
     # ----------------------------------------------------------------------------- the tick
-    def _tick(self, dt_s: float) -> None:
-        fleet, bank = self.fleet, self.bank
-        self.outdoor_c = self._outdoor_temperature(self._unix_s(self.env.now))
-        room_c = climate.room_temperature_step_c(
-            self.room_c, self.outdoor_c, self.room_setpoint_c, self.hvac_capacity_fraction, dt_s
-        )
-        # A held room is the room's state, so when the hold ends the room relaxes from there.
-        self.room_c = np.where(np.isnan(self.room_override_c), room_c, self.room_override_c)
-        jar_room_c = self.room_c[fleet.battery_site]
-        if self.resistance_drift_per_s.any():
-            bank.resistance_multiplier += self.resistance_drift_per_s * dt_s
-
-        jar_mode = self.string_mode[fleet.battery_string]
-        string_current_a = self.string_load_w / np.maximum(self.string_voltage_v, 1.0)
-        terminal = bank.advance(dt_s, jar_mode, string_current_a[fleet.battery_string], jar_room_c)
-        self.jar_voltage_v = terminal.voltage_v
-        self.string_voltage_v = np.add.reduceat(terminal.voltage_v, self.string_start)
-        self.string_current_a = np.add.reduceat(terminal.current_a, self.string_start) / self.string_jars
-        self._check_thresholds()
-        self._record(terminal, jar_room_c, jar_mode)
-
-    def _check_thresholds(self) -> None:
-        """Wake the rectifiers whose string crossed the end voltage or finished its boost."""
-        low = (self.string_mode == Mode.DISCHARGE) & (self.string_voltage_v < self.string_end_voltage_v)
-        recharged = (self.string_mode == Mode.BOOST) & (
-            self.string_current_a < BOOST_END_CURRENT_C10 * self.string_rated_ah
-        ) & (self.env.now > self.string_mode_since_s)
-        for string in np.flatnonzero(low):
-            self._fire("low_voltage", int(string))
-        for string in np.flatnonzero(recharged):
-            self._fire("recharged", int(string))
-
-    def _record(self, terminal, jar_room_c, jar_mode) -> None:
+    def _tick(self) -> None:
+        self._ticked = True
+        terminal = self._solve() if self._stale else self.terminal
         bank, buffer = self.bank, self.buffer
         buffer.tick_view("timestamp_us")[:] = self.start_us + self.tick_index * self.interval_s * 1_000_000
         buffer.tick_view("true_voltage_v")[:] = terminal.voltage_v
         buffer.tick_view("current_a")[:] = terminal.current_a
         buffer.tick_view("true_temperature_c")[:] = bank.temperature_c
-        soc, resistance_mohm = bank.state_of_charge_and_resistance_mohm()
-        buffer.tick_view("internal_resistance_mohm")[:] = resistance_mohm
-        np.multiply(soc, 100.0, out=buffer.tick_view("soc_pct"), casting="unsafe")
-        buffer.tick_view("ambient_c")[:] = jar_room_c
-        buffer.tick_view("mode")[:] = jar_mode
+        buffer.tick_view("internal_resistance_mohm")[:] = terminal.resistance_mohm
+        np.multiply(terminal.soc, 100.0, out=buffer.tick_view("soc_pct"), casting="unsafe")
+        buffer.tick_view("ambient_c")[:] = self.jar_ambient_c()
+        buffer.tick_view("mode")[:] = self.string_mode[self.fleet.battery_string]
         buffer.tick_view("true_soh_pct")[:] = bank.soh_pct
         buffer.tick_view("scenario_mask")[:] = self.scenario_mask
         self.tick_index += 1

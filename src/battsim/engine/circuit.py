@@ -1,0 +1,89 @@
+"""Strings as series circuits: one current per string, jar voltages that add up to the string's.
+
+Every string is solved at once, as numpy arrays over jars with ``np.add.reduceat`` over strings
+(jars of a string are contiguous); loops here run over solver iterations, never over jars or strings.
+
+On charge each cell follows its own characteristic (``docs/physics.md`` §3): the current it takes at
+a cell voltage ``v`` is the main reaction's ``G(s)·(v − OCV(s))`` plus the oxygen cycle's
+``B·exp(ln3/0.1 V · (v − V_float))``, increasing and convex in ``v``. With a string voltage held by
+the rectifier (float, equalize, the voltage phase of a boost) the unknowns are the string current
+and every cell voltage: :func:`solve_charging` runs Newton's method on all of them together (the
+jar equations are independent given the current, so each iteration is closed form per string). With
+the current held (the current-limited phase of a boost) only the cell voltages are unknown. In
+discharge the jar voltage is a closed-form function of the current and :func:`string_discharge_current_a`
+finds the current at which the string delivers the load's power.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from battsim.engine.physics import LN3_PER_TRIPLING
+
+# Newton stops when no cell voltage moved by more than this (V/cell); one step never moves a cell
+# by more than the cap, which keeps the exponential in range from a poor starting point.
+VOLTAGE_TOLERANCE_V = 1e-7
+MAX_NEWTON_STEP_V = 0.1
+MAX_ITERATIONS = 40
+# Fixed-point iterations for the discharge current: each shrinks the error by the string's
+# relative voltage drop (a few per cent), so a handful converges to far below the sensors' noise.
+DISCHARGE_ITERATIONS = 6
+DISCHARGE_TOLERANCE = 1e-9
+
+
+def charge_currents_a(cell_v, ocv_v, acceptance_a_per_v, gassing_reference_a, float_v):
+    """Main-reaction and gassing current of each cell at a cell voltage, A (both + charge)."""
+    main_a = acceptance_a_per_v * (cell_v - ocv_v)
+    gassing_a = gassing_reference_a * np.exp(LN3_PER_TRIPLING * (cell_v - float_v))
+    return main_a, gassing_a
+
+
+def solve_charging(string_start, jar_string, live_cells, ocv_v, acceptance_a_per_v, gassing_reference_a, float_v,
+                   setpoint_v, limit_a, cell_v, current_a, current_limited):
+    """The current of every charging string and the voltage of every cell in it.
+
+    ``setpoint_v`` is each string's rectifier voltage (V) and ``limit_a`` its current limit; the
+    string is voltage-held while that takes no more than the limit, else current-held at the limit
+    (its voltage then below the setpoint). ``cell_v``, ``current_a`` and ``current_limited`` are the
+    previous solution (the start of Newton's method); returns their new values.
+    """
+    cell_v = cell_v.copy()
+    current_a = current_a.copy()
+    current_limited = current_limited.copy()
+    for _ in range(3):  # the regime of a string can change once in a step; a third pass confirms
+        for _ in range(MAX_ITERATIONS):
+            main_a, gassing_a = charge_currents_a(cell_v, ocv_v, acceptance_a_per_v, gassing_reference_a, float_v)
+            excess_a = main_a + gassing_a - current_a[jar_string]
+            slope_a_per_v = acceptance_a_per_v + LN3_PER_TRIPLING * gassing_a
+            weight = live_cells / slope_a_per_v
+            # Voltage-held strings: the current change that makes the linearised cell voltages add up
+            # to the setpoint. Current-held: straight to the limit.
+            shortfall_v = setpoint_v - np.add.reduceat(live_cells * cell_v, string_start)
+            held = (shortfall_v + np.add.reduceat(weight * excess_a, string_start)) / np.add.reduceat(weight, string_start)
+            delta_a = np.where(current_limited, limit_a - current_a, held)
+            delta_v = np.clip((delta_a[jar_string] - excess_a) / slope_a_per_v, -MAX_NEWTON_STEP_V, MAX_NEWTON_STEP_V)
+            cell_v += delta_v
+            current_a += delta_a
+            if np.abs(delta_v).max() < VOLTAGE_TOLERANCE_V:
+                break
+        string_v = np.add.reduceat(live_cells * cell_v, string_start)
+        regime = np.where(current_limited, string_v < setpoint_v, current_a > limit_a)
+        if (regime == current_limited).all():
+            return cell_v, current_a, current_limited
+        current_limited = regime
+    return cell_v, current_a, current_limited
+
+
+def string_discharge_current_a(load_w, string_voltage_at_v, current_a):
+    """Current at which each string delivers ``load_w`` at the voltage that current causes, A.
+
+    ``string_voltage_at_v(current_a)`` gives every string's voltage at a discharge current; the
+    fixed point ``I = P / V(I)`` starts from ``current_a`` (the previous step's).
+    """
+    for _ in range(DISCHARGE_ITERATIONS):
+        updated_a = load_w / np.maximum(string_voltage_at_v(current_a), 1e-3)
+        converged = np.abs(updated_a - current_a).max() <= DISCHARGE_TOLERANCE * max(float(np.abs(updated_a).max()), 1.0)
+        current_a = updated_a
+        if converged:
+            break
+    return current_a
