@@ -40,6 +40,8 @@ class Mode(IntEnum):
 
 MODE_NAMES = tuple(mode.name.lower() for mode in Mode)
 CHARGING_MODES = (Mode.FLOAT, Mode.BOOST, Mode.EQUALIZE)
+# The modes as plain integers, for comparisons with arrays (an IntEnum operand costs a few µs each).
+FLOAT, BOOST, EQUALIZE, DISCHARGE, DISCONNECTED = (int(mode) for mode in Mode)
 
 
 class Profile(IntEnum):
@@ -114,6 +116,7 @@ class Terminal:
     discharging: np.ndarray  # jar delivering a load
     float_setpoint_v_per_cell: np.ndarray  # compensated float voltage at the probe, V/cell
     soc: np.ndarray  # state of charge (0..1)
+    capacity_ah: np.ndarray  # charge a full jar stores, Ah
     resistance_mohm: np.ndarray  # ohmic resistance, mΩ
     string_current_a: np.ndarray  # one current per string, A
     string_voltage_v: np.ndarray  # sum of its jars' voltages, V
@@ -204,6 +207,7 @@ class BatteryBank:
         self.string_charge_a = np.zeros(self.string_count)
         self.string_current_limited = np.zeros(self.string_count, dtype=bool)
         self.string_discharge_a = np.zeros(self.string_count)
+        self._thermal_decay_dt_s = None
 
     STATE = ("available_ah", "bound_ah", "temperature_c", "soh_pct", "depth_of_discharge", "charge_cut",
              "resistance_multiplier", "cell_v", "string_charge_a", "string_current_limited", "string_discharge_a")
@@ -313,32 +317,30 @@ class BatteryBank:
         jar_string = self.jar_string
         mode = np.asarray(mode)
 
-        charging = mode <= Mode.EQUALIZE
+        charging = mode <= EQUALIZE
         if self.thermal_protection:
             # The charger stops at the cut-off and resumes only once the jar has cooled well below it.
             self.charge_cut = (temperature_c >= self.charge_cutoff_c) | (
                 self.charge_cut & (temperature_c > self.charge_cutoff_c - CHARGE_CUTOFF_HYSTERESIS_C))
             charging = charging & (np.maximum.reduceat(self.charge_cut, self.string_start) == 0)
-        discharging = mode == Mode.DISCHARGE
+        discharging = mode == DISCHARGE
         all_charging = bool(charging.all())
 
         if charge_voltage_v_per_cell is None:
             charge_voltage_v_per_cell = float_v
-            if (mode == Mode.BOOST).any() or (mode == Mode.EQUALIZE).any():
+            if (mode == BOOST).any() or (mode == EQUALIZE).any():
                 boost_v = physics.compensated_charge_voltage_v_per_cell(
                     self.boost_v_per_cell, self.boost_compensation_mv_per_c, jar_ambient_c)
-                charge_voltage_v_per_cell = np.where(mode[jar_string] == Mode.FLOAT, float_v, boost_v)
+                charge_voltage_v_per_cell = np.where(mode[jar_string] == FLOAT, float_v, boost_v)
         setpoint_v = np.add.reduceat(self.cells * charge_voltage_v_per_cell, self.string_start)
         acceptance = physics.charge_acceptance_a_per_v(self.rated_capacity_ah, surface)
         gassing_reference_a = (self.float_reference_a * self.float_current_multiplier * (2.0 - self.soh_pct * 0.01)
                                * doubling)
-        cell_v, charge_a, limited = circuit.solve_charging(
+        cell_v, charge_a, limited, main_a, gassing_a = circuit.solve_charging(
             self.string_start, jar_string, self.live_cells, ocv, acceptance, gassing_reference_a,
             self.float_v_per_cell, setpoint_v, self.string_current_limit_a, self.cell_v, self.string_charge_a,
             self.string_current_limited)
         self.cell_v, self.string_charge_a, self.string_current_limited = cell_v, charge_a, limited
-        main_a, gassing_a = circuit.charge_currents_a(cell_v, ocv, acceptance, gassing_reference_a,
-                                                      self.float_v_per_cell)
         stored_share = physics.charge_efficiency(surface)
         string_current_a = charge_a
         if not all_charging:
@@ -388,6 +390,7 @@ class BatteryBank:
             discharging=discharging[jar_string],
             float_setpoint_v_per_cell=float_v,
             soc=soc,
+            capacity_ah=capacity,
             resistance_mohm=resistance_mohm,
             string_current_a=string_current_a,
             string_voltage_v=np.add.reduceat(voltage_v, self.string_start),
@@ -396,7 +399,7 @@ class BatteryBank:
     # ---------------------------------------------------------------------------------- step
     def step(self, dt_s, terminal: Terminal, jar_ambient_c: np.ndarray) -> None:
         """Move the state on by ``dt_s`` seconds (scalar or per jar) at the currents of ``terminal``."""
-        capacity = self.capacity_ah()
+        capacity = terminal.capacity_ah
         stored_a = terminal.stored_share * terminal.main_a - terminal.self_discharge_a
         rate_per_h = self.kibam_rate_per_h * physics.kinetics_temperature_factor(self.temperature_c)
         self.available_ah, self.bound_ah = physics.kibam_step(
@@ -404,7 +407,14 @@ class BatteryBank:
         soc_after = np.minimum((self.available_ah + self.bound_ah) / capacity, 1.0)
         self.soh_pct = self.ageing_step(dt_s, terminal, soc_after)
         self.temperature_c = physics.thermal_step_c(self.temperature_c, jar_ambient_c, terminal.heat_w,
-                                                    self.heat_transfer_w_per_k, self.thermal_time_constant_s, dt_s)
+                                                    self.heat_transfer_w_per_k, self._thermal_decay(dt_s))
+
+    def _thermal_decay(self, dt_s):
+        """exp(-dt/τ) of every jar; a run uses one or two step lengths, so the last one is kept."""
+        if np.ndim(dt_s) or dt_s != self._thermal_decay_dt_s:
+            self._thermal_decay_dt_s = dt_s if np.ndim(dt_s) == 0 else None
+            self._thermal_decay_value = np.exp(-np.asarray(dt_s) / self.thermal_time_constant_s)
+        return self._thermal_decay_value
 
     def ageing_step(self, dt_s, terminal: Terminal, soc_after: np.ndarray) -> np.ndarray:
         """State of health after ``dt_s``: calendar fade at the instantaneous temperature and voltage

@@ -20,9 +20,11 @@ import numpy as np
 
 from battsim.engine.physics import LN3_PER_TRIPLING
 
-# Newton stops when no cell voltage moved by more than this (V/cell); one step never moves a cell
-# by more than the cap, which keeps the exponential in range from a poor starting point.
-VOLTAGE_TOLERANCE_V = 1e-7
+# Newton stops when no cell voltage moved by more than this (V/cell): the error left after such an
+# update is second order, (ln 3 / 0.1 V)·δ²/2 < 1e-7 V, so from the last step's solution one iteration
+# usually does it. One update never moves a cell by more than the cap, which keeps the exponential in
+# range from a poor starting point.
+VOLTAGE_TOLERANCE_V = 1e-4
 MAX_NEWTON_STEP_V = 0.1
 MAX_ITERATIONS = 40
 # Fixed-point iterations for the discharge current: each shrinks the error by the string's
@@ -45,33 +47,39 @@ def solve_charging(string_start, jar_string, live_cells, ocv_v, acceptance_a_per
     ``setpoint_v`` is each string's rectifier voltage (V) and ``limit_a`` its current limit; the
     string is voltage-held while that takes no more than the limit, else current-held at the limit
     (its voltage then below the setpoint). ``cell_v``, ``current_a`` and ``current_limited`` are the
-    previous solution (the start of Newton's method); returns their new values.
+    previous solution (the start of Newton's method). Returns the new cell voltages, string currents
+    and regimes, and each cell's main-reaction and gassing currents at those voltages.
     """
-    cell_v = cell_v.copy()
     current_a = current_a.copy()
-    current_limited = current_limited.copy()
     for _ in range(3):  # the regime of a string can change once in a step; a third pass confirms
+        any_limited = current_limited.any()
         for _ in range(MAX_ITERATIONS):
-            main_a, gassing_a = charge_currents_a(cell_v, ocv_v, acceptance_a_per_v, gassing_reference_a, float_v)
+            main_a = acceptance_a_per_v * (cell_v - ocv_v)
+            gassing_a = gassing_reference_a * np.exp(LN3_PER_TRIPLING * (cell_v - float_v))
             excess_a = main_a + gassing_a - current_a[jar_string]
             slope_a_per_v = acceptance_a_per_v + LN3_PER_TRIPLING * gassing_a
             weight = live_cells / slope_a_per_v
             # Voltage-held strings: the current change that makes the linearised cell voltages add up
             # to the setpoint. Current-held: straight to the limit.
             shortfall_v = setpoint_v - np.add.reduceat(live_cells * cell_v, string_start)
-            held = (shortfall_v + np.add.reduceat(weight * excess_a, string_start)) / np.add.reduceat(weight, string_start)
-            delta_a = np.where(current_limited, limit_a - current_a, held)
-            delta_v = np.clip((delta_a[jar_string] - excess_a) / slope_a_per_v, -MAX_NEWTON_STEP_V, MAX_NEWTON_STEP_V)
-            cell_v += delta_v
+            delta_a = (shortfall_v + np.add.reduceat(weight * excess_a, string_start)) / np.add.reduceat(weight, string_start)
+            if any_limited:
+                delta_a = np.where(current_limited, limit_a - current_a, delta_a)
+            delta_v = np.minimum(np.maximum((delta_a[jar_string] - excess_a) / slope_a_per_v, -MAX_NEWTON_STEP_V),
+                                 MAX_NEWTON_STEP_V)
+            cell_v = cell_v + delta_v
             current_a += delta_a
             if np.abs(delta_v).max() < VOLTAGE_TOLERANCE_V:
+                # The cells' currents at the updated voltages, to the same (second) order.
+                main_a += acceptance_a_per_v * delta_v
+                gassing_a += LN3_PER_TRIPLING * gassing_a * delta_v
                 break
         string_v = np.add.reduceat(live_cells * cell_v, string_start)
         regime = np.where(current_limited, string_v < setpoint_v, current_a > limit_a)
         if (regime == current_limited).all():
-            return cell_v, current_a, current_limited
+            break
         current_limited = regime
-    return cell_v, current_a, current_limited
+    return cell_v, current_a, current_limited, main_a, gassing_a
 
 
 def string_discharge_current_a(load_w, string_voltage_at_v, current_a):

@@ -191,10 +191,11 @@ def heat_w(cells, main_a, gassing_a, stored_share, cell_v, ocv_v_per_cell):
     return cells * (main_a * (cell_v - stored_share * ocv_v_per_cell) + gassing_a * cell_v)
 
 
-def thermal_step_c(temperature_c, room_temperature_c, heat_w, heat_transfer_w_per_k, thermal_time_constant_s, dt_s):
-    """Exact first-order step of a block towards the room plus its own heat, °C."""
+def thermal_step_c(temperature_c, room_temperature_c, heat_w, heat_transfer_w_per_k, thermal_decay):
+    """Exact first-order step of a block towards the air plus its own heat, °C; ``thermal_decay`` is
+    ``exp(-dt/τ)`` for the step's length and the block's time constant ``τ = C_th / G``."""
     equilibrium_c = room_temperature_c + heat_w / heat_transfer_w_per_k
-    return equilibrium_c + (temperature_c - equilibrium_c) * np.exp(-dt_s / thermal_time_constant_s)
+    return equilibrium_c + (temperature_c - equilibrium_c) * thermal_decay
 
 
 def discharge_overpotential_v_per_cell(c_rate, tafel_v_per_cell, reference_c_rate):

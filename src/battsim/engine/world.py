@@ -26,7 +26,16 @@ import numpy as np
 import simpy
 
 from battsim.engine import climate
-from battsim.engine.battery import FLOAT_CURRENT_SPREAD_SIGMA_LN, MODE_NAMES, BatteryBank, Mode, Terminal
+from battsim.engine.battery import (
+    BOOST,
+    DISCHARGE,
+    FLOAT,
+    FLOAT_CURRENT_SPREAD_SIGMA_LN,
+    MODE_NAMES,
+    BatteryBank,
+    Mode,
+    Terminal,
+)
 from battsim.engine.fleet import Fleet, entity_rng
 from battsim.engine.readings import ReadingBatch, ReadingBuffer
 from battsim.engine.sensors import BatteryMonitor
@@ -51,7 +60,8 @@ DEFAULT_BATCH_ROWS = 500_000
 # tests/test_substeps.py states.
 # Resting on float a string changes only as fast as the room (an hour resolves its daily cycle),
 # unless it is still finishing a charge (current above 0.1 % of C10, about 5 × a float current) or a
-# jar heats itself (2 K above its air): then current, charge and temperature move within minutes.
+# jar heats itself (heat that holds it 2 K above its air): then current, charge and temperature
+# move within minutes.
 MAX_STEP_S = {Mode.FLOAT: 3600.0, Mode.BOOST: 60.0, Mode.EQUALIZE: 60.0, Mode.DISCHARGE: 10.0,
               Mode.DISCONNECTED: 3600.0}
 SETTLING_STEP_S = 300.0
@@ -190,6 +200,7 @@ class World:
             string_of_jar=fleet.battery_string,
             float_current_spread=float_current_spread,
         )
+        self.jar_air_c = self.jar_ambient_c()  # the air around each jar now (jar_ambient_c at physics_s)
         self.string_rated_ah = np.add.reduceat(self.bank.rated_capacity_ah, self.string_start) / self.string_jars
         self.string_boost_end_a = BOOST_END_CURRENT_C10 * self.string_rated_ah
         # Low-voltage disconnect of each string: its cells at the mean end voltage of its jars.
@@ -265,7 +276,7 @@ class World:
 
     def _solve(self) -> Terminal:
         """The circuit of every string at the present state; what a tick records and the next step uses."""
-        terminal = self.bank.solve(self.string_mode, self.jar_ambient_c(), load_w=self.string_load_w)
+        terminal = self.bank.solve(self.string_mode, self.jar_air_c, load_w=self.string_load_w)
         self.terminal = terminal
         self._stale = False
         self.jar_voltage_v = terminal.voltage_v
@@ -287,13 +298,13 @@ class World:
 
     def _step_limit_s(self) -> float:
         modes = self.string_mode
-        if (modes == Mode.FLOAT).all():
+        if (modes == FLOAT).all():
             limit_s = MAX_STEP_S[Mode.FLOAT]
         else:
             limit_s = min(MAX_STEP_S[Mode(mode)] for mode in np.unique(modes))
         if limit_s > SETTLING_STEP_S and (
                 (self.string_current_a > SETTLING_CURRENT_C10 * self.string_rated_ah).any()
-                or (self.bank.temperature_c - self.jar_ambient_c()).max() > SELF_HEATING_K):
+                or (self.terminal.heat_w > SELF_HEATING_K * self.bank.heat_transfer_w_per_k).any()):
             limit_s = SETTLING_STEP_S
         return limit_s
 
@@ -304,10 +315,10 @@ class World:
             self._solve()
         while self.physics_s < target_s:
             dt_s = min(target_s - self.physics_s, self._step_limit_s())
-            boosting = self.string_mode == Mode.BOOST
+            boosting = self.string_mode == BOOST
             if boosting.any():
                 dt_s = max(min(dt_s, float(self.string_boost_until_s[boosting].min()) - self.physics_s), 0.0)
-            watched = boosting.any() or (self.string_mode == Mode.DISCHARGE).any()
+            watched = boosting.any() or (self.string_mode == DISCHARGE).any()
             if watched:
                 saved = self._snapshot()
                 before = self._threshold_margin(self.terminal)
@@ -330,18 +341,19 @@ class World:
                 self.room_c, self.outdoor_c, self.room_setpoint_c, self.hvac_capacity_fraction, dt_s)
             # A held room is the room's state, so when the hold ends the room relaxes from there.
             self.room_c = np.where(np.isnan(self.room_override_c), room_c, self.room_override_c)
+            self.jar_air_c = self.jar_ambient_c()
             if self.resistance_drift_per_s.any():
                 self.bank.resistance_multiplier = self.bank.resistance_multiplier + self.resistance_drift_per_s * dt_s
-            self.bank.step(dt_s, terminal, self.jar_ambient_c())
+            self.bank.step(dt_s, terminal, self.jar_air_c)
             current_a = terminal.string_current_a
             hours = dt_s / 3600.0
-            if not (self.string_mode == Mode.FLOAT).all():
-                delivering = self.string_mode == Mode.DISCHARGE
+            if not (self.string_mode == FLOAT).all():
+                delivering = self.string_mode == DISCHARGE
                 self.string_discharged_ah = self.string_discharged_ah - np.where(delivering, current_a, 0.0) * hours
                 self.string_discharged_wh = self.string_discharged_wh - np.where(
                     delivering, current_a * terminal.string_voltage_v, 0.0) * hours
                 self.string_recharged_ah = self.string_recharged_ah + np.where(
-                    self.string_mode == Mode.BOOST, current_a, 0.0) * hours
+                    self.string_mode == BOOST, current_a, 0.0) * hours
         self.physics_s = start_s + dt_s
         self._solve()
 
@@ -364,6 +376,7 @@ class World:
         bank_state, self.physics_s, room_c, outdoor_c, discharged_ah, discharged_wh, recharged_ah = saved
         self.bank.restore(bank_state)
         self.room_c, self.outdoor_c = room_c.copy(), outdoor_c.copy()
+        self.jar_air_c = self.jar_ambient_c()
         self.string_discharged_ah, self.string_discharged_wh = discharged_ah.copy(), discharged_wh.copy()
         self.string_recharged_ah = recharged_ah.copy()
 
@@ -399,13 +412,13 @@ class World:
             self._set_mode(int(string), Mode.DISCONNECTED, at_s=self.physics_s)
             self.emit("low_voltage_disconnect", string=int(string), at_s=self.physics_s,
                       voltage_v=round(float(self.string_voltage_v[string]), 3))
-        for string in np.flatnonzero(reached & (self.string_mode == Mode.BOOST)):
+        for string in np.flatnonzero(reached & (self.string_mode == BOOST)):
             self._end_boost(int(string), "tapered", at_s=self.physics_s)
         if self._stale:
             self._solve()
 
     def _end_overdue_boosts(self) -> None:
-        for string in np.flatnonzero((self.string_mode == Mode.BOOST) & (self.string_boost_until_s <= self.physics_s)):
+        for string in np.flatnonzero((self.string_mode == BOOST) & (self.string_boost_until_s <= self.physics_s)):
             self._end_boost(int(string), "timeout", at_s=self.physics_s)
         if self._stale:
             self._solve()
@@ -519,7 +532,7 @@ class World:
         buffer.tick_view("true_temperature_c")[:] = bank.temperature_c
         buffer.tick_view("internal_resistance_mohm")[:] = terminal.resistance_mohm
         np.multiply(terminal.soc, 100.0, out=buffer.tick_view("soc_pct"), casting="unsafe")
-        buffer.tick_view("ambient_c")[:] = self.jar_ambient_c()
+        buffer.tick_view("ambient_c")[:] = self.jar_air_c
         buffer.tick_view("mode")[:] = self.string_mode[self.fleet.battery_string]
         buffer.tick_view("true_soh_pct")[:] = bank.soh_pct
         buffer.tick_view("scenario_mask")[:] = self.scenario_mask
