@@ -1,6 +1,7 @@
 """Validation plots of the battery physics against the published figures, for docs/physics.md.
 
-Every simulated point comes from ``battsim.engine.lab`` (the fleet's own BatteryBank).
+Every simulated point comes from ``battsim.engine.lab`` (the fleet's own BatteryBank) or, for the
+series-string plots, from a ``World`` (the fleet itself).
 
     .venv/bin/python tools/plot_validation.py [--out docs/validation]
 """
@@ -18,8 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from battsim.engine import lab  # noqa: E402
-from battsim.engine.battery import Mode  # noqa: E402
+from battsim.engine.battery import PROFILE_NAMES, Mode  # noqa: E402
+from battsim.engine.failures import fail_jars  # noqa: E402
+from battsim.engine.fleet import build_fleet, get_preset  # noqa: E402
 from battsim.engine.models import get_model  # noqa: E402
+from battsim.engine.world import World  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "reference"
@@ -192,6 +196,100 @@ def hvac_ramp(out: Path) -> None:
     save(fig, out, "hvac-ramp.png")
 
 
+class Keep:
+    """A sink that keeps every batch and event."""
+
+    def __init__(self):
+        self.batches, self.events = [], []
+
+    def readings(self, batch):
+        self.batches.append(batch)
+
+    def event(self, event):
+        self.events.append(event)
+
+
+def float_spread_by_profile(hours: float = 12.0) -> dict:
+    """Each jar's float voltage minus its string's mean across the full fleet after ``hours`` on float,
+    mV, by profile; and a dried-out and a shorted jar's in one string."""
+    world = World(build_fleet(get_preset("thailand-full"), seed=1), Keep(), seed=1, interval_s=3600)
+    fail_jars(world, "dry_out", [5])
+    fail_jars(world, "internal_short", [30])
+    world.run_until(hours * 3600)
+    world.catch_up()
+    bank, terminal = world.bank, world.terminal
+    string_mean = (np.add.reduceat(terminal.voltage_v, world.string_start) / world.string_jars)[bank.jar_string]
+    deviation_mv = (terminal.voltage_v - string_mean) * 1e3
+    healthy = np.ones(bank.size, dtype=bool)
+    healthy[[5, 30]] = False
+    return {"deviation_mv": deviation_mv, "profile": bank.profile, "soh_pct": bank.soh_pct, "ok": healthy,
+            "dry_out_mv": deviation_mv[5], "short_mv": deviation_mv[30],
+            "string_sigma_mv": np.array([deviation_mv[s:s + n][healthy[s:s + n]].std()
+                                         for s, n in zip(world.string_start, world.string_jars)])}
+
+
+def string_float_voltages(out: Path) -> None:
+    """Histogram of jar float voltage around its string's mean, by degradation profile (thailand-full)."""
+    spread = float_spread_by_profile()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.linspace(-400, 300, 71)
+    for index, name in enumerate(PROFILE_NAMES):
+        chosen = (spread["profile"] == index) & spread["ok"]
+        values = spread["deviation_mv"][chosen]
+        print(f"  {name}: {chosen.sum()} jars, mean {values.mean():+.0f} mV, sigma {values.std():.0f} mV, "
+              f"SOH {spread['soh_pct'][chosen].mean():.1f} %")
+        ax.hist(values, bins=bins, density=True, histtype="step", lw=1.5,
+                label=f"{name} ({chosen.sum()} jars): σ {values.std():.0f} mV")
+    ax.text(0.02, 0.6, f"off scale, in one string:\ndried-out jar {spread['dry_out_mv']:+.0f} mV\n"
+            f"one cell shorted {spread['short_mv']:+.0f} mV", transform=ax.transAxes, fontsize=7)
+    print(f"  per-string sigma: median {np.median(spread['string_sigma_mv']):.0f} mV "
+          f"(range {spread['string_sigma_mv'].min():.0f}-{spread['string_sigma_mv'].max():.0f}); "
+          f"dry-out {spread['dry_out_mv']:+.0f} mV, short {spread['short_mv']:+.0f} mV")
+    ax.set_xlabel("jar float voltage − its string's mean, mV (12 V jars, 24 per string)")
+    ax.set_ylabel("density")
+    ax.set_title("thailand-full after 12 h on float", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save(fig, out, "string-float-voltages.png")
+
+
+def string_series(interval_s: int):
+    """Hours, string voltage and current of single-string with a 50 min outage and one to the end voltage."""
+    sink = Keep()
+    world = World(build_fleet(get_preset("single-string"), seed=4), sink, seed=4, interval_s=interval_s)
+    for at_h, action in ((10 + 20 / 60, world.lose_input), (11 + 10 / 60, world.restore_input),
+                         (30 + 7 / 60, world.lose_input), (40.0, world.restore_input)):
+        world.run_until(at_h * 3600)
+        action([0], "plot")
+    world.run_until(48 * 3600)
+    world.flush()
+    stamp = np.concatenate([b.columns["timestamp_us"].reshape(b.ticks, -1)[:, 0] for b in sink.batches])
+    volts = np.concatenate([b.columns["true_voltage_v"].reshape(b.ticks, -1).sum(axis=1) for b in sink.batches])
+    amps = np.concatenate([b.columns["current_a"].reshape(b.ticks, -1).mean(axis=1) for b in sink.batches])
+    return (stamp - world.start_us) / 3.6e9, volts, amps, sink.events
+
+
+def outage_at_two_intervals(out: Path) -> None:
+    """The same two outages recorded at 10 s and at 3600 s: the hourly readings sit on the 10 s curve."""
+    fine, coarse = string_series(10), string_series(3600)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    for (hours, volts, amps, _), style, label in ((fine, "-", "10 s"), (coarse, "o", "3600 s")):
+        top.plot(hours, volts, style, ms=4, lw=1, label=label)
+        bottom.plot(hours, amps, style, ms=4, lw=1, label=label)
+    for event in fine[3]:
+        if event.kind == "low_voltage_disconnect":
+            top.axhline(event.detail["voltage_v"], color="k", ls=":", lw=1)
+            top.annotate(f"disconnect {event.detail['voltage_v']:.1f} V", (31, event.detail["voltage_v"] + 3), fontsize=7)
+    top.set_ylabel("string voltage, V")
+    bottom.set_ylabel("string current, A")
+    bottom.set_xlabel("hours")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    top.set_title("single-string: outages 10:20-11:10 and 06:07 (day 2) to the end voltage", fontsize=9)
+    save(fig, out, "outage-10s-vs-3600s.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "validation")
@@ -205,6 +303,8 @@ def main() -> None:
     life_vs_temperature(out)
     thermal_runaway(out)
     hvac_ramp(out)
+    string_float_voltages(out)
+    outage_at_two_intervals(out)
 
 
 if __name__ == "__main__":
