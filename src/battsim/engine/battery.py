@@ -257,9 +257,10 @@ class BatteryBank:
         return np.minimum(self.available_ah / (capacity_ah * self.available_fraction), 1.0)
 
     def _discharge_v_per_cell(self, current_a, surface, ocv, resistance_ohm, kinetics):
+        # Cold steepens the knee as well as slowing diffusion; warmth only speeds the diffusion.
         return physics.discharge_voltage_v_per_cell(
             current_a, surface, ocv, resistance_ohm, self.cells, self.rated_capacity_ah, self.tafel_v_per_cell,
-            self.tafel_reference_c_rate, self.depletion_v_per_cell / kinetics)
+            self.tafel_reference_c_rate, self.depletion_v_per_cell / np.minimum(kinetics, 1.0))
 
     def discharge_voltage_v(self, discharge_current_a: np.ndarray) -> np.ndarray:
         """Block terminal voltage of each jar while delivering ``discharge_current_a`` (positive), V."""

@@ -53,11 +53,13 @@ RESISTANCE_RISE_WHEN_EMPTY = 0.4
 # the 60 °C point extends the flattening trend of the published curves). Temperature changes what
 # can be *delivered*, not the charge stored: cold slows the acid's diffusion into the plates (the
 # kinetic battery model's rate k) and steepens the end-of-discharge knee. KINETICS_TABLE_FACTOR
-# multiplies k and divides the knee; it is fitted (tools/fit_discharge.py --temperature) so that a
-# 10 h discharge delivers CAPACITY_TABLE_FACTOR of its 25 °C charge.
+# multiplies k (and, below 1, divides the knee; warmth does not soften the knee, or a block heating
+# 7 K in a 10-minute discharge would outrun the datasheet); it is fitted
+# (tools/fit_discharge.py --temperature) so that a 10 h discharge delivers CAPACITY_TABLE_FACTOR of
+# its 25 °C charge.
 CAPACITY_TABLE_C = np.array([-15.0, 0.0, 25.0, 40.0, 60.0])
 CAPACITY_TABLE_FACTOR = np.array([0.65, 0.86, 1.00, 1.03, 1.05])
-KINETICS_TABLE_FACTOR = np.array([0.06993, 0.4052, 1.0, 1.306, 1.674])
+KINETICS_TABLE_FACTOR = np.array([0.07007, 0.4048, 1.0, 1.44, 2.116])
 
 # Charge acceptance of the main (sulphate-converting) reaction: a cell charging at C-rate x sits at
 # OCV(s) + x·(r0 + r1·s/(1 - s)). r0 sets the constant-current voltage of a partly charged cell
