@@ -155,8 +155,10 @@ def test_time_above_temperature_counts_the_hot_minutes(story_recording, samples)
     ).sort("battery_id")
     for column in expected.columns[1:]:
         np.testing.assert_allclose(hot[column].to_numpy(), expected[column].to_numpy(), err_msg=column)
-    # The room was held at 45 °C for six hours: every jar spent hours above 35 °C, none more than six.
-    assert (hot["hours_above_35c"] > 1).all() and (hot["hours_above_35c"] <= 6.5).all()
+    # The room was held at 45 °C for six hours while the string was still recharging after its
+    # disconnect (charge losses warm the jars a few kelvin): every jar spent hours above 35 °C, none
+    # much more than the six hours and the ~2 h its body takes to cool.
+    assert (hot["hours_above_35c"] > 1).all() and (hot["hours_above_35c"] <= 8.0).all()
 
 
 def test_outage_autonomy_per_outage_and_string(story_recording, samples):
@@ -169,7 +171,8 @@ def test_outage_autonomy_per_outage_and_string(story_recording, samples):
     assert outages["lvd_reached"].to_list() == [False, True]
     with duckdb.connect(str(story_recording), read_only=True) as con:
         lvd_at = con.execute("SELECT timestamp FROM events WHERE kind = 'low_voltage_disconnect'").fetchone()[0]
-    assert outages["time_to_disconnect_s"][1] == (lvd_at - local(8)).total_seconds()
+    # The disconnect happens at its own instant, between readings (the view's epoch arithmetic is float).
+    assert outages["time_to_disconnect_s"][1] == pytest.approx((lvd_at - local(8)).total_seconds(), abs=1e-3)
     assert outages["time_to_disconnect_s"][0] is None
 
     # By hand from the samples: per tick, the string's voltage is the sum of its jars', its current
