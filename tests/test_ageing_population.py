@@ -191,7 +191,6 @@ def test_the_monitor_estimates_with_the_population_relation():
 
 
 # ------------------------------------------------------------------------------ after wiring
-@pytest.mark.skip(reason="needs wiring: BatteryBank(ageing=...) and World passing fleet.ageing")
 def test_a_year_of_the_full_fleet_ages_jars_of_one_model_and_profile_differently():
     fleet = build_fleet(get_preset("thailand-9x24"), seed=4)
     world = World(fleet, CollectingSink(), seed=4, interval_s=3600)

@@ -79,7 +79,6 @@ def test_named_jars_each_on_their_own_string_sit_in_the_room_air():
     assert np.array_equal(build_fleet(spec, seed=1).rack_offset_c, [0.0, 0.0])
 
 
-@pytest.mark.skip(reason="needs wiring: World adds fleet.rack_offset_c to each jar's room air")
 def test_jars_of_a_string_record_the_rack_gradient():
     fleet = build_fleet(get_preset("single-string"), seed=3)
     sink = CollectingSink(keep_batches=True)

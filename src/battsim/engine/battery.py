@@ -24,7 +24,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from battsim.engine import circuit, physics
+from battsim.engine import ageing, circuit, physics
 from battsim.engine.models import BatteryModel
 
 
@@ -136,6 +136,7 @@ class BatteryBank:
         initial_temperature_c: np.ndarray,
         string_of_jar: np.ndarray | None = None,
         float_current_spread: np.ndarray | None = None,
+        population: ageing.AgeingPopulation | None = None,
     ):
         def per_jar(attribute: str) -> np.ndarray:
             return np.array([getattr(model, attribute) for model in models], dtype=np.float64)[model_index]
@@ -179,13 +180,20 @@ class BatteryBank:
         self.self_discharge_a_per_ah = physics.self_discharge_fraction_per_s(
             per_jar("self_discharge_pct_per_month"), physics.REFERENCE_TEMPERATURE_C) * physics.SECONDS_PER_HOUR
         self.calendar_fade_pct_per_s = physics.calendar_fade_pct_per_s(self.design_life_years, 25.0, 1.0)
-        self.resistance_rise = PROFILE_RESISTANCE_RISE[self.profile]
+        # Each jar's own ageing (ageing.py); without a drawn population, the profile's median jar.
+        if population is None:
+            population = ageing.median_jar(PROFILE_FADE_MULTIPLIER[self.profile], PROFILE_RESISTANCE_RISE[self.profile],
+                                           self.size)
+        self.knee_soh_pct = population.knee_soh_pct
+        self.knee_wear_scale = population.knee_wear_scale
+        self.resistance_coupling = population.resistance_coupling
+        self.resistance_noise = population.resistance_noise
         # KiBaM constant k' = k / (c (1 - c)) (Manwell & McGowan 1993), 1/h, at 25 °C.
         self.kibam_rate_per_h = self.diffusion_rate_per_h / (self.available_fraction * (1.0 - self.available_fraction))
 
         # Causes that scenarios and failures change (1.0 / inf = normal).
         self.live_cells = self.cells.copy()  # a shorted cell no longer counts (failures.py)
-        self.fade_multiplier = PROFILE_FADE_MULTIPLIER[self.profile].copy()
+        self.fade_multiplier = population.fade_rate_multiplier.copy()
         self.resistance_multiplier = np.ones(self.size)
         self.float_current_multiplier = np.ones(self.size)
         self.self_discharge_multiplier = np.ones(self.size)
@@ -238,11 +246,9 @@ class BatteryBank:
         return self._resistance_mohm(self.state_of_charge())
 
     def _resistance_mohm(self, soc: np.ndarray) -> np.ndarray:
-        # Ageing rise scaled by the profile: the capacity lost counts resistance_rise times.
-        effective_soh = 100.0 - self.resistance_rise * (100.0 - self.soh_pct)
-        return self.new_resistance_mohm * self.resistance_multiplier * physics.resistance_factor(
-            effective_soh, self.temperature_c, soc
-        )
+        ageing_factor = ageing.resistance_ageing_factor(self.soh_pct, self.resistance_coupling, self.resistance_noise)
+        return self.new_resistance_mohm * self.resistance_multiplier * ageing_factor * physics.resistance_factor(
+            100.0, self.temperature_c, soc)
 
     # The rectifier compensates its voltage from one probe per string, in the rack air beside the
     # jars: it follows the air, not the one jar that heats itself (which is why a runaway jar does
@@ -433,7 +439,9 @@ class BatteryBank:
             depth_before = self.depth_of_discharge
             self.depth_of_discharge = np.where(discharging, np.maximum(depth_before, 1.0 - soc_after), 0.0)
             fade_pct = fade_pct + physics.cycle_fade_pct(depth_before, self.depth_of_discharge, FADE_PCT_PER_FULL_CYCLE)
-        return np.maximum(self.soh_pct - fade_pct * self.fade_multiplier, SOH_FLOOR_PCT)
+        soh_pct = ageing.soh_after_fade_pct(self.soh_pct, fade_pct * self.fade_multiplier, self.knee_soh_pct,
+                                            self.knee_wear_scale)
+        return np.maximum(soh_pct, SOH_FLOOR_PCT)
 
     def advance(
         self,

@@ -196,9 +196,10 @@ class World:
             capacity_spread=fleet.capacity_spread,
             resistance_spread=fleet.resistance_spread,
             initial_soh_pct=fleet.initial_soh_pct,
-            initial_temperature_c=self.room_c[fleet.battery_site],
+            initial_temperature_c=self.room_c[fleet.battery_site] + fleet.rack_offset_c,
             string_of_jar=fleet.battery_string,
             float_current_spread=float_current_spread,
+            population=fleet.ageing,
         )
         self.jar_air_c = self.jar_ambient_c()  # the air around each jar now (jar_ambient_c at physics_s)
         self.string_rated_ah = np.add.reduceat(self.bank.rated_capacity_ah, self.string_start) / self.string_jars
@@ -271,8 +272,8 @@ class World:
 
     # ----------------------------------------------------------------------------- physics
     def jar_ambient_c(self) -> np.ndarray:
-        """The air around each jar, °C: its battery room's."""
-        return self.room_c[self.fleet.battery_site]
+        """The air around each jar, °C: its battery room's, warmer or cooler by its place in the rack (rack.py)."""
+        return self.room_c[self.fleet.battery_site] + self.fleet.rack_offset_c
 
     def _solve(self) -> Terminal:
         """The circuit of every string at the present state; what a tick records and the next step uses."""
