@@ -173,22 +173,34 @@ class AlarmMonitor:
             (soh_pct, soh_pct < t.low_soh_pct, soh_pct >= t.low_soh_pct + t.soh_deadband_pct, t.low_soh_pct),
             (voltage_v, on_battery, ~on_battery, None),
         )
-        # Arrays of shape (ticks, rules, jars).
-        raise_now = np.stack([check[1] for check in checks], axis=1)
-        clear_now = np.stack([check[2] for check in checks], axis=1)
-        known = ~np.isnan(np.stack([check[0] for check in checks], axis=1))
+        # An alarm can change in this batch only on a jar where, from its state at the start of the
+        # batch, some tick would clear it (raised) or raise it (not raised): elsewhere the state never
+        # moves, so the walk over ticks runs over those few jars only (same result, a fraction of the work).
+        started = self.active
+        moving = np.zeros(len(self.baseline_resistance_mohm), dtype=bool)
+        for index, (value, raise_now, clear_now, _) in enumerate(checks):
+            moving |= (np.where(started[index], clear_now, raise_now) & ~np.isnan(value)).any(axis=0)
+        jars = np.flatnonzero(moving)
+        if not jars.size:
+            return []
+        # Arrays of shape (ticks, rules, those jars).
+        raise_now = np.stack([check[1][:, jars] for check in checks], axis=1)
+        clear_now = np.stack([check[2][:, jars] for check in checks], axis=1)
+        known = ~np.isnan(np.stack([check[0][:, jars] for check in checks], axis=1))
 
         changes = []
+        active = started[:, jars]
         for tick in range(len(timestamp_us)):
-            was = self.active
-            now = np.where(known[tick], np.where(was, ~clear_now[tick], raise_now[tick]), was)
-            self.active = now
-            changed = now != was
+            was = active
+            active = np.where(known[tick], np.where(was, ~clear_now[tick], raise_now[tick]), was)
+            changed = active != was
             if changed.any():
-                for index, jar in zip(*np.nonzero(changed)):
+                for index, column in zip(*np.nonzero(changed)):
                     value, threshold = checks[index][0], checks[index][3]
-                    changes.append(self._change(int(timestamp_us[tick]), int(index), int(jar), bool(now[index, jar]),
-                                                value[tick], threshold, temperature_c[tick]))
+                    changes.append(self._change(int(timestamp_us[tick]), int(index), int(jars[column]),
+                                                bool(active[index, column]), value[tick], threshold, temperature_c[tick]))
+        self.active = started.copy()
+        self.active[:, jars] = active
         return changes
 
     def _held_for(self, condition: np.ndarray, since_us: np.ndarray, timestamp_us: np.ndarray,
@@ -197,12 +209,20 @@ class AlarmMonitor:
         "since" state. The start of each spell is the latest tick at which the condition turned
         true (a running maximum over ticks), carried over from the previous batch by ``since_us``
         (-1 where it did not hold)."""
-        held_before = np.vstack([since_us >= 0, condition[:-1]])
+        # Only the jars where the condition holds at some tick have spells (elsewhere: not held, -1).
+        held = np.zeros_like(condition)
+        last_since_us = np.full_like(since_us, -1)
+        jars = np.flatnonzero(condition.any(axis=0))
+        if not jars.size:
+            return held, last_since_us
+        condition = condition[:, jars]
+        held_before = np.vstack([since_us[jars] >= 0, condition[:-1]])
         spell_starts = np.where(condition & ~held_before, timestamp_us[:, None], -1)
-        spell_starts[0] = np.where(condition[0] & held_before[0], since_us, spell_starts[0])
+        spell_starts[0] = np.where(condition[0] & held_before[0], since_us[jars], spell_starts[0])
         spell_since_us = np.where(condition, np.maximum.accumulate(spell_starts, axis=0), -1)
-        held = condition & (timestamp_us[:, None] - spell_since_us >= delay_s * 1e6)
-        return held, spell_since_us[-1]
+        held[:, jars] = condition & (timestamp_us[:, None] - spell_since_us >= delay_s * 1e6)
+        last_since_us[jars] = spell_since_us[-1]
+        return held, last_since_us
 
     def _change(self, timestamp_us, index, jar, raised, value, threshold, temperature_c) -> AlarmChange:
         rule, t = RULES[index], self.thresholds

@@ -137,14 +137,26 @@ class BatteryMonitor:
         ratio = columns["internal_resistance_mohm"].reshape(by_tick) / temperature_factor
         ratio /= self.baseline_resistance_mohm
         implied = population_soh_from_resistance_pct(ratio).astype(np.float32, copy=False)
-        usable = (columns["mode"].reshape(by_tick) == Mode.FLOAT) & ~np.isnan(implied)
+        missing = np.isnan(implied)
+        # Each tick moves the trend by (implied - trend) × its gate: the trend step on a usable (float,
+        # measured) reading, else 0 with the missing reading taken as 0 (so it adds an exact zero, not NaN).
+        gate = np.where((columns["mode"].reshape(by_tick) == Mode.FLOAT) & ~missing, self.soh_trend_step,
+                        np.float32(0.0))
+        implied[missing] = 0.0
         estimate = columns["soh_pct"].reshape(by_tick)
-        trend, step = self.soh_trend_pct, self.soh_trend_step
+        trend = self.soh_trend_pct
+        # A jar's trend starts at its first measured reading; once every jar has one it never goes back to NaN.
+        starting = bool(np.isnan(trend).any())
+        moved = np.empty_like(trend)
         for tick in range(by_tick[0]):  # a short loop over the batch's ticks, each over every jar
             now = implied[tick]
-            first = np.isnan(trend) & ~np.isnan(now)
-            trend[first] = now[first]
-            trend += np.where(usable[tick], (now - trend) * step, 0.0)
+            if starting:
+                first = np.isnan(trend) & ~missing[tick]
+                trend[first] = now[first]
+                starting = bool(np.isnan(trend).any())
+            np.subtract(now, trend, out=moved)
+            moved *= gate[tick]
+            trend += moved
             estimate[tick] = trend
         np.round(estimate, 1, out=estimate)
         np.clip(estimate, 0.0, 100.0, out=estimate)
