@@ -10,14 +10,17 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from zoneinfo import ZoneInfo
 
+import duckdb
+import numpy as np
 import pytest
-from tests.helpers import CollectingSink
+from tests.helpers import CollectingSink, make_recording
 from typer.testing import CliRunner
 
+from battsim.engine.failures import fail_jars
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.world import World
-from battsim.scenarios import ScenarioError, Scenarios, TimelineError, load_timeline, parse_duration
-from battsim.scenarios.controller import MAX_DURATION_S
+from battsim.scenarios import CATALOGUE, ScenarioError, Scenarios, TimelineError, load_timeline, parse_duration
+from battsim.scenarios.controller import MAX_DURATION_S, MAX_RESISTANCE_MULTIPLIER
 from battsim.scenarios.timeline import MAX_ENTRIES, MAX_NESTING, MAX_TIMELINE_BYTES, parse_timeline
 from battsim.service.cli import app
 
@@ -222,3 +225,90 @@ def test_the_cli_refuses_an_out_of_range_timeline_with_exit_2(tmp_path):
     assert result.exit_code == 2
     assert "far.toml" in result.output and "100 years" in result.output
     assert not (tmp_path / "x.duckdb").exists()
+
+
+# ------------------------------------------------------------------------------------ parameters at their bounds
+def _bound(info, low: bool):
+    for constraint in info.metadata:
+        for name in (("ge", "gt") if low else ("le", "lt")):
+            value = getattr(constraint, name, None)
+            if value is not None:
+                nudge = 0.0 if name in ("ge", "le") else 1e-3 * max(abs(value), 1.0)  # just inside an open bound
+                return value + nudge if low else value - nudge
+    return None
+
+
+def extreme_params(name: str, low: bool) -> dict:
+    params = {}
+    for field, info in CATALOGUE[name].params.model_fields.items():
+        if field == "fault":
+            params[field] = "drift" if low else "spike"
+        elif (value := _bound(info, low)) is not None:
+            params[field] = value
+    return params
+
+
+def _toml(params: dict) -> str:
+    return "{ " + ", ".join(f'{key} = {value!r}'.replace("'", '"') for key, value in params.items()) + " }"
+
+
+@pytest.mark.parametrize("low", [True, False], ids=["lowest", "highest"])
+@pytest.mark.parametrize("name", [name for name in CATALOGUE if name != "normal_operation"])
+def test_every_scenario_at_its_extreme_params_keeps_every_reading_finite_for_a_day(tmp_path, name, low):
+    """Applied twice (a repeated request must not compound), with an outage on top, under numpy errors raised:
+    an overflow or a NaN anywhere in the physics fails the run, and SQL finds no non-finite reading."""
+    params = extreme_params(name, low)
+    timeline = "".join(f'[[event]]\nscenario = "{name}"\nat = "+{at}"\nparams = {_toml(params)}\n' for at in ("1h", "2h"))
+    timeline += '[[event]]\nscenario = "power_outage"\nat = "+20h"\nduration = "1h"\n'
+    path = tmp_path / "extreme.duckdb"
+    with np.errstate(all="raise"):
+        make_recording(path, days=1, interval_s=300, timelines=[load_timeline(timeline)])
+    con = duckdb.connect(str(path), read_only=True)
+    columns = ["voltage_v", "current_a", "temperature_c", "internal_resistance_mohm", "soh_pct", "soc_pct",
+               "ambient_c", "true_voltage_v", "true_temperature_c", "true_soh_pct"]
+    finite = " AND ".join(f"({column} IS NULL OR isfinite({column}))" for column in columns)
+    rows, bad = con.execute(f"SELECT count(*), count(*) FILTER (WHERE NOT ({finite})) FROM readings").fetchone()
+    applied = con.execute("SELECT count(*) FROM events WHERE kind = 'scenario_applied'").fetchone()[0]
+    assert rows == 24 * 288 and bad == 0 and applied == 3
+    # Physically meaningful, not merely finite: no jar outside what a battery room and a runaway make.
+    low_c, high_c = con.execute("SELECT min(true_temperature_c), max(true_temperature_c) FROM readings").fetchone()
+    assert -15 < low_c and high_c < 90
+
+
+@pytest.mark.parametrize("name,params,field", [
+    ("thermal_runaway", {"dry_out_multiplier": 401}, "dry_out_multiplier"),
+    ("thermal_runaway", {"float_current_multiplier": 100_000}, "float_current_multiplier"),  # the old name, still read
+    ("thermal_runaway", {"charge_cutoff_c": 200}, "charge_cutoff_c"),
+    ("battery_degradation", {"fade_multiplier": 1001}, "fade_multiplier"),
+])
+def test_runaway_and_degradation_params_beyond_their_bounds_are_refused_naming_the_field(name, params, field):
+    world, controller = single_string_world()
+    with pytest.raises(ScenarioError, match=rf"params.{field}: .*less than or equal to"):
+        controller.apply(name, params=params)
+    assert controller.active() == [] and (world.bank.float_current_multiplier == 1.0).all()
+
+
+def test_repeated_applications_take_the_strongest_not_the_product_and_clearing_restores_the_failures_share():
+    world, controller = single_string_world()
+    fail_jars(world, "dry_out", [3])  # a failure's share of the same cause
+    after_failure = world.bank.float_current_multiplier.copy()
+    for _ in range(5):
+        controller.apply("thermal_runaway", params={"dry_out_multiplier": 400})
+        controller.apply("battery_degradation", params={"fade_multiplier": 1000})
+    controller.apply("thermal_runaway", params={"dry_out_multiplier": 150})
+    np.testing.assert_allclose(world.bank.float_current_multiplier, after_failure * 400)
+    assert world.bank.fade_multiplier.max() <= 1000 * 2 * 6.5  # at most the bound times a jar's own (failures, profile)
+    controller.clear()
+    np.testing.assert_allclose(world.bank.float_current_multiplier, after_failure)
+
+
+def test_stacked_resistance_drifts_stop_at_ten_times_the_new_value():
+    world, controller = single_string_world()
+    for _ in range(5):
+        controller.apply("resistance_drift", params={"rise_pct": 1000, "over_h": 1})
+    world.run_until(3 * 3600)
+    assert world.bank.resistance_multiplier.max() == pytest.approx(MAX_RESISTANCE_MULTIPLIER)
+    assert not world.resistance_drift_per_s.any()
+    controller.apply("battery_degradation", params={"resistance_rise_pct_per_day": 100})
+    world.run_until(5 * 86_400)
+    assert world.bank.resistance_multiplier.max() == pytest.approx(MAX_RESISTANCE_MULTIPLIER)

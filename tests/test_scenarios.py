@@ -260,27 +260,55 @@ def test_degradation_and_drift_change_running_batteries_and_clearing_stops_the_d
     assert modes == [("float",)]  # running batteries, changed in place
 
 
-def test_thermal_runaway_pulls_the_jars_float_voltage_down_in_its_series_string(tmp_path):
-    """In a series string the jar cannot draw more than the string's one current (issue 12): its oxygen
-    cycle outruns that current, so it discharges itself internally and warms, and its float voltage
-    falls out of the band while its 23 neighbours share the rectifier's voltage a little higher."""
-    con = record(tmp_path / "runaway.duckdb", """
+def _runaway_recording(path, params=""):
+    return record(path, f"""
         [[event]]
         scenario = "thermal_runaway"
         at = "+1h"
         batteries = ["BKK_DC1_SYS01_STR01_BAT005"]
+        params = {{ {params} }}
     """, days=1)
-    rows = con.execute("""
-        SELECT (epoch(timestamp) - epoch(TIMESTAMPTZ '2026-01-01 00:00:00+07')) / 3600 AS hours,
-               true_voltage_v, true_temperature_c - ambient_c, soc_pct, mode
-        FROM readings WHERE battery_id = 'BKK_DC1_SYS01_STR01_BAT005' ORDER BY timestamp""").fetchall()
-    hours, voltage, above, soc, modes = (np.array(column) for column in zip(*rows))
-    neighbours = con.execute("""
-        SELECT avg(true_voltage_v), max(true_temperature_c - ambient_c) FROM readings
-        WHERE battery_id <> 'BKK_DC1_SYS01_STR01_BAT005' AND timestamp > TIMESTAMPTZ '2026-01-01 12:00:00+07'
-        """).fetchone()
-    before, late = hours < 1, hours > 12
-    assert above[before].max() < 0.5 and above[late].min() > 0.5 > neighbours[1]
-    assert voltage[late].max() < neighbours[0] - 0.5
-    assert soc[late].min() < soc[before].min() - 1.0
-    assert set(modes) == {"float"}
+
+
+def test_thermal_runaway_dries_out_the_jars_string_and_its_current_and_temperatures_climb_to_the_limit(tmp_path):
+    """Applied to one battery it acts on its string (one current through every jar): the string current rises
+    with the heat of all its jars until the rectifier's current limit holds it, every jar passes 45 °C within
+    hours, and the monitor's alarms fire."""
+    con = _runaway_recording(tmp_path / "runaway.duckdb")
+    per_hour = con.execute("""
+        SELECT (epoch(timestamp) - epoch(TIMESTAMPTZ '2026-01-01 00:00:00+07'))::BIGINT // 3600 AS hour,
+               avg(current_a), min(true_temperature_c), max(true_temperature_c), min(ambient_c), max(ambient_c),
+               count(DISTINCT mode), any_value(mode)
+        FROM readings GROUP BY hour ORDER BY hour""").fetchall()
+    hour, current, coolest, hottest, room_low, room_high, modes, mode = (np.array(c) for c in zip(*per_hour))
+    assert set(mode) == {"float"} and (modes == 1).all()
+    assert (room_high < 25.5).all() and (room_low > 22.5).all()  # the room stays put: the jars heat themselves
+    assert current[hour == 0][0] < 0.05
+    assert current[hour >= 12].min() > 100 * current[hour == 0][0]  # many-fold, held at the 0.1 C10 limit
+    assert 11.0 < current[hour >= 12].max() < 12.5
+    assert (np.diff(current[(hour >= 1) & (hour <= 7)]) > 0).all()  # climbing hour after hour
+    assert current[hour == 7][0] > 3 * current[hour == 2][0]  # faster than the facts' "3 x its steady value"
+    reached_45 = hour[np.argmax(coolest > 45.0)]
+    assert coolest.max() > 45.0 and 3 <= reached_45 <= 10  # every jar of the string, within hours, not a tick
+    assert 62.0 < hottest[hour >= 20].max() < 75.0  # the facts' 65-75 °C
+    alarms = con.execute("""
+        SELECT detail->>'rule' AS rule, min(timestamp) FROM events WHERE kind = 'alarm_raised' GROUP BY rule
+        ORDER BY min(timestamp)""").fetchall()
+    rules = [rule for rule, _ in alarms]
+    # In a 24 °C room a jar is 10 K above it (34 °C) before it is above 35 °C, then past the 50 °C of the
+    # sensor-range rule, which a real monitor also raises on a runaway jar.
+    assert rules.index("above_ambient") < rules.index("high_temperature") < rules.index("sensor_fault")
+    assert con.execute("SELECT count(DISTINCT battery_id) FROM events WHERE kind = 'alarm_raised' "
+                       "AND detail->>'rule' = 'high_temperature'").fetchone()[0] == 24
+    [(targets,)] = con.execute("SELECT detail->>'targets' FROM events WHERE kind = 'scenario_applied'").fetchall()
+    assert "BKK_DC1" in targets  # the one string of the site
+
+
+def test_a_charger_cut_off_stops_the_string_runaway_below_it(tmp_path):
+    con = _runaway_recording(tmp_path / "cutoff.duckdb", "charge_cutoff_c = 50")
+    hottest, cut_off, charging_again = con.execute("""
+        SELECT max(true_temperature_c), count(*) FILTER (WHERE current_a = 0 AND mode = 'float'),
+               count(*) FILTER (WHERE current_a > 1 AND timestamp > TIMESTAMPTZ '2026-01-01 18:00:00+07')
+        FROM readings""").fetchone()
+    assert 49.0 < hottest < 52.0  # stopped at the cut-off, not at the 65-75 °C of the current limit
+    assert cut_off > 0 and charging_again > 0  # off at 50 °C, back on 10 K below

@@ -58,7 +58,10 @@ def apply_failure(bank: BatteryBank, failure: Failure, jars) -> None:
     elif failure == Failure.INTERNAL_SHORT:
         bank.short_cell(jars)
     else:
-        bank.start_thermal_runaway(jars)
+        # A jar cannot run away alone in a series string: it takes no more than the string's one current.
+        # What fails is its string, dried out to the end stage as one batch of one age on one charger
+        # (docs/physics.md "Runaway in a string"); the jar drawn is the one whose failure is recorded.
+        bank.start_thermal_runaway(np.isin(bank.jar_string, bank.jar_string[jars]))
 
 
 def hourly_failure_probability(bank: BatteryBank, dt_s: float, hazard_scale: float = 1.0) -> np.ndarray:

@@ -34,6 +34,14 @@ class Scope(str, Enum):  # noqa: UP042 (StrEnum would change its str())
 
 
 # ------------------------------------------------------------------------------------ parameters
+# Thermal runaway (docs/physics.md "Runaway in a string"): a string of 24 CSB HX12-120 blocks in a 24 °C room
+# has no thermal balance once its jars' oxygen cycle is about 95 × a new jar's (measured: 90 × settles 12 K
+# above the room, 100 × runs away within two days, 150 × passes 45 °C in about 7 h). 400 × is about
+# 50 mA/Ah at 25 °C, past the 10-30 mA/Ah of end-stage dried-out blocks.
+RUNAWAY_ONSET_MULTIPLIER = 95.0
+MAX_DRY_OUT_MULTIPLIER = 400.0
+
+
 class Params(BaseModel):
     """A scenario without parameters."""
 
@@ -75,10 +83,17 @@ class ResistanceDriftParams(Params):
 
 
 class ThermalRunawayParams(Params):
-    float_current_multiplier: float = Field(
-        default=300.0, ge=1, le=100_000,
-        description="Multiplies the jar's overcharge (float) current: a dried-out or shorted cell. Above "
-        "about 100 the heat it makes outruns what the jar sheds and the float current feeds on itself.",
+    dry_out_multiplier: float = Field(
+        default=150.0, ge=1, le=MAX_DRY_OUT_MULTIPLIER,
+        validation_alias=AliasChoices("dry_out_multiplier", "float_current_multiplier"),
+        description="Multiplies the oxygen-recombination (float) current of every jar of the string: end-stage "
+        f"dry-out. From about {RUNAWAY_ONSET_MULTIPLIER:.0f} the string's float heat outruns what its jars shed and "
+        f"the current climbs to the rectifier's limit; at most {MAX_DRY_OUT_MULTIPLIER:.0f} (about 50 mA/Ah at 25 °C).",
+    )
+    charge_cutoff_c: float | None = Field(
+        default=None, ge=30, le=80,
+        description="The rectifier's battery-temperature cut-off on the string while the scenario lasts, °C "
+        "(UPS default 50): charging stops when a jar reaches it and resumes 10 K below. None: no cut-off.",
     )
 
 
@@ -105,9 +120,25 @@ class SiteCauses:
         return cls(np.zeros(sites), np.ones(sites), np.full(sites, np.nan))
 
 
+@dataclass
+class JarCauses:
+    """The per-jar causes as the active scenarios set them. Each is the strongest of the applications
+    covering a jar, not their product: applying a scenario twice does not square its effect, so no stack
+    of requests takes a jar beyond its parameter's bounds."""
+
+    fade_factor: np.ndarray  # on top of the jar's own fade (profile, failures)
+    float_current_factor: np.ndarray  # on its oxygen-recombination current
+    charge_cutoff_c: np.ndarray  # the string's charger thermal cut-off (inf: none)
+
+    @classmethod
+    def normal(cls, jars: int) -> JarCauses:
+        return cls(np.ones(jars), np.ones(jars), np.full(jars, np.inf))
+
+
 # An effect on a world: (world, units, params) where units are site, string or jar indices.
 Effect = Callable[["World", np.ndarray, Params], None]
 SiteContribution = Callable[[SiteCauses, np.ndarray, Params], None]
+JarContribution = Callable[[JarCauses, np.ndarray, Params], None]  # jars as a boolean mask
 DriftRate = Callable[[Params], float]
 
 
@@ -140,12 +171,8 @@ def _degrade_hvac(causes: SiteCauses, sites: np.ndarray, params: HvacDegradation
                                                       params.capacity_pct / 100.0)
 
 
-def _faster_fade(world: World, jars: np.ndarray, params: BatteryDegradationParams) -> None:
-    world.bank.fade_multiplier[jars] *= params.fade_multiplier
-
-
-def _normal_fade(world: World, jars: np.ndarray, params: BatteryDegradationParams) -> None:
-    world.bank.fade_multiplier[jars] /= params.fade_multiplier
+def _faster_fade(causes: JarCauses, jars: np.ndarray, params: BatteryDegradationParams) -> None:
+    causes.fade_factor[jars] = np.maximum(causes.fade_factor[jars], params.fade_multiplier)
 
 
 def _degradation_drift(params: BatteryDegradationParams) -> float:
@@ -156,12 +183,12 @@ def _resistance_drift(params: ResistanceDriftParams) -> float:
     return params.rise_pct / 100.0 / (params.over_h * 3600.0)
 
 
-def _runaway_start(world: World, jars: np.ndarray, params: ThermalRunawayParams) -> None:
-    world.bank.float_current_multiplier[jars] *= params.float_current_multiplier
-
-
-def _runaway_stop(world: World, jars: np.ndarray, params: ThermalRunawayParams) -> None:
-    world.bank.float_current_multiplier[jars] /= params.float_current_multiplier
+def _dry_out_string(causes: JarCauses, jars: np.ndarray, params: ThermalRunawayParams) -> None:
+    # End-stage dry-out of the whole string (one batch, one age, one charger): the oxygen cycle of every
+    # jar grows, so the string's one current rises with the heat of all of its jars (docs/physics.md).
+    causes.float_current_factor[jars] = np.maximum(causes.float_current_factor[jars], params.dry_out_multiplier)
+    if params.charge_cutoff_c is not None:
+        causes.charge_cutoff_c[jars] = np.minimum(causes.charge_cutoff_c[jars], params.charge_cutoff_c)
 
 
 def _sensor_fault_start(world: World, jars: np.ndarray, params: SensorFaultParams) -> None:
@@ -190,6 +217,7 @@ class ScenarioSpec:
     start: Effect = _nothing
     stop: Effect = _nothing
     site_causes: SiteContribution | None = None
+    jar_causes: JarContribution | None = None
     resistance_drift: DriftRate | None = None
     ramp_hours: Callable[[Params], float] | None = None  # the drift stops after this long
     bit: int = field(default=0, compare=False)
@@ -257,22 +285,24 @@ _SPECS = (
                             "fade_multiplier": 20},
         params=BatteryDegradationParams,
         scope=Scope.JAR,
-        start=_faster_fade,
-        stop=_normal_fade,
+        jar_causes=_faster_fade,
         resistance_drift=_degradation_drift,
     ),
     ScenarioSpec(
         name="thermal_runaway",
         title="Thermal Runaway",
-        description="The targeted jars' overcharge current is multiplied (dry-out, a shorted cell): on "
-        "charge the heat raises the float current, which raises the heat, until the charger's current "
-        "limit caps it around 65-75 °C. Clearing lets them cool.",
-        typical_conditions={"temperature_c": "65-75", "above_ambient_c": "> 10",
-                            "float_current": "rising faster than exponentially", "hours_to_develop": "2-6"},
+        description="The targets' strings reach end-stage dry-out: every jar's oxygen-recombination (float) "
+        "current is multiplied by dry_out_multiplier, so on the rectifier's float voltage the string's one "
+        "current rises with the heat of all its jars (x2 per 10 K), which heats them further, until the "
+        "rectifier's current limit holds it and the jars settle around 65-75 °C (the warmest-placed jar "
+        "hottest); a charge_cutoff_c stops charging there instead. Applied to one battery, it acts on its "
+        "string. Combine with high_temperature or hvac_failure for a hot room. Clearing lets them cool.",
+        typical_conditions={"temperature_c": "65-75", "above_ambient_c": "> 10", "string_current_a": "x3 and more, "
+                            "to the current limit (0.1 C10)", "float_current": "rising faster than exponentially",
+                            "hours_to_develop": "2-8"},
         params=ThermalRunawayParams,
-        scope=Scope.JAR,
-        start=_runaway_start,
-        stop=_runaway_stop,
+        scope=Scope.STRING,
+        jar_causes=_dry_out_string,
     ),
     ScenarioSpec(
         name="heatwave",

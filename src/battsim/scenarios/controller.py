@@ -18,11 +18,16 @@ import numpy as np
 from pydantic import ValidationError
 
 from battsim.engine.world import EPOCH, World
-from battsim.scenarios.catalogue import CATALOGUE, Params, ScenarioSpec, Scope, SiteCauses
+from battsim.scenarios.catalogue import CATALOGUE, JarCauses, Params, ScenarioSpec, Scope, SiteCauses
 
 # The longest a scenario may last: the 100 years a run may span (``battsim run --days`` at most 36,525).
 # Longer is no use, and past about 10^13 s the end no longer fits a datetime.
 MAX_DURATION_S = 36_525 * 86_400.0
+# Scenarios stop drifting a jar's ohmic resistance at 10 × its new value: far past the +50 % at which
+# a jar is replaced (vrla-facts.md), a jar that is all but open. Without a ceiling, drifts stacked by
+# repeated requests or a degradation left on for decades would grow it without bound, and the ohmic
+# heat of a discharge with it (an overflow of the temperature laws).
+MAX_RESISTANCE_MULTIPLIER = 10.0
 
 
 class ScenarioError(ValueError):
@@ -155,6 +160,10 @@ class Scenarios:
         self._active: list[Application] = []
         self._next_id = 1
         self.random_streams: dict[str, int] = {}  # random processes installed per kind (stream ordinals)
+        # What the active scenarios multiply into the bank's per-jar causes now, so that refolding them
+        # changes only the scenarios' share (failures change the same arrays).
+        self._jar_causes = JarCauses.normal(world.fleet.size)
+        self._cap_watch = 0  # generation of the process that stops drifts at the resistance ceiling
 
     def _units(self, scope: Scope, jars: np.ndarray) -> np.ndarray:
         fleet = self.world.fleet
@@ -292,7 +301,8 @@ class Scenarios:
             if app.drifting and app.spec.resistance_drift is not None:
                 drift[app.jars] += app.spec.resistance_drift(app.params)
         world.scenario_mask[:] = mask
-        world.resistance_drift_per_s[:] = drift
+        self._fold_jar_causes()
+        self._drift(drift)
 
         was_cooling = world.hvac_capacity_fraction.copy()
         world.outdoor_offset_c[:] = causes.outdoor_offset_c
@@ -307,6 +317,41 @@ class Scenarios:
                 world.emit("hvac_restored", site=site, capacity_pct=capacity_pct)
             else:
                 world.emit("hvac_capacity", site=site, capacity_pct=capacity_pct)
+
+    def _fold_jar_causes(self) -> None:
+        world, bank = self.world, self.world.bank
+        causes = JarCauses.normal(world.fleet.size)
+        for app in self._active:
+            if app.spec.jar_causes is not None:
+                app.spec.jar_causes(causes, app.jars, app.params)
+        was = self._jar_causes
+        if not any((getattr(causes, name) != getattr(was, name)).any() for name in causes.__dataclass_fields__):
+            return
+        world.catch_up()  # the physics up to now ran with the old causes
+        bank.fade_multiplier = bank.fade_multiplier * (causes.fade_factor / was.fade_factor)
+        bank.float_current_multiplier = bank.float_current_multiplier * (causes.float_current_factor
+                                                                         / was.float_current_factor)
+        bank.charge_cutoff_c = causes.charge_cutoff_c.copy()
+        self._jar_causes = causes
+
+    def _drift(self, drift_per_s: np.ndarray) -> None:
+        """Drift resistances at ``drift_per_s`` (multiples of the new value per second), each up to the ceiling;
+        a process stops a drift the instant it reaches it."""
+        world = self.world
+        room = MAX_RESISTANCE_MULTIPLIER - world.bank.resistance_multiplier
+        drift_per_s = np.where(room > 1e-9, drift_per_s, 0.0)
+        world.resistance_drift_per_s[:] = drift_per_s
+        self._cap_watch += 1
+        if drift_per_s.any():
+            drifting = drift_per_s > 0
+            world.env.process(self._stop_drift_at_ceiling(self._cap_watch, float((room[drifting] / drift_per_s[drifting]).min())))
+
+    def _stop_drift_at_ceiling(self, generation: int, after_s: float):
+        yield self.world.env.timeout(max(after_s, 0.0))
+        if generation == self._cap_watch:
+            bank = self.world.bank
+            bank.resistance_multiplier = np.minimum(bank.resistance_multiplier, MAX_RESISTANCE_MULTIPLIER)
+            self._refresh()
 
     def _emit_per_site(self, jars: np.ndarray, kind: str, **detail) -> None:
         """One event per site touched, naming the strings or jars when they are not the whole site."""
