@@ -197,11 +197,12 @@ def test_random_battery_failures_strike_only_the_target_sites_and_repeat_with_th
 def test_random_outages_follow_the_regional_rate_and_last_30_to_90_minutes():
     timeline = load_timeline('[[random]]\nkind = "grid_outage"\n')
     sink = CollectingSink()
-    # Daily ticks and healthy jars: this checks the random process, not the physics, over ten years.
+    # Daily ticks and healthy jars: this checks the random process, not the physics, over three years
+    # (about 110 outages; the physics still sub-steps every discharge and recharge, which is the cost).
     spec = get_preset("thailand-9x24").model_copy(update={"profile_mix": (1.0, 0.0, 0.0)})
     world = World(build_fleet(spec, 11), sink, seed=11, interval_s=86_400)
     timeline.install(world, Scenarios(world))
-    years = 10
+    years = 3
     world.run_until(years * 365.25 * 86_400)
     starts, durations = {}, []
     per_site = {site.site_id: 0 for site in spec.sites}
@@ -213,9 +214,11 @@ def test_random_outages_follow_the_regional_rate_and_last_30_to_90_minutes():
             durations.append((event.timestamp_us - starts.pop(event.string_id)) / 60e6)
     assert 30 <= min(durations) and max(durations) <= 90
     expected = {site.site_id: site.outages_per_year * years for site in spec.sites}
-    assert abs(sum(per_site.values()) / sum(expected.values()) - 1.0) < 0.15
-    # Phuket's grid (8 a year) fails far more often than Chiang Mai's (2 a year).
-    assert per_site["HKT_DC1"] > 2 * per_site["CNX_DC1"]
+    # A Poisson count: within three standard deviations of its mean.
+    total_expected = sum(expected.values())
+    assert abs(sum(per_site.values()) - total_expected) < 3.0 * total_expected ** 0.5
+    # Phuket's grid (8 a year) fails more often than Chiang Mai's (2 a year).
+    assert per_site["HKT_DC1"] > per_site["CNX_DC1"], per_site
 
 
 # ------------------------------------------------------------------------------------ schedules

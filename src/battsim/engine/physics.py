@@ -23,6 +23,10 @@ AGEING_ACTIVATION_ENERGY_J_PER_MOL = 53_000.0
 # (vrla-facts.md "Ageing": overcharge speeds grid corrosion, undercharge causes sulfation).
 VOLTAGE_STRESS_DOUBLING_V = 0.100
 VOLTAGE_STRESS_LN2_PER_V = np.log(2.0) / VOLTAGE_STRESS_DOUBLING_V
+# The law is calibrated within a few hundred mV of float; a jar far outside it (reversed, or a dead
+# jar driven by its string) is past the law, so its stress is held at 2^5 = 32 × instead of
+# overflowing (a jar at its SOH floor in a 10-year run reached tens of volts per cell off float).
+VOLTAGE_STRESS_MAX_OFFSET_V = 0.5
 
 # Open-circuit voltage of a rested AGM cell, linear in state of charge (vrla-facts.md: full
 # 2.13-2.15 V/cell, empty about 1.93-1.97 V/cell; gel table 1.96 + 0.18·SOC).
@@ -228,7 +232,8 @@ def ageing_acceleration(temperature_c, voltage_offset_v_per_cell=0.0):
     temperature_k = np.asarray(temperature_c, dtype=np.float64) + KELVIN_OFFSET
     exponent = AGEING_ACTIVATION_ENERGY_J_PER_MOL / GAS_CONSTANT_J_PER_MOL_K * (
         1.0 / (REFERENCE_TEMPERATURE_C + KELVIN_OFFSET) - 1.0 / temperature_k)
-    return np.exp(exponent + VOLTAGE_STRESS_LN2_PER_V * np.abs(voltage_offset_v_per_cell))
+    offset_v = np.minimum(np.abs(voltage_offset_v_per_cell), VOLTAGE_STRESS_MAX_OFFSET_V)
+    return np.exp(exponent + VOLTAGE_STRESS_LN2_PER_V * offset_v)
 
 
 def calendar_fade_pct_per_s(design_life_years, temperature_c, stress_factor):
