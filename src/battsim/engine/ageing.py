@@ -190,6 +190,32 @@ def resistance_ageing_factor(soh_pct, resistance_coupling, resistance_noise):
     return np.maximum(1.0 + coupled + wander, 1.0)
 
 
+def resistance_ageing_segment(soh_pct, resistance_coupling, resistance_noise):
+    """The straight piece of :func:`resistance_ageing_factor` each jar is on now, for callers that
+    evaluate it every step: ``(offset, slope, soh_low_pct, soh_high_pct)`` such that the factor is
+    ``max(offset + slope · (100 - SOH), 1)`` for ``soh_low_pct < SOH <= soh_high_pct``.
+
+    Between two knots of its noise walk a jar's factor is linear in capacity lost, and a jar crosses
+    a knot every 2 points, so the piece holds for years of ageing (the same values up to rounding).
+    """
+    lost_pct = np.maximum(100.0 - np.asarray(soh_pct, dtype=np.float64), 0.0)
+    noise = np.atleast_2d(resistance_noise)
+    jars, knots = noise.shape
+    # Knot interval of each jar; past the last knot the walk stays at its last value (a piece of its own).
+    below = np.minimum((lost_pct * (1.0 / RESISTANCE_NOISE_KNOT_PCT)).astype(np.intp), knots - 1)
+    last = below == knots - 1
+    rows = np.arange(0, jars * knots, knots) if jars > 1 else 0
+    flat = noise.ravel()
+    low = flat.take(below + rows)
+    rise = np.where(last, 0.0, flat.take(np.minimum(below + 1, knots - 1) + rows) - low)
+    slope_per_pct = rise * (1.0 / RESISTANCE_NOISE_KNOT_PCT)
+    offset = 1.0 + low - slope_per_pct * below * RESISTANCE_NOISE_KNOT_PCT
+    slope = slope_per_pct + (RESISTANCE_RISE_AT_END_OF_LIFE / LIFE_POINTS) * np.asarray(resistance_coupling)
+    soh_high_pct = 100.0 - below * RESISTANCE_NOISE_KNOT_PCT
+    soh_low_pct = np.where(last, -np.inf, 100.0 - (below + 1) * RESISTANCE_NOISE_KNOT_PCT)
+    return offset, slope, soh_low_pct, soh_high_pct
+
+
 def population_soh_from_resistance_pct(resistance_ratio):
     """State of health a monitor infers from resistance / baseline (at 25 °C, full) with the
     population's relation, the median jar's ``1 + 0.45 · lost / 20``, %."""

@@ -204,6 +204,9 @@ class World:
         self.jar_air_c = self.jar_ambient_c()  # the air around each jar now (jar_ambient_c at physics_s)
         self.string_rated_ah = np.add.reduceat(self.bank.rated_capacity_ah, self.string_start) / self.string_jars
         self.string_boost_end_a = BOOST_END_CURRENT_C10 * self.string_rated_ah
+        # What keeps a floating string on short sub-steps (_step_limit_s), per string and per jar.
+        self.string_settling_a = SETTLING_CURRENT_C10 * self.string_rated_ah
+        self.jar_self_heating_w = SELF_HEATING_K * self.bank.heat_transfer_w_per_k
         # Low-voltage disconnect of each string: its cells at the mean end voltage of its jars.
         self.string_end_voltage_v = string_cells * np.add.reduceat(
             self.bank.end_voltage_v_per_cell, self.string_start
@@ -297,15 +300,13 @@ class World:
             self._stale = True
         self._ticked = False
 
-    def _step_limit_s(self) -> float:
-        modes = self.string_mode
-        if (modes == FLOAT).all():
+    def _step_limit_s(self, all_float: bool) -> float:
+        if all_float:
             limit_s = MAX_STEP_S[Mode.FLOAT]
         else:
-            limit_s = min(MAX_STEP_S[Mode(mode)] for mode in np.unique(modes))
-        if limit_s > SETTLING_STEP_S and (
-                (self.string_current_a > SETTLING_CURRENT_C10 * self.string_rated_ah).any()
-                or (self.terminal.heat_w > SELF_HEATING_K * self.bank.heat_transfer_w_per_k).any()):
+            limit_s = min(MAX_STEP_S[Mode(mode)] for mode in np.unique(self.string_mode))
+        if limit_s > SETTLING_STEP_S and ((self.string_current_a > self.string_settling_a).any()
+                                          or (self.terminal.heat_w > self.jar_self_heating_w).any()):
             limit_s = SETTLING_STEP_S
         return limit_s
 
@@ -315,7 +316,12 @@ class World:
         if self._stale or self.terminal is None:
             self._solve()
         while self.physics_s < target_s:
-            dt_s = min(target_s - self.physics_s, self._step_limit_s())
+            # Most sub-steps of a run have every string on float: nothing to watch, no boost to end.
+            all_float = bool((self.string_mode == FLOAT).all())
+            dt_s = min(target_s - self.physics_s, self._step_limit_s(all_float))
+            if all_float:
+                self._physics_step(dt_s, all_float)
+                continue
             boosting = self.string_mode == BOOST
             if boosting.any():
                 dt_s = max(min(dt_s, float(self.string_boost_until_s[boosting].min()) - self.physics_s), 0.0)
@@ -332,7 +338,7 @@ class World:
                 self._act_on_thresholds(before)
             self._end_overdue_boosts()
 
-    def _physics_step(self, dt_s: float) -> None:
+    def _physics_step(self, dt_s: float, all_float: bool = False) -> None:
         """One sub-step of every jar at the present circuit solution, then the circuit at the new state."""
         terminal = self.terminal
         start_s = self.physics_s
@@ -348,7 +354,7 @@ class World:
             self.bank.step(dt_s, terminal, self.jar_air_c)
             current_a = terminal.string_current_a
             hours = dt_s / 3600.0
-            if not (self.string_mode == FLOAT).all():
+            if not (all_float or (self.string_mode == FLOAT).all()):
                 delivering = self.string_mode == DISCHARGE
                 self.string_discharged_ah = self.string_discharged_ah - np.where(delivering, current_a, 0.0) * hours
                 self.string_discharged_wh = self.string_discharged_wh - np.where(
