@@ -297,7 +297,8 @@ def test_a_disk_that_fills_during_a_live_run_closes_the_recording_marked_incompl
                                                          "speed": 1_000_000})
     assert started.status_code == 200, started.text
     status = wait_until(lambda: (s := http.get(f"{API}/simulation/status").json())["error"] and s, timeout=120)
-    assert not status["is_running"] and "File too large" in status["error"]
+    assert not status["is_running"] and "failed: the file is too large" in status["error"], status["error"]
+    assert "TransactionContext" not in status["error"]
     path = Path(started.json()["recording_path"])
     # Closed: another process can open it (a file left open in the server is locked), and it says incomplete.
     assert recording_status(path) == "incomplete"

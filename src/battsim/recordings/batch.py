@@ -6,6 +6,7 @@ This is what ``battsim run`` does, without the command line: the CLI parses flag
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -187,10 +188,27 @@ def _mark_incomplete(path: Path) -> None:
             pass
 
 
+# What the operating system says when a write finds no room (strerror, as DuckDB repeats it in its own
+# errors): the disk full, a file past the file system's or the process's (RLIMIT_FSIZE) largest size, a quota.
+_NO_ROOM = {
+    errno.ENOSPC: "the disk is full (no space left on device)",
+    errno.EFBIG: "the file is too large (the file system or a file-size limit allows no more)",
+    errno.EDQUOT: "the disk quota is exceeded",
+}
+
+
+def write_failure(error: BaseException) -> str:
+    """Why a write failed, plainly: a full disk or a file too large is said as such, not in DuckDB's words
+    ("TransactionContext Error: Failed to commit: ... File too large"); anything else by its first line."""
+    code = error.errno if isinstance(error, OSError) else None
+    for number, plainly in _NO_ROOM.items():
+        if code == number or os.strerror(number) in str(error):
+            return plainly
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def _reason(error: BaseException, staged: Path, out: Path) -> str:
     """The cause in the user's terms: the message names ``out``, not the temporary name it was written to."""
-    if isinstance(error, OSError) and error.strerror:
-        text = error.strerror
-    else:
-        text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text.replace(str(staged.resolve()), str(out)).replace(str(staged), str(out))
+    return write_failure(error).replace(str(staged.resolve()), str(out)).replace(str(staged), str(out))

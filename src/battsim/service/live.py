@@ -32,6 +32,7 @@ from battsim.engine.clock import PacedClock
 from battsim.engine.fleet import FleetSpec, build_fleet
 from battsim.engine.readings import ReadingBatch
 from battsim.engine.world import Event, World
+from battsim.recordings.batch import write_failure
 from battsim.recordings.recorder import Recorder, RunInfo
 from battsim.scenarios import (
     CATALOGUE,
@@ -118,8 +119,7 @@ def create_recorder(path: Path, fleet, info: RunInfo) -> Recorder:
     except (OSError, duckdb.Error) as error:
         for leftover in (path, Path(f"{path}.wal")):
             leftover.unlink(missing_ok=True)  # ours: the name was free a moment ago
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise RecordingFailed(f"recording: cannot create {path.name}: {first_line}") from None
+        raise RecordingFailed(f"recording: cannot create {path.name}: {write_failure(error)}") from None
 
 
 class LiveSession:
@@ -265,7 +265,8 @@ class LiveSession:
             self._stopping = True
             await self._finish("incomplete")
             # Said once the recording is closed, so a client that sees the error can open the file.
-            self.error = f"{type(error).__name__}: {error}"
+            self.error = (f"recording: writing {self.recording_path.name} failed: {write_failure(error)}"
+                          if isinstance(error, (OSError, duckdb.Error)) else f"{type(error).__name__}: {error}")
             self.publish_status()
 
     def _after_slice(self) -> None:
