@@ -19,8 +19,10 @@ import csv
 import json
 import math
 import re
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -124,6 +126,22 @@ def open_recordings(paths: Sequence[str | Path], config: dict | None = None) -> 
         connection.close()
         raise
     return connection
+
+
+@contextmanager
+def spill_privately(paths: Sequence[str | Path]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """:func:`open_recordings` whose spill files go to a private temporary directory, removed afterwards.
+
+    DuckDB spills an in-memory database's large sorts and joins to ``<cwd>/.tmp`` by default, which fills
+    (and litters) whatever directory the user happens to run in; the system's temporary directory
+    (``$TMPDIR``) is where scratch files belong, and one per command keeps concurrent runs apart.
+    """
+    with tempfile.TemporaryDirectory(prefix="battsim-query-") as spill_dir:
+        connection = open_recordings(paths, {"temp_directory": spill_dir})
+        try:
+            yield connection
+        finally:
+            connection.close()  # before the directory is removed: DuckDB deletes its own files on close
 
 
 @dataclass

@@ -7,6 +7,7 @@ and exit code 2.
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -244,6 +245,7 @@ def serve(
     import uvicorn
 
     from battsim.service.app import create_app
+    from battsim.service.limits import MAX_WS_MESSAGE_BYTES
 
     web = create_app(data_dir, preset, interval_s=interval, speed=speed, seed=seed, access=access)
     try:  # bound now: the banner shows the real address, and a port in use is an error, not a traceback
@@ -271,7 +273,8 @@ def serve(
          "nothing yet: POST /api/v1/simulation/start"),
     ])
     # Per-message compression costs more CPU than loopback bandwidth is worth at telemetry rates.
-    server = uvicorn.Server(uvicorn.Config(web, ws_per_message_deflate=False, log_level="info"))
+    server = uvicorn.Server(uvicorn.Config(web, ws_per_message_deflate=False, ws_max_size=MAX_WS_MESSAGE_BYTES,
+                                           log_level="info"))
     server.run(sockets=[sock])
     if not server.started:
         raise typer.Exit(code=3)  # the app did not start (its error is logged above); uvicorn.run exits 3 too
@@ -294,7 +297,7 @@ def query(
         QueryError,
         check_single_statement,
         execute,
-        open_recordings,
+        spill_privately,
     )
 
     if output_format not in FORMATS:
@@ -313,19 +316,18 @@ def query(
         fail("SQL", escape(str(error)))
     except duckdb.Error as error:
         fail("SQL", escape(str(error)))
-    try:
-        connection = open_recordings([Path(f) for f in files])
-    except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
-        fail("FILE", escape(str(error)))
-    try:
-        with reading(files):
-            _print_query(execute(connection, sql), output_format, max_rows, files)
-    except NotARecordingError as error:
-        fail("FILE", escape(str(error)))
-    except duckdb.Error as error:
-        fail("SQL", escape(str(error)))
-    finally:
-        connection.close()
+    with ExitStack() as stack:
+        try:
+            connection = stack.enter_context(spill_privately([Path(f) for f in files]))
+        except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:
+            fail("FILE", escape(str(error)))
+        try:
+            with reading(files):
+                _print_query(execute(connection, sql), output_format, max_rows, files)
+        except NotARecordingError as error:
+            fail("FILE", escape(str(error)))
+        except duckdb.Error as error:
+            fail("SQL", escape(str(error)))
 
 
 def _print_query(result, output_format: str, max_rows: int, files: list[str]) -> None:

@@ -24,6 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # by a few times when it is full of quotes and newlines. 1 MiB leaves room for that and for a
 # 1,000-battery start body (about 90 kB), and parses in milliseconds.
 MAX_BODY_BYTES = 1024 * 1024
+# The WebSockets only send (telemetry, replay frames); what a client sends is read and dropped, so the only
+# legitimate inbound message is a keep-alive of a few bytes. Without a cap of its own a socket takes what
+# uvicorn allows, 16 MiB a message, buffered whole before it is dropped. A larger message closes the
+# socket with 1009 (message too big). Passed as uvicorn's ws_max_size by `battsim serve`.
+MAX_WS_MESSAGE_BYTES = 64 * 1024
 # How much of a value an error message may quote.
 SHOWN_CHARS = 80
 # How long an error message may be.
@@ -82,9 +87,11 @@ class BodyLimit:
 def shown(value: Any) -> Any:
     """``value`` as an error may repeat it: as is when short, else its start and its length."""
     try:
-        text = json.dumps(value, default=str)
+        text = json.dumps(value, default=str, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
-        text = repr(value)
+        # Not JSON as it stands: NaN or infinity (the JSON parser accepts them, the response may not carry
+        # them, and the 422 itself was a 500), or a cycle. Shown as text.
+        text = value = repr(value)
     if len(text) <= SHOWN_CHARS:
         return value
     return f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
