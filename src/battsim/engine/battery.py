@@ -357,11 +357,15 @@ class BatteryBank:
         gassing_reference_a = (self.float_reference_a * self.float_current_multiplier * (2.0 - self.soh_pct * 0.01)
                                * doubling)
         cell_v, charge_a, limited, main_a, gassing_a = circuit.solve_charging(
-            self.string_start, jar_string, self.live_cells, ocv, acceptance, gassing_reference_a,
+            self.string_start, jar_string, self.live_cells, ocv, acceptance, surface, gassing_reference_a,
             self.float_v_per_cell, setpoint_v, self.string_current_limit_a, self.cell_v, self.string_charge_a,
             self.string_current_limited)
         self.cell_v, self.string_charge_a, self.string_current_limited = cell_v, charge_a, limited
+        # A main reaction running backwards (a cell pulled below its OCV) takes all it delivers from storage.
         stored_share = physics.charge_efficiency(surface)
+        discharging_cells = main_a < 0.0
+        if discharging_cells.any():
+            stored_share = np.where(discharging_cells, 1.0, stored_share)
         string_current_a = charge_a
         if not all_charging:
             jar_charging = charging[jar_string]

@@ -5,7 +5,10 @@ Every string is solved at once, as numpy arrays over jars with ``np.add.reduceat
 
 On charge each cell follows its own characteristic (``docs/physics.md`` §3): the current it takes at
 a cell voltage ``v`` is the main reaction's ``G(s)·(v − OCV(s))`` plus the oxygen cycle's
-``B·exp(ln3/0.1 V · (v − V_float))``, increasing and convex in ``v``. With a string voltage held by
+``B·exp(ln3/0.1 V · (v − V_float))``, increasing and convex in ``v``. Below its OCV the main reaction
+runs backwards, discharging the cell into heat, and only as far as the cell holds charge: there its
+conductance is ``G·s`` (``s`` the available well's fill), so an empty cell passes the string current as
+gassing alone (the slope only steps up at the OCV, which keeps the curve convex). With a string voltage held by
 the rectifier (float, equalize, the voltage phase of a boost) the unknowns are the string current
 and every cell voltage: :func:`solve_charging` runs Newton's method on all of them together (the
 jar equations are independent given the current, so each iteration is closed form per string). With
@@ -33,15 +36,24 @@ DISCHARGE_ITERATIONS = 6
 DISCHARGE_TOLERANCE = 1e-9
 
 
-def charge_currents_a(cell_v, ocv_v, acceptance_a_per_v, gassing_reference_a, float_v):
-    """Main-reaction and gassing current of each cell at a cell voltage, A (both + charge)."""
-    main_a = acceptance_a_per_v * (cell_v - ocv_v)
-    gassing_a = gassing_reference_a * np.exp(LN3_PER_TRIPLING * (cell_v - float_v))
-    return main_a, gassing_a
+def main_reaction(cell_v, ocv_v, acceptance_a_per_v, surface_soc):
+    """Main-reaction current of each cell at a cell voltage (A, + charge) and its slope (A per V/cell).
+
+    Above the OCV it charges at the acceptance ``G``; below it the reaction discharges the cell at
+    ``G·s``, what the available well still holds, so an empty cell (``s`` = 0) delivers nothing and a
+    step of ``dt`` draws at most ``G·ΔV·dt`` per unit of fill (docs/physics.md §3 "Below the OCV").
+    The common float case (every cell above its OCV) costs one comparison.
+    """
+    overpotential_v = cell_v - ocv_v
+    below = overpotential_v < 0.0
+    if not below.any():
+        return acceptance_a_per_v * overpotential_v, acceptance_a_per_v
+    slope_a_per_v = np.where(below, acceptance_a_per_v * surface_soc, acceptance_a_per_v)
+    return slope_a_per_v * overpotential_v, slope_a_per_v
 
 
-def solve_charging(string_start, jar_string, live_cells, ocv_v, acceptance_a_per_v, gassing_reference_a, float_v,
-                   setpoint_v, limit_a, cell_v, current_a, current_limited):
+def solve_charging(string_start, jar_string, live_cells, ocv_v, acceptance_a_per_v, surface_soc, gassing_reference_a,
+                   float_v, setpoint_v, limit_a, cell_v, current_a, current_limited):
     """The current of every charging string and the voltage of every cell in it.
 
     ``setpoint_v`` is each string's rectifier voltage (V) and ``limit_a`` its current limit; the
@@ -54,10 +66,10 @@ def solve_charging(string_start, jar_string, live_cells, ocv_v, acceptance_a_per
     for _ in range(3):  # the regime of a string can change once in a step; a third pass confirms
         any_limited = current_limited.any()
         for _ in range(MAX_ITERATIONS):
-            main_a = acceptance_a_per_v * (cell_v - ocv_v)
+            main_a, main_slope_a_per_v = main_reaction(cell_v, ocv_v, acceptance_a_per_v, surface_soc)
             gassing_a = gassing_reference_a * np.exp(LN3_PER_TRIPLING * (cell_v - float_v))
             excess_a = main_a + gassing_a - current_a[jar_string]
-            slope_a_per_v = acceptance_a_per_v + LN3_PER_TRIPLING * gassing_a
+            slope_a_per_v = main_slope_a_per_v + LN3_PER_TRIPLING * gassing_a
             weight = live_cells / slope_a_per_v
             # Voltage-held strings: the current change that makes the linearised cell voltages add up
             # to the setpoint. Current-held: straight to the limit.
@@ -71,7 +83,7 @@ def solve_charging(string_start, jar_string, live_cells, ocv_v, acceptance_a_per
             current_a += delta_a
             if np.abs(delta_v).max() < VOLTAGE_TOLERANCE_V:
                 # The cells' currents at the updated voltages, to the same (second) order.
-                main_a += acceptance_a_per_v * delta_v
+                main_a += main_slope_a_per_v * delta_v
                 gassing_a += LN3_PER_TRIPLING * gassing_a * delta_v
                 break
         string_v = np.add.reduceat(live_cells * cell_v, string_start)
