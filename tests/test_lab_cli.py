@@ -82,3 +82,14 @@ def test_a_bad_model_file_names_the_key(tmp_path):
 def test_a_load_the_block_cannot_carry_has_a_runtime_of_zero():
     out = run_json("discharge", "--model", "USF12-100A", "--current", "2000")
     assert out["runtime_s"] == 0.0 and out["delivered_ah"] == 0.0
+
+
+@pytest.mark.parametrize("key, value", [("mass_kg", "1e-6"), ("heat_transfer_w_per_k", "1e-6"), ("capacity_ah_c10", "nan")])
+def test_a_model_file_outside_physical_bounds_is_refused_naming_the_key(tmp_path, key, value):
+    # A microgram block with no cooling used to turn the jar's temperature into NaN and crash lab float.
+    keys = {"name": '"x"', "cells": "6", "capacity_ah_c10": "100", "internal_resistance_mohm": "4",
+            "design_life_years": "10", key: value}
+    path = tmp_path / "tiny.toml"
+    path.write_text("".join(f"{name} = {text}\n" for name, text in keys.items()))
+    result = runner.invoke(app, ["lab", "float", "--model-file", str(path)])
+    assert result.exit_code == 2 and key in result.output

@@ -22,7 +22,7 @@ HEAT_TRANSFER_W_PER_K_30KG = 3.0
 class BatteryModel(BaseModel):
     """Datasheet parameters of one VRLA block type. Voltages are per cell, at 25 °C."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, description="Model name, e.g. 'CSB HX12-120'.")
     cells: int = Field(ge=1, le=60, description="Cells in series in one block (6 for a 12 V block).")
@@ -58,11 +58,13 @@ class BatteryModel(BaseModel):
         default=3.0, gt=0, le=20, description="Open-circuit self-discharge at 25 °C, %/month (AGM: about 3)."
     )
     mass_kg: float | None = Field(
-        default=None, gt=0, le=2_000, description="Block mass, kg; default 0.3 kg/Ah × C10 (USF12-100A: 31 kg)."
+        default=None, ge=0.1, le=2_000, description="Block mass, kg (at least a 1 Ah block's 0.1 kg); "
+        "default 0.3 kg/Ah × C10 (USF12-100A: 31 kg)."
     )
     heat_transfer_w_per_k: float | None = Field(
-        default=None, gt=0, le=1_000,
-        description="Heat lost to the room per kelvin above it, W/K; default 3.0 W/K × (mass / 30 kg)^(2/3) "
+        default=None, ge=0.1, le=1_000,
+        description="Heat lost to the room per kelvin above it, W/K (at least a 1 Ah block's 0.1 W/K); "
+        "default 3.0 W/K × (mass / 30 kg)^(2/3) "
         "(natural convection plus radiation, about 11 W/(m²·K) over the 0.27 m² a racked 100 Ah block exposes).",
     )
     specific_heat_j_per_kg_k: float = Field(
