@@ -175,6 +175,8 @@ def test_a_sites_random_outages_do_not_depend_on_the_rest_of_the_fleet():
     assert full == alone
 
 
+# A failure that takes a jar's last points of capacity once divided by zero (NaN state of charge).
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_random_battery_failures_strike_only_the_target_sites_and_repeat_with_the_seed():
     timeline = load_timeline('[[random]]\nkind = "battery_failure"\nsites = ["BKK_DC1", "HKT_DC1"]\n'
                              'hazard_scale = 300\n')

@@ -300,10 +300,10 @@ class BatteryBank:
     def dry_out(self, jars) -> None:
         self.resistance_multiplier[jars] *= DRY_OUT_RESISTANCE_FACTOR
         self.float_current_multiplier[jars] *= DRY_OUT_FLOAT_CURRENT_FACTOR
-        self.soh_pct[jars] = np.maximum(self.soh_pct[jars] - DRY_OUT_CAPACITY_LOSS_PCT, 0.0)
+        self.soh_pct[jars] = np.maximum(self.soh_pct[jars] - DRY_OUT_CAPACITY_LOSS_PCT, SOH_FLOOR_PCT)
 
     def sulfate(self, jars) -> None:
-        self.soh_pct[jars] = np.maximum(self.soh_pct[jars] - SULFATION_CAPACITY_LOSS_PCT, 0.0)
+        self.soh_pct[jars] = np.maximum(self.soh_pct[jars] - SULFATION_CAPACITY_LOSS_PCT, SOH_FLOOR_PCT)
         self.resistance_multiplier[jars] *= SULFATION_RESISTANCE_FACTOR
 
     def short_cell(self, jars) -> None:
