@@ -110,18 +110,24 @@ def open_error(path: str | Path, error: duckdb.Error) -> NotARecordingError:
     return NotARecordingError(f"{path}: cannot be opened as a DuckDB file ({str(error).splitlines()[0]})")
 
 
-def verify_recording(path: str | Path) -> None:
-    """Open ``path`` read-only and :func:`check_recording` it; raises FileNotFoundError, NotARecordingError,
-    or RecordingBusyError when another process is writing it."""
+def connect_read_only(path: str | Path, busy: str = "it is being written; read it when the run ends"):
+    """A read-only DuckDB connection to the file at ``path``, not yet checked; raises FileNotFoundError,
+    NotARecordingError, or RecordingBusyError (``path: busy``) when another process is writing it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such recording")
     try:
-        connection = duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=True)
     except duckdb.Error as error:
-        if "lock" in str(error).lower():
-            raise RecordingBusyError(f"{path}: it is being written; read it when the run ends") from None
+        text = str(error).lower()
+        if "lock" in text or "different configuration" in text:
+            raise RecordingBusyError(f"{path}: {busy}") from None
         raise open_error(path, error) from None
+
+
+def verify_recording(path: str | Path) -> None:
+    """Open ``path`` read-only and :func:`check_recording` it; raises as :func:`connect_read_only` does."""
+    connection = connect_read_only(path)
     try:
         check_recording(connection, path)
     finally:

@@ -45,7 +45,12 @@ import pyarrow as pa
 from battsim.engine.battery import MODE_NAMES
 from battsim.engine.clock import PacedClock
 from battsim.engine.world import EPOCH, to_unix_us
-from battsim.recordings.format import NotARecordingError, RecordingBusyError, check_recording, open_error, reading
+from battsim.recordings.format import (
+    NotARecordingError,
+    check_recording,
+    connect_read_only,
+    reading,
+)
 
 SPEED_MIN = 0.01
 SPEED_MAX = 100_000.0
@@ -278,17 +283,8 @@ class ReplaySource:
     @classmethod
     def open(cls, path: str | Path) -> ReplaySource:
         """Open a recording file read-only (it must not be being written by another process)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such recording")
-        try:
-            connection = duckdb.connect(str(path), read_only=True)
-        except duckdb.Error as error:
-            text = str(error)
-            if "lock" in text.lower() or "different configuration" in text.lower():
-                raise RecordingBusyError(f"{path}: being written by another process; replay it through the "
-                                         "server that records it") from None
-            raise open_error(path, error) from None
+        connection = connect_read_only(
+            path, busy="being written by another process; replay it through the server that records it")
         # DuckDB keeps the blocks it has read cached up to its memory limit (80 % of RAM by default):
         # a replay reads each block once, so cap it and memory stays flat for a recording of any size.
         connection.execute(f"SET memory_limit = '{REPLAY_MEMORY_LIMIT}'")
