@@ -33,7 +33,7 @@ test: install chromium lint
 
 # The fuzzers with a longer budget than the one `make test` gives them.
 fuzz: install
-	BATTSIM_FUZZ_EXAMPLES=2000 $(PY) -m pytest -n 2 -m fuzz -p no:randomly
+	BATTSIM_FUZZ_EXAMPLES=2000 $(PY) -m pytest -n 2 -m fuzz
 
 bench: install chromium
 	$(PY) bench/bench_batch.py --days 7 --memory-days 30
