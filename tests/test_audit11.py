@@ -200,3 +200,25 @@ def test_apply_duration_s_out_of_range_names_duration_s_not_params(server):
         assert [e["loc"][-1] for e in response.json()["detail"]] == ["duration_s"], response.text
     finally:
         http.post(f"{API}/simulation/stop")
+
+
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_export_and_report_spill_to_a_private_temporary_directory_too(recording, tmp_path, monkeypatch, command):
+    from battsim.recordings import export, query, report
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    seen = []
+
+    def spying(paths):
+        seen.append(paths)
+        return query.spill_privately(paths)
+
+    monkeypatch.setattr(export if command == "export" else report, "spill_privately", spying)
+    out = tmp_path / ("out.parquet" if command == "export" else "report")
+    args = ["export", str(recording), "--format", "parquet", "--out", str(out)] if command == "export" else [
+        "report", str(recording), "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen == [[recording]] and list(cwd.iterdir()) == []

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from battsim.recordings.outputs import (
     replace_file,
     staging_path,
 )
-from battsim.recordings.query import open_recordings, quote_literal
+from battsim.recordings.query import quote_literal, spill_privately
 
 FORMATS = ("parquet", "csv")
 TABLES = ("readings", "events", "batteries", "sites", "runs")
@@ -81,7 +82,8 @@ def export_recording(recording: str | Path, out: str | Path, format: str = "parq
     began = time.perf_counter()
     options = "FORMAT parquet, COMPRESSION zstd" if format == "parquet" else "FORMAT csv, HEADER true"
     rows: dict[str, int] = {}
-    connection = open_recordings([recording])
+    spill = ExitStack()  # DuckDB's scratch files in a private temporary directory, not <cwd>/.tmp
+    connection = spill.enter_context(spill_privately([recording]))
     staged = staging_path(out)
     try:
         with reading([recording]):
@@ -109,7 +111,7 @@ def export_recording(recording: str | Path, out: str | Path, format: str = "parq
         discard(staged)
         raise
     finally:
-        connection.close()
+        spill.close()
     return ExportSummary(out, rows, time.perf_counter() - began)
 
 

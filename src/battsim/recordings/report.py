@@ -15,7 +15,6 @@ import html
 import math
 import os
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from matplotlib.figure import Figure
 
 from battsim.recordings.format import reading
 from battsim.recordings.outputs import OutputError, discard, staging_path
-from battsim.recordings.query import open_recordings
+from battsim.recordings.query import spill_privately
 
 HOT_C = 35  # the operators' alarm level (vrla-facts.md)
 END_OF_LIFE_SOH_PCT = 80.0  # IEEE 1188: replace below 80 % of rated capacity
@@ -62,8 +61,7 @@ def write_report(recording: str | Path, out: str | Path) -> Report:
     out = Path(out)
     timings: dict[str, float] = {}
     # The recording is checked and read in full before ``out`` is touched; a damaged block names the file.
-    connection = open_recordings([recording])
-    with reading([recording]), closing(connection):
+    with reading([recording]), spill_privately([recording]) as connection:
         run = _run(connection)
         span_s = max((run["end"] - run["start"]).total_seconds(), run["interval_s"])
         bucket_s = bucket_seconds(span_s, run["interval_s"])
