@@ -46,7 +46,8 @@ class JarSpec(BaseModel):
     """A named jar on its own single-jar string: how the original service listed its batteries."""
 
     model_config = ConfigDict(extra="forbid")
-    battery_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    # Any printable text, as the original service took (spaces, dots, long names); control characters never.
+    battery_id: str = Field(pattern=r"^[^\x00-\x1f\x7f]{1,100}$")
     profile: Literal["healthy", "accelerated", "failing"] | None = Field(
         default=None, description="Degradation profile; default drawn from the fleet's profile_mix."
     )

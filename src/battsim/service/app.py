@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from battsim import __version__
 from battsim.engine.alarms import RULES, AlarmThresholds
+from battsim.engine.battery import SOH_FLOOR_PCT
 from battsim.engine.fleet import PRESETS, FleetSpec, JarSpec, SiteSpec, get_preset
 from battsim.scenarios import CATALOGUE, ScenarioError, TimelineError, shipped_timelines
 from battsim.scenarios.controller import MAX_DURATION_S
@@ -45,9 +48,10 @@ from battsim.service.security import AccessPolicy, Guard
 STATIC_DIR = Path(__file__).parent / "static"
 API = "/api/v1"
 
-# The fleet the original's {"batteries": [...]} start builds: each battery its own one-jar string on
-# one site, carrying the share of a preset 24-jar string's load (8 kW) that one jar carries (~0.25 C).
-API_SITE_ID = "SITE01"
+# The fleet the original's {"batteries": [...]} start builds: each battery its own one-jar string in its
+# own room (site SITE01, SITE02, ... in the order given, as the original kept conditions per battery), carrying
+# the share of a preset 24-jar string's load (8 kW) that one jar carries (~0.25 C).
+API_SITE_PREFIX = "SITE"
 API_LOAD_KW_PER_JAR = SiteSpec.model_fields["load_kw_per_string"].default / 24
 # Virtual start times a live run may have: the timelines' years (scenarios/timeline.py), so every
 # timestamp of a run of any length at any speed stays well inside what Python and DuckDB represent.
@@ -56,6 +60,24 @@ LATEST_START = datetime(LATEST_YEAR, 12, 31, 23, 59, 59, tzinfo=UTC)
 # Ids in a request: as many as the largest fleet preset has jars, with room to spare.
 MAX_IDS = 10_000
 IdList = list[Annotated[str, Field(max_length=100)]]
+# The original service's endpoints: they answer as it did (its status codes, ``detail`` always a string,
+# leniencies reported as ``warnings``); the /api/v1 extensions stay strict.
+ORIGINAL_PATHS = frozenset({"/", "/health", f"{API}/simulation/start", f"{API}/simulation/stop",
+                            f"{API}/simulation/status", f"{API}/scenarios", f"{API}/scenarios/apply",
+                            f"{API}/scenarios/clear"})
+# GET /api/v1/scenarios "typical_conditions" as the original listed them (../shared/reference/
+# original-api-transcript.json); ours, from the scenario catalogue, are under "conditions".
+ORIGINAL_TYPICAL_CONDITIONS = {
+    "normal_operation": {"voltage": "13.65V", "temperature": "25-27°C", "mode": "float"},
+    "high_temperature": {"voltage": "13.65V", "temperature": "45-48°C", "mode": "float"},
+    "power_outage": {"voltage": "11.5-12.0V", "temperature": "30-35°C", "mode": "discharge", "current": "-10 to -30A"},
+    "hvac_failure": {"voltage": "13.65V", "temperature": "40-50°C", "mode": "float"},
+    "battery_degradation": {"voltage": "13.5-13.7V (lower under load)", "temperature": "28-35°C (runs hotter)",
+                            "resistance": "Increasing", "soh": "Declining rapidly"},
+    "thermal_runaway": {"voltage": "Variable", "temperature": "65-75°C (critical)", "mode": "discharge"},
+}
+# A battery id: printable text (the original took any string), capped like every id in a request.
+BATTERY_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,100}$"
 
 
 # ---------------------------------------------------------------------------------------- bodies
@@ -65,21 +87,30 @@ def known_scenario(name: str) -> str:
     return name
 
 
+def ignored_fields(model: BaseModel, where: str) -> list[str]:
+    """Warnings for the fields a lenient (original) body carried that nothing reads."""
+    return [f"{where}{name}: not a field here, ignored" for name in sorted(model.model_extra or {})]
+
+
 def timeline_field(description: str, **options) -> Any:
     return Field(max_length=MAX_TIMELINE_BYTES, description=f"{description} At most {MAX_TIMELINE_BYTES} characters.",
                  **options)
 
 
 class BatteryConfig(BaseModel):
-    battery_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$", examples=["BAT001"])
+    # Fields the original did not know are ignored (and reported as warnings), as it ignored them.
+    model_config = ConfigDict(extra="allow")
+    battery_id: str = Field(pattern=BATTERY_ID_PATTERN, examples=["BAT001"], description="Printable text, 1-100 characters.")
     profile: Literal["healthy", "accelerated", "failing"] = "healthy"
-    initial_soh: float = Field(default=100.0, gt=0, le=100, description="State of health at the start, %.")
+    initial_soh: float = Field(default=100.0, ge=0, le=100,
+                               description=f"State of health at the start, %; below {SOH_FLOOR_PCT:g} starts at "
+                                           f"{SOH_FLOOR_PCT:g} (a jar's floor).")
 
 
 class StartRequest(BaseModel):
     """The original's start body (``batteries``, ``interval_seconds``, ``scenario``), or a preset fleet."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
         {"batteries": [{"battery_id": "BAT001", "profile": "healthy", "initial_soh": 95.0},
                        {"battery_id": "BAT002", "profile": "accelerated", "initial_soh": 85.0}],
          "interval_seconds": 5},
@@ -116,15 +147,6 @@ class StartRequest(BaseModel):
             raise ValueError(f"{value.isoformat()} is outside {EARLIEST_START.isoformat()} to {LATEST_START.isoformat()}")
         return value
 
-    @field_validator("batteries")
-    @classmethod
-    def _ids_unique(cls, batteries):
-        ids = [battery.battery_id for battery in batteries or []]
-        twice = sorted({battery_id for battery_id in ids if ids.count(battery_id) > 1})
-        if twice:
-            raise ValueError(f"battery_id used more than once: {', '.join(twice)}")
-        return batteries
-
     @model_validator(mode="after")
     def _one_fleet(self):
         if (self.batteries is None) == (self.preset is None):
@@ -132,22 +154,49 @@ class StartRequest(BaseModel):
                              f"({', '.join(PRESETS)}), not both")
         return self
 
+    def unique_batteries(self) -> list[BatteryConfig]:
+        """The batteries, each id once: a repeated id is the same battery (its first entry), as in the original."""
+        first: dict[str, BatteryConfig] = {}
+        for battery in self.batteries or []:
+            first.setdefault(battery.battery_id, battery)
+        return list(first.values())
+
+    def warnings(self) -> list[str]:
+        """What the original accepted that we take leniently: unknown fields, repeated ids, a SOH below the floor."""
+        found = ignored_fields(self, "")
+        seen: set[str] = set()
+        for index, battery in enumerate(self.batteries or []):
+            found += ignored_fields(battery, f"batteries[{index}].")
+            if battery.battery_id in seen:
+                found.append(f"batteries[{index}].battery_id: {shown(battery.battery_id)} is listed already; "
+                             "this entry is ignored")
+            seen.add(battery.battery_id)
+            if battery.initial_soh < SOH_FLOOR_PCT:
+                found.append(f"batteries[{index}].initial_soh: {battery.initial_soh:g} starts at the "
+                             f"{SOH_FLOOR_PCT:g} % floor (a jar with no capacity left has no state of charge)")
+        return found
+
     def fleet(self) -> tuple[FleetSpec, str | None]:
         if self.preset is not None:
             return get_preset(self.preset), self.preset
-        jars = [JarSpec(battery_id=b.battery_id, profile=b.profile, initial_soh_pct=b.initial_soh)
-                for b in self.batteries]
-        site = SiteSpec(site_id=API_SITE_ID, name="API batteries", load_kw_per_string=API_LOAD_KW_PER_JAR, jars=jars)
-        return FleetSpec(name="api", description="Batteries listed in the start request", sites=[site]), None
+        sites = [SiteSpec(site_id=f"{API_SITE_PREFIX}{number:02d}", name=f"Room of {b.battery_id}",
+                          load_kw_per_string=API_LOAD_KW_PER_JAR,
+                          jars=[JarSpec(battery_id=b.battery_id, profile=b.profile,
+                                        initial_soh_pct=max(b.initial_soh, SOH_FLOOR_PCT))])
+                 for number, b in enumerate(self.unique_batteries(), start=1)]
+        return FleetSpec(name="api", description="Batteries listed in the start request, each in its own room",
+                         sites=sites), None
 
 
 class ApplyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
         {"scenario": "power_outage", "battery_ids": ["BAT001"], "ambient_temp": 28.0},
         {"scenario": "hvac_failure", "site_ids": ["HKT_DC1"], "duration_s": 7200},
     ]})
     scenario: str = Field(description=f"One of: {', '.join(CATALOGUE)}.")
-    battery_ids: IdList | None = Field(default=None, max_length=MAX_IDS, description="Targets; none given: the whole fleet.")
+    battery_ids: IdList | None = Field(default=None, max_length=MAX_IDS,
+                                       description="Targets; none given, or an empty list: the whole fleet. Unknown ids "
+                                                   "are ignored (and named in warnings).")
     site_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
     string_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
     ambient_temp: float | None = Field(default=None, ge=-10, le=60, description="Hold the battery room at this, °C.")
@@ -163,7 +212,7 @@ class ApplyRequest(BaseModel):
 
 
 class ClearRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
     battery_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
     site_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
     string_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
@@ -186,6 +235,33 @@ class TimelineRequest(BaseModel):
 def invalid(field: str, message: str) -> HTTPException:
     """A 422 in FastAPI's own validation shape, naming the field."""
     return HTTPException(422, detail=[{"loc": ["body", field], "msg": brief(message), "type": "value_error"}])
+
+
+def as_text(detail: list[dict]) -> str:
+    """A validation error list as one line naming each field: what the original's clients can show."""
+    def field(loc) -> str:
+        named = [str(part) for part in loc if part != "body"]
+        return ".".join(named) or "request body"
+    return brief("; ".join(f"{field(item.get('loc', ()))}: {item.get('msg', '')}" for item in detail))
+
+
+async def original_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422: on the original's endpoints ``detail`` is a string (its frontend shows it as text), else a list."""
+    response = await validation_error(request, error)
+    if request.url.path not in ORIGINAL_PATHS:
+        return response
+    return JSONResponse({"detail": as_text(json.loads(response.body)["detail"])}, status_code=422)
+
+
+async def original_http_error(request: Request, error: StarletteHTTPException):
+    if request.url.path in ORIGINAL_PATHS and isinstance(error.detail, list):
+        error = HTTPException(error.status_code, detail=as_text(error.detail), headers=error.headers)
+    return await http_exception_handler(request, error)
+
+
+def warned(warnings: list[str]) -> dict:
+    """The ``warnings`` key of a lenient answer, only when there is something to say."""
+    return {"warnings": warnings} if warnings else {}
 
 
 # ---------------------------------------------------------------------------------------- the app
@@ -218,7 +294,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     )
     app.state.sessions = sessions
     # Bodies are capped before they are parsed (413), and a 422 repeats only the start of a long input.
-    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(RequestValidationError, original_validation_error)
+    app.add_exception_handler(StarletteHTTPException, original_http_error)
     # Who may talk to it: allowed hosts and origins (CORS), the token, JSON bodies, security headers.
     access = access or AccessPolicy()
     app.add_middleware(Guard, policy=access)
@@ -235,39 +312,54 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     app.include_router(query_router(data_dir))
 
     endpoints = {
-        "health": "GET /health",
+        # The original's names and values first, then ours.
+        "health": "/health",
+        "start_simulation": f"POST {API}/simulation/start",
+        "stop_simulation": f"POST {API}/simulation/stop",
+        "get_status": f"GET {API}/simulation/status",
+        "scenarios": f"GET {API}/scenarios",
+        "apply_scenario": f"POST {API}/scenarios/apply",
+        "clear_scenario": f"POST {API}/scenarios/clear",
+        "websocket": f"WS {API}/ws/telemetry",
         "docs": "GET /docs",
-        "start": f"POST {API}/simulation/start",
-        "stop": f"POST {API}/simulation/stop",
-        "status": f"GET {API}/simulation/status",
         "speed": f"POST {API}/simulation/speed",
         "pause": f"POST {API}/simulation/pause",
         "resume": f"POST {API}/simulation/resume",
-        "scenarios": f"GET {API}/scenarios",
-        "apply_scenario": f"POST {API}/scenarios/apply",
-        "clear_scenarios": f"POST {API}/scenarios/clear",
         "active_scenarios": f"GET {API}/scenarios/active",
         "presets": f"GET {API}/presets",
         "timeline": f"GET|POST {API}/timeline",
         "alarms": f"GET {API}/alarms",
         "subscribers": f"GET {API}/ws/subscribers",
-        "telemetry": f"WS {API}/ws/telemetry",
         "recordings": f"GET {API}/recordings",
         "replay": f"POST {API}/replay/start|pause|resume|stop|seek|speed, GET {API}/replay/status",
         "replay_telemetry": f"WS {API}/ws/replay",
         "query": f"POST {API}/query",
     }
 
-    def running():
+    def running(status_code: int = 409):
+        """The running simulation; else ``status_code`` (409 on ours, 400 on the original's endpoints)."""
         try:
             return sessions.running(DEFAULT_SLOT)
         except NotRunning as error:
-            raise HTTPException(409, detail=str(error)) from None
+            raise HTTPException(status_code, detail=str(error)) from None
 
-    def check_ids(session, battery_ids, site_ids, string_ids) -> None:
+    def known_battery_ids(session, battery_ids: list[str] | None) -> tuple[list[str] | None, list[str]]:
+        """``battery_ids`` without the ids this fleet does not have (the original ignored them), and a warning
+        naming those; an empty list means the whole fleet, as in the original."""
+        if not battery_ids:
+            return None, []
+        known = set(session.fleet.battery_ids)
+        kept = [battery_id for battery_id in battery_ids if battery_id in known]
+        unknown = sorted(set(battery_ids) - known)
+        if not unknown:
+            return kept, []
+        sample = ", ".join(session.fleet.battery_ids[:5]) + (", ..." if session.fleet.size > 5 else "")
+        named = ", ".join(shown(battery_id) for battery_id in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        return kept, [f"battery_ids: unknown {named} ignored (this fleet has e.g. {sample})"]
+
+    def check_ids(session, site_ids, string_ids) -> None:
         fleet = session.fleet
-        for name, given, known in (("battery_ids", battery_ids, fleet.battery_ids),
-                                   ("site_ids", site_ids, fleet.site_ids), ("string_ids", string_ids, fleet.string_ids)):
+        for name, given, known in (("site_ids", site_ids, fleet.site_ids), ("string_ids", string_ids, fleet.string_ids)):
             unknown = sorted(set(given or ()) - set(known))
             if unknown:
                 sample = ", ".join(known[:5]) + (", ..." if len(known) > 5 else "")
@@ -281,7 +373,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         index = STATIC_DIR / "index.html"
         if "application/json" not in accept and "text/html" in accept and index.is_file():
             return FileResponse(index)
-        return {"service": "sensor-simulator", "version": "1.0.0", "battsim_version": __version__,
+        return {"service": "Sensor Simulator Service", "version": "1.0.0", "battsim_version": __version__,
                 "endpoints": endpoints}
 
     @app.get("/health", summary="Health check (the original's body)")
@@ -298,7 +390,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
 
     # ------------------------------------------------------------------------------------ simulation
     @app.post(f"{API}/simulation/start", summary="Start a live simulation",
-              responses={409: {"description": "A simulation is already running"}})
+              responses={400: {"description": "A simulation is already running"}})
     async def start(request: StartRequest):
         fleet, preset_name = request.fleet()
         config = LiveConfig(fleet=fleet, preset=preset_name, interval_s=request.interval_seconds, seed=request.seed,
@@ -307,7 +399,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         try:
             session = await sessions.start(config, DEFAULT_SLOT)
         except AlreadyRunning as error:
-            raise HTTPException(409, detail=str(error)) from None
+            raise HTTPException(400, detail=str(error)) from None
         except TimelineError as error:
             raise invalid("timeline", str(error)) from None
         except ScenarioError as error:
@@ -317,14 +409,15 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         return {"status": "started", "message": f"Simulation started for {session.fleet.size} batteries",
                 "interval_seconds": request.interval_seconds, "recording_id": session.recorder.run_id,
                 "recording_path": str(session.recording_path), "speed": request.speed, "seed": request.seed,
-                "sim_start": session.status()["sim_start"]}
+                "sim_start": session.status()["sim_start"], **warned(request.warnings())}
 
     @app.post(f"{API}/simulation/stop", summary="Stop the simulation; its recording is marked complete")
     async def stop():
         try:
             session = await sessions.stop(DEFAULT_SLOT)
-        except NotRunning as error:
-            raise HTTPException(409, detail=str(error)) from None
+        except NotRunning:  # the original answered 200: a defensive stop before a start must not fail
+            return {"status": "stopped", "message": "Simulation stopped successfully",
+                    "warnings": ["no simulation was running"]}
         return {"status": "stopped", "message": "Simulation stopped successfully",
                 "recording_id": session.recorder.run_id, "recording_path": str(session.recording_path),
                 "readings_generated": session.readings_generated}
@@ -356,7 +449,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     @app.get(f"{API}/scenarios", summary="The scenario catalogue")
     async def scenarios():
         return [{"scenario": spec.name, "name": spec.title, "description": spec.description,
-                 "typical_conditions": spec.typical_conditions, "scope": spec.scope.value,
+                 "typical_conditions": ORIGINAL_TYPICAL_CONDITIONS.get(spec.name, {}),
+                 "conditions": spec.typical_conditions, "scope": spec.scope.value,
                  "parameters": spec.params.model_json_schema().get("properties", {})}
                 for spec in CATALOGUE.values()]
 
@@ -365,11 +459,13 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         return running().scenarios.active()
 
     @app.post(f"{API}/scenarios/apply", summary="Apply a scenario to batteries, strings or sites",
-              responses={404: {"description": "Unknown battery, string or site ids"},
-                         409: {"description": "No simulation is running"}})
+              responses={404: {"description": "Unknown string or site ids"},
+                         400: {"description": "No simulation is running"}})
     async def apply(request: ApplyRequest):
-        session = running()
-        check_ids(session, request.battery_ids, request.site_ids, request.string_ids)
+        session = running(400)
+        check_ids(session, request.site_ids, request.string_ids)
+        battery_ids, warnings = known_battery_ids(session, request.battery_ids)
+        warnings = ignored_fields(request, "") + warnings
         spec = CATALOGUE[request.scenario]
         params = dict(request.params or {})
         hold_room = None
@@ -378,7 +474,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
                 params.setdefault("ambient_c", request.ambient_temp)
             else:
                 hold_room = request.ambient_temp
-        targets = {"batteries": request.battery_ids, "sites": request.site_ids, "strings": request.string_ids}
+        targets = {"batteries": battery_ids, "sites": request.site_ids, "strings": request.string_ids}
         try:
             count = session.scenarios.apply(request.scenario, params=params or None, duration_s=request.duration_s,
                                             source="api", **targets)
@@ -393,7 +489,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
             message += f"; battery room held at {hold_room:g} °C (high_temperature)"
         return {"status": "applied", "message": message, "batteries": count, "seq": session.status()["seq"],
                 "sim_time": session.sim_now.astimezone(UTC).isoformat(),
-                "active_scenarios": session.scenarios.active()}
+                "active_scenarios": session.scenarios.active(), **warned(warnings)}
 
     @app.post(f"{API}/scenarios/clear", summary="Clear scenarios (all, or on the given batteries)",
               openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
@@ -415,13 +511,21 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
             chosen = ClearRequest.model_validate(data or {})
         except ValueError as error:
             raise HTTPException(422, detail=json.loads(error.json(include_url=False))) from None
-        session = running()
-        check_ids(session, chosen.battery_ids, chosen.site_ids, chosen.string_ids)
-        count = session.scenarios.clear(batteries=chosen.battery_ids, sites=chosen.site_ids,
+        warnings = ignored_fields(chosen, "")
+        session = sessions.slot(DEFAULT_SLOT).running
+        if session is None:  # the original answered 200: nothing to clear
+            return {"status": "cleared", "message": "Scenarios cleared for 0 batteries", "batteries": 0,
+                    "active_scenarios": [], "warnings": [*warnings, "no simulation is running"]}
+        check_ids(session, chosen.site_ids, chosen.string_ids)
+        battery_ids, unknown = known_battery_ids(session, chosen.battery_ids)
+        everywhere = battery_ids is None and chosen.site_ids is None and chosen.string_ids is None
+        count = session.scenarios.clear(batteries=battery_ids, sites=chosen.site_ids,
                                         strings=chosen.string_ids, name=chosen.scenario)
+        if everywhere and chosen.scenario is None:
+            session.scenario = None  # as the original's status said after clearing every battery
         session.wake()
         return {"status": "cleared", "message": f"Scenarios cleared for {count} batteries", "batteries": count,
-                "active_scenarios": session.scenarios.active()}
+                "active_scenarios": session.scenarios.active(), **warned(warnings + unknown)}
 
     # ------------------------------------------------------------------------------------ timelines
     @app.get(f"{API}/timeline", summary="Timelines installed in the running simulation, and the shipped ones")

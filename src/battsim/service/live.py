@@ -152,6 +152,8 @@ class LiveSession:
         offset_s = 0.0 if config.start else max(0.0, time.time() - start.timestamp())
         self.clock = PacedClock(offset_s, config.speed, paused=config.paused)
         self.timelines: list[Timeline] = []
+        # The original's status "scenario": the start's, until a clear of every battery.
+        self.scenario = config.scenario
         self.started_at = datetime.now(UTC)
         self.stopped_at: datetime | None = None
         self.error: str | None = None
@@ -367,9 +369,10 @@ class LiveSession:
         return {
             # The original's fields.
             "is_running": running,
-            "batteries_count": self.fleet.size,
+            # A stopped simulation has no batteries and no scenario (as the original said).
+            "batteries_count": self.fleet.size if running else 0,
             "interval_seconds": config.interval_s,
-            "scenario": config.scenario,
+            "scenario": self.scenario if running else None,
             "started_at": self.started_at.isoformat(),
             "readings_generated": self.readings_generated,
             # Ours.
@@ -400,7 +403,8 @@ class LiveSession:
 
 def idle_status(slot: str) -> dict:
     """Status of a slot where nothing has been started yet (the original's shape)."""
-    return {"is_running": False, "batteries_count": 0, "interval_seconds": 0, "scenario": None, "started_at": None,
+    # interval_seconds: the start request's default, as the original reported it before any start.
+    return {"is_running": False, "batteries_count": 0, "interval_seconds": 5, "scenario": None, "started_at": None,
             "readings_generated": 0, "session": slot, "is_paused": False, "recording_id": None}
 
 

@@ -122,6 +122,11 @@
     clearTimeout(toastTimer);
     toastTimer = setTimeout(() => { el.hidden = true; }, kind === "error" ? 12000 : 4000);
   }
+  // An answer's message; its warnings (unknown ids the original's endpoints ignore) shown as an error.
+  function toastResult(result) {
+    if (result.warnings && result.warnings.length) toast(`${result.message}; ${result.warnings.join("; ")}`);
+    else toast(result.message, "info");
+  }
   // Runs a control action; its error becomes a message on the page (not an exception in the console).
   function action(fn) {
     return async (event) => {
@@ -973,13 +978,13 @@
     const duration = durationSeconds($("scenario-duration").value);
     if (duration != null) body.duration_s = duration;
     const result = await api("POST", "scenarios/apply", body);
-    toast(result.message, "info");
+    toastResult(result);
     renderActiveScenarios(result.active_scenarios || []);
   });
 
   const clearScenario = (everything) => action(async () => {
     const result = await api("POST", "scenarios/clear", everything ? undefined : targets());
-    toast(result.message, "info");
+    toastResult(result);
     renderActiveScenarios(result.active_scenarios || []);
   });
 
