@@ -192,12 +192,13 @@ def test_apply_duration_s_out_of_range_names_duration_s_not_params(server):
                          {"scenario": "hvac_failure", "params": {}, "duration_s": duration}):
                 response = http.post(f"{API}/scenarios/apply", json=body)
                 assert response.status_code == 422, response.text
-                assert [e["loc"] for e in response.json()["detail"]] == [["body", "duration_s"]], response.text
+                # apply is one of the original's endpoints: detail is text, "field: message"
+                assert response.json()["detail"].startswith("duration_s: "), response.text
         # A non-finite number written as JSON's NaN is refused the same way.
         response = http.post(f"{API}/scenarios/apply", content=b'{"scenario": "power_outage", "duration_s": NaN}',
                              headers={"Content-Type": "application/json"})
         assert response.status_code == 422, response.text
-        assert [e["loc"][-1] for e in response.json()["detail"]] == ["duration_s"], response.text
+        assert response.json()["detail"].startswith("duration_s: "), response.text
     finally:
         http.post(f"{API}/simulation/stop")
 
