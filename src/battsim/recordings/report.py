@@ -46,6 +46,7 @@ class Report:
     headline: dict[str, str]
     wall_s: float
     timings_s: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, str] = field(default_factory=dict)
 
 
 def bucket_seconds(span_s: float, interval_s: int, points: int = TARGET_POINTS) -> int:
@@ -73,9 +74,10 @@ def write_report(recording: str | Path, out: str | Path) -> Report:
         timings["soh_scan_s"] = time.perf_counter() - step
         step = time.perf_counter()
         outages = _fetch(connection, "SELECT * FROM outage_autonomy")
-        alarms = _fetch(connection, "SELECT rule, site_id, battery_id, raised_at, cleared_at, duration_s FROM alarms")
+        alarms = _fetch(connection, "SELECT rule, severity, site_id, battery_id, raised_at, cleared_at, duration_s FROM alarms")
         events = dict(connection.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind").fetchall())
         sites = [row[0] for row in connection.execute("SELECT site_id FROM sites ORDER BY site_key").fetchall()]
+        worst = _worst_strings(connection)
         timings["views_s"] = time.perf_counter() - step
 
     step = time.perf_counter()
@@ -85,14 +87,16 @@ def write_report(recording: str | Path, out: str | Path) -> Report:
         charts = _charts(staged, strings, sites, soh, outages, alarms, run)
         timings["charts_s"] = time.perf_counter() - step
         headline = _headline(run, strings, soh, outages, alarms, events, bucket_s)
-        (staged / "index.html").write_text(_html(run, headline, events, charts, Path(recording).name), encoding="utf-8")
+        summary = _summary(headline, outages, alarms, worst)
+        (staged / "index.html").write_text(_html(run, summary, headline, events, charts, Path(recording).name),
+                                           encoding="utf-8")
         _publish(staged, out)
     except OSError as error:
         raise OutputError(f"cannot write {out} ({error.strerror or error})") from None
     finally:
         discard(staged)
     return Report(out, [out / chart.name for chart in charts], out / "index.html", headline,
-                  time.perf_counter() - began, timings)
+                  time.perf_counter() - began, timings, summary)
 
 
 def _publish(staged: Path, out: Path) -> None:
@@ -293,57 +297,132 @@ def _message(ax, text: str) -> None:
     ax.set_yticks([])
 
 
+def autonomy_points(outages: dict) -> dict[str, np.ndarray]:
+    """One point per row of ``outage_autonomy``: the string, the outage's duration and the string's autonomy
+    in it, in minutes. A string that held to the end ran at least the outage's length (its autonomy is the
+    duration, a lower bound); one that hit low-voltage disconnect ran ``time_to_disconnect_s``."""
+    lvd = outages["lvd_reached"].astype(bool)
+    duration_min = outages["duration_s"].astype(float) / 60.0
+    to_disconnect = np.array([np.nan if t is None else float(t) for t in outages["time_to_disconnect_s"]], dtype=float)
+    return {
+        "string_id": outages["string_id"].astype(str),
+        "duration_min": duration_min,
+        "autonomy_min": np.where(lvd, to_disconnect / 60.0, duration_min),
+        "lvd": lvd,
+        "min_block_voltage_v": outages["min_block_voltage_v"].astype(float),
+    }
+
+
 def _outage_chart(path: Path, outages: dict) -> Path:
-    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    """One row per string, one mark per outage at its duration; a disconnect is a red cross at the
+    string's autonomy with a line on to the outage's end (the load it dropped). The outages of a string
+    sit side by side in its row, in order, so a fleet of equal outages does not collapse into one dot."""
+    points = autonomy_points(outages)
+    strings = sorted(set(points["string_id"]))
+    figure = Figure(figsize=(9, 1.6 + 0.32 * max(len(strings), 3)), layout="constrained")
     ax = figure.subplots()
-    ax.set_title("Outage autonomy: each point is one outage of one string")
-    if len(outages["string_id"]) == 0:
+    ax.set_title("Autonomy per string in each outage (circle: held to the end, colour: lowest block voltage; "
+                 "red ×: low-voltage disconnect)", fontsize=9)
+    if not strings:
         _message(ax, "no outages in this recording")
-    else:
-        minutes = outages["duration_s"].astype(float) / 60.0
-        ah = outages["ah_delivered"].astype(float)
-        lvd = outages["lvd_reached"].astype(bool)
-        if (~lvd).any():
-            ax.scatter(minutes[~lvd], ah[~lvd], s=14, color="tab:blue", label="held until the grid returned")
-        if lvd.any():
-            ax.scatter(minutes[lvd], ah[lvd], s=18, color="tab:red", marker="x", label="low-voltage disconnect")
-        ax.set_xlabel("Outage duration, minutes")
-        ax.set_ylabel("Charge delivered, Ah")
-        ax.legend(fontsize=8)
+        figure.savefig(path, dpi=90)
+        return path
+    row = {string_id: i for i, string_id in enumerate(strings)}
+    y = np.array([row[s] for s in points["string_id"]], dtype=float)
+    for string_id in strings:  # spread a string's outages over its row, in the view's (start) order
+        mine = np.flatnonzero(points["string_id"] == string_id)
+        y[mine] += np.linspace(-0.3, 0.3, len(mine)) if len(mine) > 1 else 0.0
+    held, lvd = ~points["lvd"], points["lvd"]
+    if held.any():
+        dots = ax.scatter(points["duration_min"][held], y[held], c=points["min_block_voltage_v"][held], cmap="viridis",
+                          s=16, edgecolors="0.2", linewidths=0.3)
+        figure.colorbar(dots, ax=ax, label="Lowest block voltage, V", shrink=0.8)
+    if lvd.any():
+        ax.hlines(y[lvd], points["autonomy_min"][lvd], points["duration_min"][lvd], color="tab:red", linewidth=0.8)
+        ax.scatter(points["autonomy_min"][lvd], y[lvd], s=28, color="tab:red", marker="x", zorder=3,
+                   label="low-voltage disconnect (line: to the outage's end)")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_yticks(range(len(strings)), strings, fontsize=7)
+    ax.set_ylim(-0.6, len(strings) - 0.4)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(float(np.nanmax(points["duration_min"])), 1.0) * 1.05)
+    ax.set_xlabel("Outage duration (circles) and autonomy to disconnect (×), minutes")
+    ax.grid(axis="x", color="0.9")
     figure.savefig(path, dpi=90)
     return path
+
+
+SEVERITIES = ("critical", "warning", "info")  # the rules' severities, worst first (alarms view, detail->>'severity')
+
+
+def alarm_bin_seconds(span_s: float) -> int:
+    """Bins for the alarm counts: a few dozen over the run (an hour for a day, three hours for a week, a week for a year)."""
+    return bucket_seconds(span_s, 3600, points=60)
+
+
+def alarm_counts(alarms: dict, start: datetime, end: datetime,
+                 bin_s: int) -> tuple[np.ndarray, dict[tuple[str, str], np.ndarray]]:
+    """Alarms raised per ``bin_s`` bin from ``start``, per (severity, rule): the bins' left edges (UTC) and
+    the counts. An alarm counts once, in the bin where it was raised."""
+    bins = max(1, math.ceil((end - start).total_seconds() / bin_s))
+    edges = _as_utc(start) + np.arange(bins) * np.timedelta64(bin_s, "s")
+    counts: dict[tuple[str, str], np.ndarray] = {}
+    if len(alarms["rule"]):
+        index = np.array([int((raised - start).total_seconds() // bin_s) for raised in alarms["raised_at"]])
+        index = np.clip(index, 0, bins - 1)
+        keys = [(str(severity or "unspecified"), str(rule)) for severity, rule in zip(alarms["severity"], alarms["rule"])]
+        for key in sorted(set(keys), key=lambda k: (_severity_rank(k[0]), k[1])):
+            chosen = np.array([k == key for k in keys])
+            counts[key] = np.bincount(index[chosen], minlength=bins)
+    return edges, counts
+
+
+def _severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
 
 
 def _alarm_chart(path: Path, alarms: dict, outages: dict, run: dict) -> Path:
-    rows = sorted(set(str(rule) for rule in alarms["rule"]))
-    labels = rows + (["grid outage (any string)"] if len(outages["string_id"]) else [])
-    figure = Figure(figsize=(10, 1.2 + 0.45 * max(len(labels), 2)), layout="constrained")
-    ax = figure.subplots()
-    ax.set_title("Alarm timeline (UTC): raised to cleared, per rule" + ("" if rows else " (no alarms recorded)"))
-    if not labels:
-        _message(ax, "no alarms or outages in this recording")
-        figure.savefig(path, dpi=90)
-        return path
-    end = run["end"]
-    spans = [(alarms["rule"], alarms["raised_at"], alarms["cleared_at"])]
-    if len(outages["string_id"]):
-        spans.append((np.full(len(outages["string_id"]), labels[-1], dtype=object), outages["start"], outages["end"]))
-    for names, starts, ends in spans:
-        for row, label in enumerate(labels):
-            chosen = names == label
-            if not chosen.any():
-                continue
-            begin = np.array([_as_utc(s) for s in starts[chosen]], dtype="datetime64[s]")
-            finish = np.array([_as_utc(e if e is not None else end) for e in ends[chosen]], dtype="datetime64[s]")
-            width = np.maximum((finish - begin).astype("int64"), 60) / 86_400.0
-            left = begin.astype("int64") / 86_400.0
-            ax.broken_barh(list(zip(left, width)), (row - 0.35, 0.7),
-                           color="tab:gray" if label == labels[-1] and len(outages["string_id"]) else "tab:orange")
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    _date_axis(ax)
-    ax.set_xlim(_as_utc(run["start"]).astype("int64") / 86_400.0, _as_utc(end).astype("int64") / 86_400.0)
+    """Alarms raised over time: a panel per severity, stacked bars per rule; grid outages shaded."""
+    bin_s = alarm_bin_seconds((run["end"] - run["start"]).total_seconds())
+    edges, counts = alarm_counts(alarms, run["start"], run["end"], bin_s)
+    severities = sorted({severity for severity, _ in counts}, key=_severity_rank) or ["none"]
+    figure = Figure(figsize=(10, 0.8 + 2.3 * len(severities)), layout="constrained")
+    axes = figure.subplots(len(severities), 1, squeeze=False, sharex=True).ravel()
+    figure.suptitle(f"Alarms raised per {_duration(bin_s)} (UTC), by severity and rule; grey: grid outages", fontsize=10)
+    rules = sorted({rule for _, rule in counts})
+    colors = {rule: f"C{i % 10}" for i, rule in enumerate(rules)}  # one colour per rule in every panel
+    left = edges.astype("int64") / 86_400.0
+    width = bin_s / 86_400.0
+    outage_spans = sorted({(_as_utc(s), _as_utc(e if e is not None else run["end"]))
+                           for s, e in zip(outages["start"], outages["end"])})
+    for ax, severity in zip(axes, severities):
+        for begin, finish in outage_spans:
+            ax.axvspan(begin.astype("int64") / 86_400.0, finish.astype("int64") / 86_400.0, color="0.92", linewidth=0)
+        bottom = np.zeros(len(edges))
+        for (level, rule), count in counts.items():
+            if level == severity:
+                ax.bar(left, count, width=width * 0.9, bottom=bottom, align="edge", label=rule, color=colors[rule])
+                bottom += count
+        ax.set_title(severity, fontsize=9, loc="left")
+        ax.set_ylabel("Alarms raised", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if counts:
+            ax.legend(fontsize=7, loc="upper right")
+        _date_axis(ax)
+    if not counts:
+        axes[0].text(0.5, 0.5, "no alarms in this recording", ha="center", va="center", transform=axes[0].transAxes,
+                     color="0.4")
+    axes[-1].set_xlim(left[0], _as_utc(run["end"]).astype("int64") / 86_400.0)
     figure.savefig(path, dpi=90)
     return path
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("week", 7 * 86_400), ("day", 86_400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            n = seconds // size
+            return unit if n == 1 else f"{n} {unit}s"
+    return f"{seconds} s"
 
 
 def _as_utc(moment: datetime) -> np.datetime64:
@@ -392,6 +471,41 @@ def _headline(run: dict, strings: dict, soh: dict, outages: dict, alarms: dict, 
     return figures
 
 
+WORST_STRINGS = 3
+
+
+def _worst_strings(connection: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """The strings with the lowest true state of health (their weakest jar) at the last reading: (string_id,
+    weakest jar's true SOH %, the string's mean true SOH %). A string is as good as its weakest jar."""
+    return connection.execute(f"""
+        SELECT b.string_id, min(r.true_soh_pct), avg(r.true_soh_pct)
+        FROM reading_samples r JOIN batteries b USING (battery_key)
+        WHERE r.timestamp = (SELECT max(timestamp) FROM reading_samples)
+        GROUP BY b.string_id ORDER BY 2, 1 LIMIT {WORST_STRINGS}""").fetchall()
+
+
+def _summary(headline: dict[str, str], outages: dict, alarms: dict, worst: list[tuple]) -> dict[str, str]:
+    """The table ``index.html`` opens with: fleet, span, readings, outages, alarms, worst strings."""
+    count = len(outages["string_id"])
+    lvd = int(outages["lvd_reached"].astype(bool).sum()) if count else 0
+    distinct = len({(s, e) for s, e in zip(outages["start"], outages["end"])})
+    severities, per_severity = np.unique(np.array([str(s) for s in alarms["severity"]], dtype=str), return_counts=True)
+    by_severity = ", ".join(f"{n:,} {s}" for s, n in sorted(zip(severities, per_severity), key=lambda p: _severity_rank(p[0])))
+    disconnects = {}
+    for string_id, reached in zip(outages["string_id"], outages["lvd_reached"]):
+        disconnects[str(string_id)] = disconnects.get(str(string_id), 0) + int(bool(reached))
+    return {
+        "Fleet": headline["Fleet"],
+        "Span": headline["Span"],
+        "Readings": headline["Readings"],
+        "Outages": f"{distinct} grid outages, {count} string outages, {lvd} low-voltage disconnects",
+        "Alarms": f"{len(alarms['rule']):,} raised" + (f" ({by_severity})" if len(alarms["rule"]) else ""),
+        "Worst strings": "; ".join(
+            f"{string_id}: weakest jar {weakest:.1f} %, mean {mean:.1f} % SOH, "
+            f"{_count(disconnects.get(string_id, 0), 'disconnect')}" for string_id, weakest, mean in worst) or "none",
+    }
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
@@ -402,8 +516,13 @@ def _first_last(soh: dict) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([true[rows.start] for _, rows in groups]), np.array([true[rows.stop - 1] for _, rows in groups]))
 
 
-def _html(run: dict, headline: dict[str, str], events: dict, charts: list[Path], name: str) -> str:
-    rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in headline.items())
+def _table(figures: dict[str, str]) -> str:
+    return "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in figures.items())
+
+
+def _html(run: dict, summary: dict[str, str], headline: dict[str, str], events: dict, charts: list[Path],
+          name: str) -> str:
+    rows = _table(headline)
     kinds = "".join(f"<li>{html.escape(k)}: {v:,}</li>" for k, v in events.items()) or "<li>none</li>"
     images = "\n".join(
         f'<figure><img src="{c.name}" alt="{html.escape(c.stem)}"><figcaption>{html.escape(c.stem)}</figcaption>'
@@ -419,6 +538,10 @@ th, td {{ text-align: left; padding: .25em 1em .25em 0; border-bottom: 1px solid
 img {{ max-width: 100%; border: 1px solid #eee; }} figure {{ margin: 0 0 2em 0; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
+<h2>Summary</h2>
+<table id="summary">
+{_table(summary)}
+</table>
 <p>Run <code>{html.escape(str(run['id']))}</code>, preset {html.escape(str(run['preset']))}, seed {run['seed']},
 battsim {html.escape(str(run['version']))}. Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.</p>
 <h2>Headline figures</h2>
