@@ -89,6 +89,19 @@ class RecordingWriteError(RuntimeError):
         self.out, self.reason, self.kept = out, reason, kept
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C): the recording is closed, readable and marked incomplete.
+
+    ``summary`` is what was recorded (its ``path`` is where the recording was kept); ``stopped_s`` is the
+    virtual second the simulation had reached. ``kept`` is None if nothing readable was written. It is a
+    KeyboardInterrupt, so a caller that does not look for it still stops.
+    """
+
+    def __init__(self, summary: RunSummary, stopped_s: float, kept: Path | None):
+        super().__init__(f"interrupted at virtual second {stopped_s:g}")
+        self.summary, self.stopped_s, self.kept = summary, stopped_s, kept
+
+
 def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = None) -> RunSummary:
     """Simulate ``run`` into its recording; ``progress(virtual_seconds_done, readings)`` is called as it goes.
 
@@ -112,6 +125,7 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
         raise RecordingWriteError(run.out, _reason(error, staged, run.out), None) from None
     began = time.perf_counter()
     failure: BaseException | None = None
+    world: World | None = None
     try:
         sink = AlarmingSink(recorder, fleet) if run.alarms else recorder
         world = World(fleet, sink, seed=run.seed, start=run.start, interval_s=run.interval_s,
@@ -142,6 +156,11 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
         return RunSummary(run.out, recorder.run_id, recorder.readings_written, recorder.ticks_written, run.span_s,
                           wall_s)
     kept = keep_partial(staged, run.out)
+    # DuckDB turns a SIGINT that lands inside a query into its own InterruptException.
+    if isinstance(failure, (KeyboardInterrupt, duckdb.InterruptException)):
+        stopped_s = world.env.now if world is not None else 0.0
+        raise RunInterrupted(RunSummary(kept or run.out, recorder.run_id, recorder.readings_written,
+                                        recorder.ticks_written, stopped_s, wall_s), stopped_s, kept) from None
     if isinstance(failure, (OSError, duckdb.Error)):
         raise RecordingWriteError(run.out, _reason(failure, staged, run.out), kept) from None
     raise failure

@@ -9,6 +9,7 @@ The eight endpoints of the original keep their request and response shapes
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from battsim import __version__
 from battsim.engine.alarms import RULES, AlarmThresholds
 from battsim.engine.battery import SOH_FLOOR_PCT
 from battsim.engine.fleet import PRESETS, FleetSpec, JarSpec, SiteSpec, get_preset
-from battsim.scenarios import CATALOGUE, ScenarioError, TimelineError, shipped_timelines
+from battsim.scenarios import CATALOGUE, ScenarioError, Timeline, TimelineError, shipped_timelines
 from battsim.scenarios.controller import MAX_DURATION_S
 from battsim.scenarios.timeline import EARLIEST_YEAR, LATEST_YEAR, MAX_TIMELINE_BYTES
 from battsim.service.broadcast import ReadingFilter
@@ -267,22 +268,26 @@ def warned(warnings: list[str]) -> dict:
 # ---------------------------------------------------------------------------------------- the app
 def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *, interval_s: int = 5,
                speed: float = 1.0, seed: int = 0, broadcaster: dict | None = None,
-               access: AccessPolicy | None = None) -> FastAPI:
+               access: AccessPolicy | None = None, fleet: FleetSpec | None = None,
+               timelines: Sequence[Timeline] = ()) -> FastAPI:
     """The battsim service. ``preset`` starts that fleet at boot; recordings go to ``data_dir``.
+
+    ``fleet`` boots that fleet instead (``preset`` then only names it), with ``timelines`` (loaded and
+    checked, as ``battsim serve --fleet/--timeline`` does) installed in it.
 
     ``broadcaster`` overrides the WebSocket fan-out settings (see :class:`~battsim.service.broadcast.Broadcaster`);
     ``access`` says who may talk to the server (default: this machine only, no token; see
     :mod:`battsim.service.security`).
     """
-    if preset is not None:
-        get_preset(preset)  # refuse an unknown preset now, not at boot
+    if fleet is None and preset is not None:
+        fleet = get_preset(preset)  # refuse an unknown preset now, not at boot
     sessions = Sessions(Path(data_dir), broadcaster or {})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if preset is not None:
-            await sessions.start(LiveConfig(fleet=get_preset(preset), preset=preset, interval_s=interval_s,
-                                            speed=speed, seed=seed))
+        if fleet is not None:
+            await sessions.start(LiveConfig(fleet=fleet, preset=preset, interval_s=interval_s, speed=speed, seed=seed,
+                                            timelines=list(timelines)))
         yield
         # A clean shutdown (SIGINT/SIGTERM) completes every recording.
         await sessions.stop_all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from datetime import datetime, timedelta
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from battsim.engine.fleet import PRESETS, FleetFileError, FleetSpec, build_fleet, get_preset, load_fleet_file
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
-from battsim.recordings.batch import BatchRun, RecordingWriteError, record_run
+from battsim.recordings.batch import BatchRun, RecordingWriteError, RunInterrupted, record_run
 from battsim.recordings.outputs import OutputError, check_out
 from battsim.scenarios import CATALOGUE, TimelineError, load_timeline, shipped_timelines
 from battsim.service.lab_cli import lab_app
@@ -29,6 +30,22 @@ from battsim.service.terminal import console, fail, print_summary, stdout
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate stationary VRLA battery fleets.")
 app.add_typer(lab_app, name="lab")
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        stdout.print(f"battsim {package_version('battsim')}", highlight=False, markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the installed battsim version and exit.")] = False,
+) -> None:
+    """Simulate stationary VRLA battery fleets."""
+
+
 def parse_instant(flag: str, text: str, default_zone: ZoneInfo = ZoneInfo("Asia/Bangkok")) -> datetime:
     """An ISO 8601 date or date-time; without an offset it is read in Bangkok time."""
     try:
@@ -140,12 +157,29 @@ def run(
             bar.update(task, completed=done_s, virtual=moment.strftime("%Y-%m-%d %H:%M %Z"),
                        rate=f"{readings / elapsed:,.0f} readings/s")
 
+        interrupted: RunInterrupted | None = None
         try:
             summary = record_run(batch, progress=show)
         except RecordingWriteError as error:
             bar.stop()
             fail("--out", escape(str(error)))
+        except RunInterrupted as stopped:
+            bar.stop()
+            interrupted, summary = stopped, stopped.summary
 
+    if interrupted is not None:
+        # 130 = 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C.
+        moment = begin + timedelta(seconds=interrupted.stopped_s)
+        print_summary([
+            ("recording", str(summary.path) if interrupted.kept else "nothing readable was written"),
+            ("run id", summary.run_id),
+            ("readings", f"{summary.readings:,}"),
+            ("virtual span", f"{begin.isoformat()} → {end.isoformat()} ({span_s / 86400:g} days)"),
+            ("wall time", f"{summary.wall_s:.2f} s"),
+        ])
+        console.print(f"interrupted at {moment.isoformat()}, recording marked incomplete", soft_wrap=True,
+                      highlight=False, markup=False)
+        raise typer.Exit(code=130)
     print_summary([
         ("recording", str(summary.path)),
         ("run id", summary.run_id),
@@ -201,6 +235,11 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port, 1-65535.")] = 8003,
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Where live recordings are written.")] = Path("recordings"),
     preset: Annotated[str | None, typer.Option(help=f"Start this fleet at boot: {', '.join(PRESETS)}.")] = None,
+    fleet: Annotated[Path | None, typer.Option("--fleet", help="Start this fleet TOML file at boot (instead of "
+                                               "--preset).")] = None,
+    timeline: Annotated[list[str] | None, typer.Option(
+        "--timeline", help="Install this timeline (TOML file or shipped name) in the boot fleet; repeatable, the "
+        "files merge. Needs --preset or --fleet.")] = None,
     interval: Annotated[int, typer.Option(help="Seconds between readings of the boot fleet, 1-60.")] = 5,
     speed: Annotated[float, typer.Option(help="Virtual seconds per wall second of the boot fleet.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed of the boot fleet.")] = 0,
@@ -229,6 +268,11 @@ def serve(
         fail(error.flag, str(error))
     if preset is not None and preset not in PRESETS:
         fail("--preset", f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    if timeline and preset is None and fleet is None:
+        fail("--timeline", "needs a fleet to boot: give --preset or --fleet")
+    # The boot fleet is loaded and checked exactly as `battsim run` does it (same errors, exit 2).
+    spec, boot_name = resolve_fleet(preset, fleet) if preset is not None or fleet is not None else (None, None)
+    timelines = load_timelines(timeline or [], spec, seed) if spec is not None else []
     if not 1 <= port <= 65535:
         fail("--port", f"{port} is outside 1-65535")
     if not 1 <= interval <= 60:
@@ -247,7 +291,8 @@ def serve(
     from battsim.service.app import create_app
     from battsim.service.limits import MAX_WS_MESSAGE_BYTES
 
-    web = create_app(data_dir, preset, interval_s=interval, speed=speed, seed=seed, access=access)
+    web = create_app(data_dir, boot_name, interval_s=interval, speed=speed, seed=seed, access=access, fleet=spec,
+                     timelines=timelines)
     try:  # bound now: the banner shows the real address, and a port in use is an error, not a traceback
         sock = listening_socket(host, port)
     except OSError as error:
@@ -269,7 +314,8 @@ def serve(
         ("WebSocket", f"ws://{base.removeprefix('http://')}/api/v1/ws/telemetry"),
         ("token", "required on every request (Authorization: Bearer <token>)" if access.token else "none"),
         ("recordings", str(data_dir.resolve())),
-        ("running", f"{preset} (interval {interval} s, speed {speed:g}x, seed {seed})" if preset else
+        ("running", f"{boot_name or spec.name} (interval {interval} s, speed {speed:g}x, seed {seed})"
+         + "".join(f", timeline {t.source}" for t in timelines) if spec is not None else
          "nothing yet: POST /api/v1/simulation/start"),
     ])
     # Per-message compression costs more CPU than loopback bandwidth is worth at telemetry rates.

@@ -85,12 +85,14 @@ class LiveConfig:
     preset: str | None = None
     scenario: str | None = None  # applied to the whole fleet at start, as the original's start scenario
     timeline: str | None = None  # TOML text or a shipped timeline name
+    timelines: list[Timeline] = field(default_factory=list)  # already loaded (battsim serve --timeline); they merge
     paused: bool = False
 
     def config(self) -> dict:
         return {"mode": "live", "fleet": self.fleet.model_dump(mode="json"), "seed": self.seed,
                 "interval_s": self.interval_s, "speed": self.speed, "preset": self.preset,
-                "scenario": self.scenario, "timeline": self.timeline}
+                "scenario": self.scenario, "timeline": self.timeline,
+                **({"timelines": [{"source": t.source, "toml": t.text} for t in self.timelines]} if self.timelines else {})}
 
 
 def default_start(interval_s: int) -> datetime:
@@ -132,8 +134,8 @@ class LiveSession:
         start = config.start or default_start(config.interval_s)
         self.fleet = build_fleet(config.fleet, config.seed)
         # Refuse a bad timeline or scenario before anything is written.
-        timeline = resolve_timeline(config.timeline) if config.timeline else None
-        if timeline is not None:
+        timelines = [*config.timelines, *([resolve_timeline(config.timeline)] if config.timeline else [])]
+        for timeline in timelines:
             timeline.check(self.fleet)
         if config.scenario is not None and config.scenario not in CATALOGUE:
             raise ScenarioError(f"unknown scenario {config.scenario!r}; known: {', '.join(CATALOGUE)}")
@@ -171,7 +173,7 @@ class LiveSession:
         self._closer: asyncio.Future | None = None
         self._reader_cursors: list = []
         try:
-            if timeline is not None:
+            for timeline in timelines:
                 self._install(timeline)
             if config.scenario:
                 self.scenarios.apply(config.scenario, source="start")
