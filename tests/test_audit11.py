@@ -11,7 +11,6 @@ import signal
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 from tests.helpers import make_recording
 from typer.testing import CliRunner
@@ -20,8 +19,7 @@ from websockets.sync.client import connect
 
 from battsim.service.cli import app
 from battsim.service.limits import MAX_WS_MESSAGE_BYTES
-from test_service_fanout import battsim_command, free_port
-from test_service_helpers import WAIT_S, receive, serve, wait_until
+from test_service_helpers import WAIT_S, battsim_command, free_port, json_once_listening, receive, serve, wait_until
 
 API = "/api/v1"
 runner = CliRunner()
@@ -44,17 +42,8 @@ def battsim_serve(tmp_path):
     process = subprocess.Popen(battsim_command() + ["serve", "--port", str(port), "--data-dir", str(tmp_path)],
                                env={**os.environ, "BATTSIM_TOKEN": ""}, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return httpx.get(f"{base}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            assert process.poll() is None, process.stdout.read()
-            return False
-
     try:
-        wait_until(up)
+        wait_until(lambda: json_once_listening(process, f"http://127.0.0.1:{port}/health"))
         yield f"ws://127.0.0.1:{port}"
     finally:
         process.send_signal(signal.SIGTERM)

@@ -10,7 +10,6 @@ import subprocess
 import threading
 from importlib.metadata import version
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -18,8 +17,7 @@ from battsim.engine.fleet import get_preset
 from battsim.recordings import open_recording
 from battsim.recordings.batch import BatchRun, RunInterrupted, record_run
 from battsim.service import cli
-from test_service_fanout import battsim_command, free_port
-from test_service_helpers import WAIT_S, wait_until
+from test_service_helpers import WAIT_S, battsim_command, free_port, json_once_listening, wait_until
 
 LAB_FLEET = '[[sites]]\nsite_id = "LAB"\njars_per_string = 2\nmodel = "GS GPL12-100"\n'
 # An outage a virtual minute after boot: at --speed 600 it begins within a wall second.
@@ -46,11 +44,7 @@ def test_serve_boots_a_fleet_file_with_its_timelines(tmp_path):
     )
     try:
         def status():
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/api/v1/simulation/status", timeout=1).json()
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read()
-                return None
+            return json_once_listening(process, f"http://127.0.0.1:{port}/api/v1/simulation/status")
 
         booted = wait_until(lambda: (s := status()) and s["active_scenarios"] and s)
         assert booted["is_running"] and booted["batteries_count"] == 2 and booted["preset"] is None

@@ -36,8 +36,7 @@ from battsim.service.security import (
     origin_allowed,
     tokens_match,
 )
-from test_service_fanout import battsim_command, free_port
-from test_service_helpers import WAIT_S, receive, serve, wait_until
+from test_service_helpers import WAIT_S, battsim_command, free_port, json_once_listening, receive, serve, wait_until
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 EVIL = "http://evil.example"
@@ -322,14 +321,7 @@ def test_serve_with_a_token_from_the_environment_guards_every_endpoint_and_keeps
                                stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        def up():
-            try:
-                return httpx.get(f"{base}/health", timeout=1).status_code == 200
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read()
-                return False
-
-        wait_until(up)
+        wait_until(lambda: json_once_listening(process, f"{base}/health"))
         assert httpx.get(f"{base}/api/v1/presets").status_code == 401
         assert httpx.get(f"{base}/api/v1/presets", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         process.send_signal(signal.SIGTERM)

@@ -7,15 +7,21 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-from pathlib import Path
 
-import httpx
 from typer.testing import CliRunner
 
 from battsim.recordings import open_recording
 from battsim.service import cli
-from test_service_helpers import WAIT_S, next_of, receive, serve, wait_until
+from test_service_helpers import (
+    WAIT_S,
+    battsim_command,
+    free_port,
+    json_once_listening,
+    next_of,
+    receive,
+    serve,
+    wait_until,
+)
 
 
 def stalled_subscriber(port: int) -> socket.socket:
@@ -82,17 +88,6 @@ def test_a_slow_subscriber_is_told_how_many_frames_it_lost(tmp_path):
         server.http.post("/api/v1/simulation/stop").raise_for_status()
 
 
-def battsim_command() -> list[str]:
-    script = Path(sys.executable).parent / "battsim"
-    return [str(script)] if script.exists() else [sys.executable, "-c", "from battsim.service.cli import main; main()"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_prints_its_urls_and_a_sigterm_completes_the_recording(tmp_path):
     port = free_port()
     process = subprocess.Popen(
@@ -102,15 +97,8 @@ def test_serve_prints_its_urls_and_a_sigterm_completes_the_recording(tmp_path):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-
-        def up():
-            try:
-                return httpx.get(f"{base}/api/v1/simulation/status", timeout=1).json()
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read()
-                return None
-
-        status = wait_until(lambda: (s := up()) and s["readings_generated"] >= 24 * 5 and s)
+        status = wait_until(lambda: (s := json_once_listening(process, f"{base}/api/v1/simulation/status"))
+                            and s["readings_generated"] >= 24 * 5 and s)
         assert status["is_running"] and status["preset"] == "single-string"
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=WAIT_S)

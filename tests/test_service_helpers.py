@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -83,3 +85,24 @@ def wait_until(check, timeout: float = WAIT_S, every_s: float = 0.02):
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(every_s)
     return result
+
+
+# --------------------------------------------------------------------------- `battsim` as a subprocess
+def battsim_command() -> list[str]:
+    script = Path(sys.executable).parent / "battsim"
+    return [str(script)] if script.exists() else [sys.executable, "-c", "from battsim.service.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def json_once_listening(process: subprocess.Popen, url: str):
+    """GET ``url`` as JSON, or None while the server in ``process`` is not listening yet (it must not have died)."""
+    try:
+        return httpx.get(url, timeout=1).json()
+    except httpx.TransportError:
+        assert process.poll() is None, process.stdout.read()
+        return None
