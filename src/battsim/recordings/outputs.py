@@ -29,10 +29,6 @@ class OutputError(ValueError):
     """An ``--out`` that cannot or may not be written; the message names the path and why."""
 
 
-def _inside(path: Path, directory: Path) -> bool:
-    return path == directory or directory in path.parents
-
-
 def check_out(out: Path, overwrite: bool, inputs: Sequence[Path] = (),
               kind: Literal["file", "directory"] = "file") -> None:
     """Refuse an ``out`` that cannot be written or that ``overwrite`` may not replace (see the module docstring)."""
@@ -48,9 +44,9 @@ def check_out(out: Path, overwrite: bool, inputs: Sequence[Path] = (),
         source = Path(source).resolve()
         if source == target:
             raise OutputError(f"{out} is the input {source.name}; give another path")
-        if _inside(source, target):
+        if source.is_relative_to(target):
             raise OutputError(f"{out} holds the input {source.name}; give another path")
-    if _inside(Path.cwd().resolve(), target):
+    if Path.cwd().resolve().is_relative_to(target):
         raise OutputError(f"{out} is the working directory or holds it; give another path")
     if not overwrite:
         raise OutputError(f"{out} exists; pass --overwrite to replace it")
