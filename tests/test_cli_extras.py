@@ -105,7 +105,9 @@ def test_ctrl_c_on_run_prints_the_summary_exits_130_and_keeps_the_recording_inco
     try:
         assert reported.wait(WAIT_S), stderr.decode(errors="replace")
         process.send_signal(signal.SIGINT)
-        stdout, _ = process.communicate(timeout=WAIT_S)
+        # Only the pump reads stderr (communicate() would race it for the last lines); stdout is a short summary.
+        process.wait(timeout=WAIT_S)
+        stdout = process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
