@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint fuzz bench lock clean chromium
+.PHONY: install run test lint fuzz bench lock clean system-packages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,21 +21,23 @@ install: $(INSTALLED)
 run: install
 	$(VENV)/bin/battsim serve --preset thailand-9x24 --data-dir recordings
 
-# The dashboard's browser tests drive Debian's chromium with Playwright (no browser download).
-chromium:
-	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+# Real servers the tests start on loopback (and stop): Debian's chromium for the dashboard's browser
+# tests (Playwright, no browser download), mosquitto for the MQTT sink, PostgreSQL for the database sink.
+SYSTEM_PACKAGES := chromium mosquitto postgresql
+system-packages:
+	@dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1 || (apt-get update && apt-get install -y $(SYSTEM_PACKAGES))
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench tools
 
-test: install chromium lint
+test: install system-packages lint
 	$(PY) -m pytest -n 2
 
 # The fuzzers with a longer budget than the one `make test` gives them.
 fuzz: install
 	BATTSIM_FUZZ_EXAMPLES=2000 $(PY) -m pytest -n 2 -m fuzz
 
-bench: install chromium
+bench: install system-packages
 	$(PY) bench/bench_batch.py --days 7 --memory-days 30
 	$(PY) bench/bench_live.py
 	$(PY) bench/bench_replay.py
