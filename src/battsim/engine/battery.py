@@ -170,6 +170,7 @@ class BatteryBank:
         self.tafel_v_per_cell = per_jar("tafel_v_per_cell")
         self.tafel_reference_c_rate = per_jar("tafel_reference_c_rate")
         self.depletion_v_per_cell = per_jar("depletion_v_per_cell")
+        self.rate_reference_ah = physics.rate_reference_ah(self.rated_capacity_ah, per_jar("rate_capability"))
         mass_kg = np.array([model.block_mass_kg for model in models])[model_index]
         self.heat_capacity_j_per_k = mass_kg * per_jar("specific_heat_j_per_kg_k")
         self.heat_transfer_w_per_k = np.array([model.block_heat_transfer_w_per_k for model in models])[model_index]
@@ -278,7 +279,7 @@ class BatteryBank:
     def _discharge_v_per_cell(self, current_a, surface, ocv, resistance_ohm, kinetics):
         # Cold steepens the knee as well as slowing diffusion; warmth only speeds the diffusion.
         return physics.discharge_voltage_v_per_cell(
-            current_a, surface, ocv, resistance_ohm, self.cells, self.rated_capacity_ah, self.tafel_v_per_cell,
+            current_a, surface, ocv, resistance_ohm, self.cells, self.rate_reference_ah, self.tafel_v_per_cell,
             self.tafel_reference_c_rate, self.depletion_v_per_cell / np.minimum(kinetics, 1.0))
 
     def discharge_voltage_v(self, discharge_current_a: np.ndarray) -> np.ndarray:

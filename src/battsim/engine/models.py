@@ -94,6 +94,13 @@ class BatteryModel(BaseModel):
     depletion_v_per_cell: float = Field(
         default=0.06082, ge=0, le=1, description="Knee of the discharge curve near an empty available well, V/cell per C."
     )
+    rate_capability: float = Field(
+        default=1.0, ge=0.2, le=5.0,
+        description="Rate capability: plate area per Ah relative to the USF12-100A the discharge constants were fitted on "
+        "(thin-plate high-rate UPS blocks above 1, thick-plate cells below). The overpotential and the knee take the "
+        "current per Ah of C10 × this, so 1 keeps the USF12-100A's behaviour; fit it from the block's own table "
+        "(battsim lab fit): 5-30 min runtimes of another block need it.",
+    )
     temperature_warning_c: float = Field(default=45.0, description="Manufacturer temperature warning, °C.")
     temperature_critical_c: float = Field(default=50.0, description="Manufacturer temperature limit, °C.")
 

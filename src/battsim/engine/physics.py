@@ -178,10 +178,22 @@ def charge_efficiency(surface_soc):
     return 1.0 - CHARGE_LOSS_AT_FULL * np.square(surface_soc)
 
 
+def rate_reference_ah(rated_capacity_ah, rate_capability):
+    """The capacity a cell's current density is measured against, Ah: C10 × its rate capability.
+
+    The overpotential and the knee grow with the current per unit of plate area, not per Ah: a
+    high-rate block packs more, thinner plates into each Ah, so at the same C-rate its plates carry
+    ``1 / rate_capability`` of the current density of the USF12-100A the constants were fitted on
+    (rate capability 1). Fitted from a block's own discharge table (``battsim lab fit``).
+    """
+    return np.asarray(rated_capacity_ah) * rate_capability
+
+
 def discharge_voltage_v_per_cell(current_a, surface_soc, ocv_v_per_cell, resistance_ohm, cells, rated_capacity_ah,
                                  tafel_v_per_cell, tafel_reference_c_rate, depletion_v_per_cell):
     """Cell voltage while delivering ``current_a`` (positive), V/cell: OCV, ohmic drop, overpotential and the
-    knee; past empty the cell reverses, to about -1.5 V/cell plus its ohmic drop."""
+    knee; past empty the cell reverses, to about -1.5 V/cell plus its ohmic drop. ``rated_capacity_ah`` is
+    what the rate is taken against: :func:`rate_reference_ah` (C10 × rate capability)."""
     c_rate = current_a / rated_capacity_ah
     ohmic_v = current_a * resistance_ohm / cells
     discharging = (ocv_v_per_cell - ohmic_v

@@ -24,7 +24,7 @@ from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, RecordingWriteError, RunInterrupted, record_run
 from battsim.recordings.outputs import OutputError, check_out
 from battsim.scenarios import CATALOGUE, TimelineError, load_timeline, shipped_timelines
-from battsim.service.lab_cli import lab_app
+from battsim.service.lab_cli import fleet_with_model_file, lab_app
 from battsim.service.replay_cli import replay
 from battsim.service.terminal import console, fail, print_summary, stdout
 
@@ -99,6 +99,9 @@ def run(
     out: Annotated[Path, typer.Option("--out", help="Recording to write (a .duckdb file).")],
     preset: Annotated[str | None, typer.Option(help=f"Fleet preset: {', '.join(PRESETS)}.")] = None,
     fleet: Annotated[Path | None, typer.Option("--fleet", help="Fleet TOML file.")] = None,
+    model_file: Annotated[Path | None, typer.Option(
+        "--model-file", help="Battery model TOML file (e.g. from battsim lab fit): every jar of the fleet is this block.")
+    ] = None,
     start: Annotated[str | None, typer.Option(help="Start, ISO 8601 (default 2026-01-01T00:00+07:00).")] = None,
     days: Annotated[float | None, typer.Option(help="Virtual days to simulate (default 7).")] = None,
     until: Annotated[str | None, typer.Option(help="End, ISO 8601, instead of --days.")] = None,
@@ -114,6 +117,8 @@ def run(
 ) -> None:
     """Simulate a fleet over virtual time as fast as possible and record every reading."""
     spec, preset_name = resolve_fleet(preset, fleet)
+    if model_file is not None:  # the fleet is no longer the preset: its blocks are the file's
+        spec, preset_name = fleet_with_model_file(spec, model_file), None
     if not 1 <= interval <= 3600:
         fail("--interval", f"{interval} is outside 1-3600 seconds")
     if seed < 0 or seed >= 2**63:
@@ -136,7 +141,8 @@ def run(
         end = begin + timedelta(days=days)
     timelines = load_timelines(timeline or [], spec, seed)
     try:
-        check_out(out, overwrite, inputs=[p for p in [fleet, *(Path(t) for t in timeline or [])] if p and p.exists()])
+        check_out(out, overwrite, inputs=[p for p in [fleet, model_file, *(Path(t) for t in timeline or [])]
+                                          if p and p.exists()])
     except OutputError as error:
         fail("--out", escape(str(error)))
 

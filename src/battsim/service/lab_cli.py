@@ -15,6 +15,7 @@ import typer
 from battsim.engine import lab
 from battsim.engine.battery import PROFILE_NAMES
 from battsim.engine.failures import FAILURE_NAMES
+from battsim.engine.fleet import FleetSpec
 from battsim.engine.models import BUILT_IN_MODELS, BatteryModel, ModelFileError, get_model, load_model_file
 from battsim.service.terminal import fail
 
@@ -32,6 +33,17 @@ def resolve_model(name: str | None, path: Path | None) -> BatteryModel:
         return get_model(name) if name is not None else load_model_file(path)
     except ModelFileError as error:
         fail("--model" if name is not None else "--model-file", str(error))
+
+
+def fleet_with_model_file(spec: FleetSpec, path: Path) -> FleetSpec:
+    """``battsim run --model-file``: the fleet with every site's block replaced by the file's model."""
+    try:
+        model = load_model_file(path)
+    except ModelFileError as error:
+        fail("--model-file", str(error))
+    models = [custom for custom in spec.models if custom.name != model.name] + [model]
+    sites = [site.model_copy(update={"model": model.name}) for site in spec.sites]
+    return spec.model_copy(update={"models": models, "sites": sites})
 
 
 def check_range(flag: str, value: float | None, low: float, high: float, unit: str) -> None:
@@ -114,3 +126,100 @@ def life(
     if profile not in PROFILE_NAMES:
         fail("--profile", f"{profile!r} is not one of {', '.join(PROFILE_NAMES)}")
     emit(battery, {}, lab.life(battery, temperature, profile).as_dict())
+
+
+def resolve_base_model(text: str) -> BatteryModel:
+    """A built-in model by name, or a model TOML file."""
+    if text in BUILT_IN_MODELS:
+        return BUILT_IN_MODELS[text]
+    if not text.lower().endswith(".toml"):
+        fail("--base-model", f"{text!r} is neither a built-in model ({', '.join(BUILT_IN_MODELS)}) nor a .toml file")
+    try:
+        return load_model_file(text)
+    except ModelFileError as error:
+        fail("--base-model", str(error))
+
+
+def print_fit(result) -> None:
+    """The fit as text: fitted parameters, then each row's error per column (* marks held-out points)."""
+    lines = [f"model {result.model.name} (base {result.base.name}), {result.evaluations} evaluations"]
+    for name, value in result.parameters.items():
+        lines.append(f"  {name:<26} {value:<10g} (base {getattr(result.base, name):g})")
+    for label, summary in (("fit", result.error_summary(result.fitted)), ("holdout", result.error_summary(result.held_out))):
+        if summary is not None:
+            lines.append(f"{label:<8} {summary['points']:>3} points: worst {summary['worst_pct']:.1f} %, "
+                         f"rms {summary['rms_pct']:.1f} %")
+    lines.append("runtime error, simulated / datasheet - 1, % (* held out)")
+    for table in result.as_dict()["tables"]:
+        lines.append(f"{table['table']} ({table['units']})")
+        for row in table["rows"]:
+            cells = " ".join(f"{c['column']}:{c['error_pct']:+.1f}{'*' if c['role'] == 'holdout' else ''}"
+                             for c in row["columns"])
+            lines.append(f"  {row['end_voltage_v_per_cell']:.2f} V/cell  {cells}")
+    print("\n".join(lines))
+
+
+@lab_app.command()
+def fit(
+    tables: Annotated[list[Path], typer.Argument(
+        help="Discharge tables (CSV: end_voltage_per_cell × runtime columns; '# units: A|W/cell|W/block').")],
+    base_model: Annotated[str, typer.Option(
+        "--base-model", help="Built-in model or model TOML file giving everything but the fitted parameters.")
+    ] = "USF12-100A",
+    name: Annotated[str | None, typer.Option("--name", help="Name of the fitted model (default: '<base> (fitted)').")] = None,
+    units: Annotated[str | None, typer.Option(
+        "--units", help="Units of the loads of tables without a '# units:' line: A, W/cell or W/block.")] = None,
+    fit_points: Annotated[list[str] | None, typer.Option(
+        "--fit", help="Fit only these points (repeatable): 1.80, 10min, TABLE.csv or TABLE.csv:1.80. Default: all.")
+    ] = None,
+    holdout: Annotated[list[str] | None, typer.Option(
+        "--holdout", help="Keep these points out of the fit and report their error (repeatable; same forms as --fit).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the fitted model here (TOML).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing --out file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the parameters and every residual as JSON.")] = False,
+) -> None:
+    """Fit a battery model's rate capability to a manufacturer's discharge tables and write it as TOML."""
+    from battsim.engine import datasheet, datasheet_fit  # scipy: only this command needs it
+
+    base = resolve_base_model(base_model)
+    if units is not None and datasheet.normalise_units(units) is None:
+        fail("--units", f"{units!r} is not one of {', '.join(datasheet.UNITS)}")
+    if out is not None and out.exists() and not force:
+        fail("--out", f"{out} exists; give another path or --force")
+    if out is not None and not out.parent.is_dir():
+        fail("--out", f"{out.parent} is not a directory")
+    if name is not None and not name.strip():
+        fail("--name", "must not be empty")
+    try:
+        read = [datasheet.read_table(path, units) for path in tables]
+    except datasheet.TableError as error:
+        fail("TABLE", str(error))
+    selectors = {}
+    for flag, texts in (("--fit", fit_points or []), ("--holdout", holdout or [])):
+        try:
+            selectors[flag] = [datasheet_fit.parse_selector(text, read) for text in texts]
+        except ValueError as error:
+            fail(flag, str(error))
+    try:
+        result = datasheet_fit.fit_model(read, base, fit=selectors["--fit"], holdout=selectors["--holdout"], name=name)
+    except ValueError as error:
+        fail("--fit/--holdout", str(error))
+    if out is not None:
+        header = [f"{result.model.name}: fitted by battsim lab fit from {', '.join(t.source for t in read)}",
+                  f"base model {base.name}; fitted: {', '.join(result.parameters)}"]
+        for label, summary in (("fit", result.error_summary(result.fitted)),
+                               ("holdout", result.error_summary(result.held_out))):
+            if summary is not None:
+                header.append(f"{label}: {summary['points']} points, worst {summary['worst_pct']} %, "
+                              f"rms {summary['rms_pct']} % (runtime)")
+        try:
+            out.write_text(datasheet_fit.model_toml(result.model, header), encoding="utf-8")
+        except OSError as error:
+            fail("--out", f"cannot write {out} ({error.strerror or error})")
+    if as_json:
+        print(json.dumps({**result.as_dict(), "out": None if out is None else str(out)}))
+    else:
+        print_fit(result)
+        if out is not None:
+            print(f"wrote {out}: battsim run --model-file {out} ... or [[models]] in a fleet file")
