@@ -41,6 +41,7 @@ from battsim.service.live import (
     RecordingFailed,
     Sessions,
     idle_status,
+    parse_backfill,
 )
 from battsim.service.routes_query import query_router
 from battsim.service.routes_replay import replay_router
@@ -127,6 +128,14 @@ class StartRequest(BaseModel):
     start: AwareDatetime | None = Field(default=None, description=f"Virtual start (default: now), in the years "
                                                                  f"{EARLIEST_YEAR}-{LATEST_YEAR} (UTC).")
     paused: bool = Field(default=False, description="Start paused; resume with POST /simulation/resume.")
+    backfill: Annotated[str, Field(max_length=64)] | float | None = Field(
+        default=None, examples=["30d"], description="History to simulate first, at batch speed: virtual time starts "
+        "this long before now (\"30d\", \"12h\", seconds; at most 366 days), then runs at the speed from now.")
+
+    @field_validator("backfill")
+    @classmethod
+    def _backfill_duration(cls, value):
+        return parse_backfill(value)
 
     @field_validator("scenario")
     @classmethod
@@ -147,6 +156,12 @@ class StartRequest(BaseModel):
         if value is not None and not EARLIEST_START <= value <= LATEST_START:
             raise ValueError(f"{value.isoformat()} is outside {EARLIEST_START.isoformat()} to {LATEST_START.isoformat()}")
         return value
+
+    @model_validator(mode="after")
+    def _start_or_backfill(self):
+        if self.backfill and self.start is not None:
+            raise ValueError("backfill: give start or backfill, not both (a back-fill starts that long before now)")
+        return self
 
     @model_validator(mode="after")
     def _one_fleet(self):
@@ -269,11 +284,12 @@ def warned(warnings: list[str]) -> dict:
 def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *, interval_s: int = 5,
                speed: float = 1.0, seed: int = 0, broadcaster: dict | None = None,
                access: AccessPolicy | None = None, fleet: FleetSpec | None = None,
-               timelines: Sequence[Timeline] = ()) -> FastAPI:
+               timelines: Sequence[Timeline] = (), backfill_s: float = 0.0) -> FastAPI:
     """The battsim service. ``preset`` starts that fleet at boot; recordings go to ``data_dir``.
 
     ``fleet`` boots that fleet instead (``preset`` then only names it), with ``timelines`` (loaded and
-    checked, as ``battsim serve --fleet/--timeline`` does) installed in it.
+    checked, as ``battsim serve --fleet/--timeline`` does) installed in it. ``backfill_s``: the boot fleet
+    first runs that much history before now at batch speed (``battsim serve --backfill``).
 
     ``broadcaster`` overrides the WebSocket fan-out settings (see :class:`~battsim.service.broadcast.Broadcaster`);
     ``access`` says who may talk to the server (default: this machine only, no token; see
@@ -287,7 +303,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     async def lifespan(app: FastAPI):
         if fleet is not None:
             await sessions.start(LiveConfig(fleet=fleet, preset=preset, interval_s=interval_s, speed=speed, seed=seed,
-                                            timelines=list(timelines)))
+                                            timelines=list(timelines), backfill_s=backfill_s))
         yield
         # A clean shutdown (SIGINT/SIGTERM) completes every recording.
         await sessions.stop_all()
@@ -400,7 +416,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         fleet, preset_name = request.fleet()
         config = LiveConfig(fleet=fleet, preset=preset_name, interval_s=request.interval_seconds, seed=request.seed,
                             speed=request.speed, start=request.start, scenario=request.scenario,
-                            timeline=request.timeline, paused=request.paused)
+                            timeline=request.timeline, paused=request.paused, backfill_s=request.backfill or 0.0)
         try:
             session = await sessions.start(config, DEFAULT_SLOT)
         except AlreadyRunning as error:

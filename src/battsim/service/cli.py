@@ -249,6 +249,9 @@ def serve(
     interval: Annotated[int, typer.Option(help="Seconds between readings of the boot fleet, 1-60.")] = 5,
     speed: Annotated[float, typer.Option(help="Virtual seconds per wall second of the boot fleet.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed of the boot fleet.")] = 0,
+    backfill: Annotated[str | None, typer.Option(
+        help="Boot fleet: start this long before now (30d, 12h, 90min; at most 366d), run that history at batch "
+             "speed into the recording, then go on at --speed from now.", show_default=False)] = None,
     token: Annotated[str | None, typer.Option(
         envvar="BATTSIM_TOKEN", show_envvar=True,
         help="Bearer token every request must carry (not /health, the dashboard's files, /docs); required beyond "
@@ -285,6 +288,14 @@ def serve(
         fail("--interval", f"{interval} is outside 1-60 seconds")
     if not 0 < speed <= 1e6:
         fail("--speed", f"{speed} must be more than 0 and at most 1000000")
+    if backfill is not None and spec is None:
+        fail("--backfill", "needs a fleet to boot: give --preset or --fleet")
+    from battsim.service.live import parse_backfill
+
+    try:
+        backfill_s = parse_backfill(backfill)
+    except ValueError as error:
+        fail("--backfill", str(error))
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -298,7 +309,7 @@ def serve(
     from battsim.service.limits import MAX_WS_MESSAGE_BYTES
 
     web = create_app(data_dir, boot_name, interval_s=interval, speed=speed, seed=seed, access=access, fleet=spec,
-                     timelines=timelines)
+                     timelines=timelines, backfill_s=backfill_s)
     try:  # bound now: the banner shows the real address, and a port in use is an error, not a traceback
         sock = listening_socket(host, port)
     except OSError as error:
@@ -321,7 +332,8 @@ def serve(
         ("token", "required on every request (Authorization: Bearer <token>)" if access.token else "none"),
         ("recordings", str(data_dir.resolve())),
         ("running", f"{boot_name or spec.name} (interval {interval} s, speed {speed:g}x, seed {seed})"
-         + "".join(f", timeline {t.source}" for t in timelines) if spec is not None else
+         + "".join(f", timeline {t.source}" for t in timelines)
+         + (f", back-filling {backfill} first" if backfill_s else "") if spec is not None else
          "nothing yet: POST /api/v1/simulation/start"),
     ])
     # Per-message compression costs more CPU than loopback bandwidth is worth at telemetry rates.

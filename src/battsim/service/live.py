@@ -10,6 +10,13 @@ The session is the world's sink: every tick's measured readings are checked by t
 encoded once into a telemetry frame for the subscribers, and recorded; what is recorded is exactly
 what was broadcast. Alarm changes become events in the recording and ``alert`` frames.
 
+With a back-fill (``battsim serve --backfill 30d``), virtual time starts that long before now and the
+pacer first runs those days as fast as it can (in slices, so the server stays responsive) into the
+same recording, with progress in the status; then it paces at the requested speed from now. The
+world is the same one a batch run builds, so the readings equal ``battsim run``'s for the same span
+and seed. Telemetry and alert frames are not sent for back-filled ticks (a month of frames is no use
+to a dashboard: it loads history from the recording); their alarms are evaluated and recorded.
+
 :class:`Sessions` is the registry of simulation slots. The original API addresses the ``default``
 slot; a slot keeps its subscribers across stop and start, so a dashboard stays connected.
 """
@@ -20,6 +27,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +50,7 @@ from battsim.scenarios import (
     Timeline,
     TimelineError,
     load_timeline,
+    parse_duration,
     shipped_timelines,
 )
 from battsim.service.broadcast import AlertFrame, Broadcaster, MessageFrame, TelemetryEncoder, iso_utc
@@ -56,6 +65,29 @@ MAX_SLEEP_S = 0.5
 RECORD_ROWS = 50_000
 RECORD_EVERY_S = 1.0
 DEFAULT_SLOT = "default"
+# A back-fill runs in slices of this much wall time (longer than a paced slice: nothing is due meanwhile).
+BACKFILL_SLICE_S = 0.1
+# Back-fill progress goes out in a status frame at most this often.
+BACKFILL_REPORT_EVERY_S = 0.5
+# The longest back-fill: a year of history. Longer is a batch run's job (battsim run), which also
+# leaves the server free.
+MAX_BACKFILL_S = 366 * 86_400.0
+
+
+def parse_backfill(value: str | float | None) -> float:
+    """Seconds of history to back-fill from "30d", "12h", "PT2H" or a number of seconds (0: none).
+
+    ValueError, naming what is allowed, outside 0-366 days.
+    """
+    if value is None or value == 0 or (isinstance(value, str) and value.strip() in ("", "0")):
+        return 0.0
+    try:
+        seconds = parse_duration(value)
+    except ValueError as error:
+        raise ValueError(f"{error}; give a duration such as 30d, 12h or 90min, up to 366d") from None
+    if seconds > MAX_BACKFILL_S:
+        raise ValueError(f"{seconds / 86_400:g} days is more than 366 days (for longer, use battsim run)")
+    return seconds
 
 
 def resolve_timeline(text_or_name: str) -> Timeline:
@@ -87,17 +119,19 @@ class LiveConfig:
     timeline: str | None = None  # TOML text or a shipped timeline name
     timelines: list[Timeline] = field(default_factory=list)  # already loaded (battsim serve --timeline); they merge
     paused: bool = False
+    backfill_s: float = 0.0  # history before now, run at batch speed first (start is then now - backfill_s)
 
     def config(self) -> dict:
         return {"mode": "live", "fleet": self.fleet.model_dump(mode="json"), "seed": self.seed,
                 "interval_s": self.interval_s, "speed": self.speed, "preset": self.preset,
-                "scenario": self.scenario, "timeline": self.timeline,
+                "scenario": self.scenario, "timeline": self.timeline, "backfill_s": self.backfill_s,
                 **({"timelines": [{"source": t.source, "toml": t.text} for t in self.timelines]} if self.timelines else {})}
 
 
-def default_start(interval_s: int) -> datetime:
-    now_s = int(time.time())
-    return datetime.fromtimestamp(now_s - now_s % interval_s, tz=UTC)
+def default_start(interval_s: int, now_s: float | None = None, backfill_s: float = 0.0) -> datetime:
+    """Now (or ``backfill_s`` before it) on a whole interval, so ticks fall on round times."""
+    start_s = int((time.time() if now_s is None else now_s) - backfill_s)
+    return datetime.fromtimestamp(start_s - start_s % interval_s, tz=UTC)
 
 
 def recording_path(data_dir: Path, name: str, moment: datetime) -> Path:
@@ -127,11 +161,16 @@ def create_recorder(path: Path, fleet, info: RunInfo) -> Recorder:
 class LiveSession:
     """One live simulation: world, pacer, alarms, recorder, and the slot's broadcaster as its audience."""
 
-    def __init__(self, config: LiveConfig, data_dir: Path, broadcaster: Broadcaster, slot: str = DEFAULT_SLOT):
+    def __init__(self, config: LiveConfig, data_dir: Path, broadcaster: Broadcaster, slot: str = DEFAULT_SLOT,
+                 wall_time: Callable[[], float] = time.time):
         self.config = config
         self.slot = slot
         self.broadcaster = broadcaster
-        start = config.start or default_start(config.interval_s)
+        # The wall clock's "now" (Unix seconds): where a back-fill ends. Injectable, so a test can fix it.
+        self._wall_time = wall_time
+        if config.backfill_s and config.start is not None:
+            raise ValueError("give a start or a back-fill, not both")
+        start = config.start or default_start(config.interval_s, wall_time(), config.backfill_s)
         self.fleet = build_fleet(config.fleet, config.seed)
         # Refuse a bad timeline or scenario before anything is written.
         timelines = [*config.timelines, *([resolve_timeline(config.timeline)] if config.timeline else [])]
@@ -151,8 +190,9 @@ class LiveSession:
         self.encoder = TelemetryEncoder(self.fleet)
         # Without a given start, virtual time begins at the wall clock's now (the world took a while to
         # build), so at 1x each tick is due when the wall clock reaches its timestamp.
-        offset_s = 0.0 if config.start else max(0.0, time.time() - start.timestamp())
+        offset_s = 0.0 if config.start else max(0.0, wall_time() - start.timestamp())
         self.clock = PacedClock(offset_s, config.speed, paused=config.paused)
+        self.backfill = Backfill(start, config.backfill_s) if config.backfill_s else None
         self.timelines: list[Timeline] = []
         # The original's status "scenario": the start's, until a clear of every battery.
         self.scenario = config.scenario
@@ -185,18 +225,20 @@ class LiveSession:
     def readings(self, batch: ReadingBatch) -> None:
         """A tick, measured: alarms, one telemetry frame, and the recording, all from the same values."""
         columns, size = batch.columns, self.fleet.size
+        live = self.backfill is None or self.backfill.done
         for tick in range(batch.ticks):
             rows = slice(tick * size, (tick + 1) * size)
             seq = batch.first_tick + tick
             timestamp_us = int(columns["timestamp_us"][rows.start])
-            self.broadcaster.publish(self.encoder.tick(seq, columns, rows))
+            if live:
+                self.broadcaster.publish(self.encoder.tick(seq, columns, rows))
             changes = self.alarms.evaluate(
                 timestamp_us, columns["voltage_v"][rows], columns["temperature_c"][rows],
                 columns["internal_resistance_mohm"][rows], columns["soh_pct"][rows], columns["ambient_c"][rows],
                 columns["mode"][rows],
             )
             if changes:
-                self._alert(seq, timestamp_us, changes)
+                self._alert(seq, timestamp_us, changes, publish=live)
             self.last_tick_us = timestamp_us
         self.ticks += batch.ticks
         self.readings_generated += batch.rows
@@ -208,7 +250,7 @@ class LiveSession:
         if event.kind.startswith("scenario_"):
             self._status_changed = True
 
-    def _alert(self, seq: int, timestamp_us: int, changes: list[AlarmChange]) -> None:
+    def _alert(self, seq: int, timestamp_us: int, changes: list[AlarmChange], publish: bool = True) -> None:
         alerts = []
         for change in changes:
             event = change.event(self.fleet)
@@ -216,6 +258,8 @@ class LiveSession:
             alerts.append({"battery_id": event.battery_id, "site_id": event.site_id, "string_id": event.string_id,
                            "timestamp": iso_utc(timestamp_us), **event.detail})
         self.alarm_changes += len(changes)
+        if not publish:
+            return
         jars = np.array([change.jar for change in changes])
         self.broadcaster.publish(AlertFrame(self.encoder, seq, iso_utc(timestamp_us), jars, alerts))
 
@@ -242,6 +286,8 @@ class LiveSession:
     async def _pace(self) -> None:
         env = self.world.env
         try:
+            if self.backfill is not None:
+                await self._backfill()
             while not self._stopping:
                 target = self.clock.now()
                 deadline = time.monotonic() + SLICE_S
@@ -272,6 +318,38 @@ class LiveSession:
             self.error = (f"recording: writing {self.recording_path.name} failed: {write_failure(error)}"
                           if isinstance(error, (OSError, duckdb.Error)) else f"{type(error).__name__}: {error}")
             self.publish_status()
+
+    async def _backfill(self) -> None:
+        """Run from the start to the wall clock's now as fast as possible, then anchor the clock there.
+
+        "Now" is read again after every slice, so the wall seconds the back-fill itself took are run too,
+        and pacing starts from the real now, not from when the back-fill began.
+        """
+        env, backfill = self.world.env, self.backfill
+        began, reported = time.monotonic(), 0.0
+        while not self._stopping:
+            target = self._wall_time() - self.world.start.timestamp()
+            backfill.target_s = target
+            if env.peek() > target:
+                break
+            deadline = time.monotonic() + BACKFILL_SLICE_S
+            while env.peek() <= target and time.monotonic() < deadline:
+                env.step()
+            backfill.done_s, backfill.wall_s = env.now, time.monotonic() - began
+            backfill.readings = self.readings_generated
+            self._after_slice()
+            if time.monotonic() - reported >= BACKFILL_REPORT_EVERY_S:
+                reported = time.monotonic()
+                self.publish_status()
+            await asyncio.sleep(0)
+        # The readings of the back-fill are all recorded before the first live tick goes out.
+        self.world.flush()
+        self._record_pending()
+        backfill.done_s, backfill.wall_s = env.now, time.monotonic() - began
+        backfill.readings = self.readings_generated
+        backfill.done = True
+        self.clock.seek(backfill.target_s)  # keeps a pause or a speed asked for meanwhile
+        self.publish_status()
 
     def _after_slice(self) -> None:
         if self._pending_rows >= RECORD_ROWS or (self._pending
@@ -396,6 +474,7 @@ class LiveSession:
             "active_scenarios": self.scenarios.active(),
             "active_alarms": len(self.alarms.active_alarms()),
             "timelines": [timeline.source for timeline in self.timelines],
+            "backfill": self.backfill.status() if self.backfill is not None else None,
             "error": self.error,
         }
 
@@ -408,6 +487,27 @@ def idle_status(slot: str) -> dict:
     # interval_seconds: the start request's default, as the original reported it before any start.
     return {"is_running": False, "batteries_count": 0, "interval_seconds": 5, "scenario": None, "started_at": None,
             "readings_generated": 0, "session": slot, "is_paused": False, "recording_id": None}
+
+
+@dataclass
+class Backfill:
+    """Progress of a back-fill: virtual seconds run of those from the start to now."""
+
+    start: datetime
+    requested_s: float
+    target_s: float = 0.0  # virtual seconds from the start to the wall clock's now (moves on while running)
+    done_s: float = 0.0
+    wall_s: float = 0.0
+    readings: int = 0
+    done: bool = False
+
+    def status(self) -> dict:
+        target = max(self.target_s, self.done_s, 1e-9)
+        return {"state": "done" if self.done else "running", "requested_s": self.requested_s,
+                "from": self.start.isoformat(), "to": (self.start + timedelta(seconds=self.target_s)).isoformat(),
+                "progress": 1.0 if self.done else round(min(1.0, self.done_s / target), 4),
+                "readings": self.readings, "wall_s": round(self.wall_s, 3),
+                "readings_per_s": round(self.readings / self.wall_s) if self.wall_s > 0 else None}
 
 
 class AlreadyRunning(RuntimeError):
@@ -437,6 +537,7 @@ class Sessions:
     data_dir: Path
     broadcaster_settings: dict = field(default_factory=dict)
     slots: dict[str, Slot] = field(default_factory=dict)
+    wall_time: Callable[[], float] = time.time  # "now" for new sessions (a back-fill ends there)
 
     def slot(self, name: str = DEFAULT_SLOT) -> Slot:
         if name not in self.slots:
@@ -457,7 +558,8 @@ class Sessions:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             # Building a large fleet and creating its recording take a moment: not on the event loop.
-            session = await asyncio.to_thread(LiveSession, config, self.data_dir, slot.broadcaster, name)
+            session = await asyncio.to_thread(LiveSession, config, self.data_dir, slot.broadcaster, name,
+                                              self.wall_time)
         finally:
             slot.starting = False
         slot.session = session
