@@ -150,6 +150,41 @@ BUILT_IN_MODELS: dict[str, BatteryModel] = {
             internal_resistance_mohm=4.3,
             design_life_years=10.0,
         ),
+        # CSB GP 645 and GP 12400: datasheet figures (cells, resistance, mass, 5-year standby life; float and
+        # boost at the low end of the printed 2.25-2.30 and 2.40-2.50 V/cell) and discharge constants fitted to
+        # their constant-current tables at 1.80 and 1.75 V/cell (docs/reference/csb-*.csv, with sources) by
+        # tools/fit_datasheet_models.py, i.e. battsim lab fit; errors per end voltage in docs/physics.md.
+        # GP 645: C10 is its table's 10 h load to 1.80 V/cell (0.431 A × 10 h).
+        BatteryModel(
+            name="CSB GP 645",
+            cells=3,
+            capacity_ah_c10=4.31,
+            internal_resistance_mohm=19.0,
+            design_life_years=5.0,
+            mass_kg=0.84,
+            float_v_per_cell=2.25,
+            boost_v_per_cell=2.40,
+            capacity_over_c10=1.1121,
+            available_charge_fraction=0.77141,
+            diffusion_rate_per_h=0.076137,
+            rate_capability=0.96514,
+        ),
+        # GP 12400: the sheet rates only C20 (40 Ah to 1.75 V/cell) and its table stops at 4 h, so C10 is
+        # taken as 40 Ah; the fitted capacity_over_c10 carries the difference.
+        BatteryModel(
+            name="CSB GP 12400",
+            cells=6,
+            capacity_ah_c10=40.0,
+            internal_resistance_mohm=8.1,
+            design_life_years=5.0,
+            mass_kg=12.63,
+            float_v_per_cell=2.25,
+            boost_v_per_cell=2.40,
+            capacity_over_c10=1.048,
+            available_charge_fraction=0.50087,
+            diffusion_rate_per_h=1.0492,
+            rate_capability=2.2372,
+        ),
     )
 }
 
