@@ -46,7 +46,9 @@ def test_directory_holds_every_table(recording, readings, tmp_path):
     out = tmp_path / "all"
     summary = export_recording(recording, out, "parquet")
     assert sorted(p.name for p in out.iterdir()) == [".battsim-export", "batteries.parquet", "events.parquet",
-                                                      "readings.parquet", "runs.parquet", "sites.parquet"]
+                                                      "ohmic_tests.parquet", "readings.parquet", "runs.parquet",
+                                                      "sites.parquet", "string_readings.parquet",
+                                                      "strings.parquet"]  # the last three since issue 15
     assert summary.rows["batteries"] == 24 and summary.rows["runs"] == 1
     with duckdb.connect(str(recording), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")

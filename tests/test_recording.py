@@ -47,8 +47,12 @@ def test_values_are_physically_plausible_on_float(day_recording):
     with duckdb.connect(str(day_recording), read_only=True) as con:
         volts, amps, temp, soc = con.execute(
             "SELECT avg(voltage_v), avg(current_a), avg(temperature_c), min(soc_pct) FROM readings").fetchone()
+        true_amps = con.execute("SELECT avg(true_current_a) FROM string_readings").fetchone()[0]
     assert 13.3 < volts < 13.8  # 2.22-2.30 V/cell on float
-    assert 0 <= amps < 0.2  # float current of a 120 Ah block: tens of mA
+    # Issue 15: current_a is the string's one Hall sensor, whose zero offset (σ 0.1 % of its 150 A full scale)
+    # is larger than a float current; the float current itself is checked on the truth.
+    assert 0 <= true_amps < 0.2  # float current of a 120 Ah block: tens of mA
+    assert abs(amps) < 0.6
     assert 20 < temp < 30
     assert soc > 99
 

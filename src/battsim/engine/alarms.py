@@ -53,6 +53,7 @@ class AlarmRule:
     severity: str  # warning | critical
     description: str
     unit: str
+    per_string: bool = False  # judged once per string (its first jar stands for it), not per jar
 
 
 RULES: tuple[AlarmRule, ...] = (
@@ -62,14 +63,15 @@ RULES: tuple[AlarmRule, ...] = (
     AlarmRule("above_ambient", "critical", "Jar more than 10 °C above the room (possible thermal runaway)", "K"),
     AlarmRule("high_resistance", "warning", "Ohmic resistance 20 % over its baseline for an hour on float", "mΩ"),
     AlarmRule("low_soh", "warning", "State of health below 80 %", "%"),
-    AlarmRule("on_battery", "critical", "String on battery: rectifier input lost, discharging or disconnected", "V"),
+    AlarmRule("on_battery", "critical", "String on battery: rectifier input lost, discharging or disconnected", "V",
+              per_string=True),
 )
 RULE_INDEX = {rule.name: index for index, rule in enumerate(RULES)}
 
 
 @dataclass(frozen=True)
 class AlarmChange:
-    """One alarm raised or cleared on one jar at one tick."""
+    """One alarm raised or cleared on one jar (or, for a per-string rule, the string of that jar) at one tick."""
 
     timestamp_us: int
     rule: AlarmRule
@@ -90,18 +92,24 @@ class AlarmChange:
         """The ``alarm_raised`` / ``alarm_cleared`` event of a recording's ``events`` table."""
         jar = self.jar
         return Event(self.timestamp_us, f"alarm_{self.state}", fleet.site_ids[fleet.battery_site[jar]],
-                     fleet.string_ids[fleet.battery_string[jar]], fleet.battery_ids[jar], self.detail())
+                     fleet.string_ids[fleet.battery_string[jar]],
+                     None if self.rule.per_string else fleet.battery_ids[jar], self.detail())
 
 
 class AlarmMonitor:
     """Raise/clear state of every rule on every jar, advanced one tick of readings at a time."""
 
     def __init__(self, baseline_resistance_mohm: np.ndarray, cells: np.ndarray,
-                 thresholds: AlarmThresholds = AlarmThresholds()):
+                 thresholds: AlarmThresholds = AlarmThresholds(), jar_string: np.ndarray | None = None):
+        """``jar_string``: each jar's string (default: each jar alone), for the per-string rules."""
         self.thresholds = thresholds
         self.baseline_resistance_mohm = np.asarray(baseline_resistance_mohm, dtype=np.float64)
         self.low_float_v = thresholds.low_float_v_per_cell * np.asarray(cells, dtype=np.float64)
         size = len(self.baseline_resistance_mohm)
+        jar_string = np.arange(size) if jar_string is None else np.asarray(jar_string)
+        self.string_start = np.flatnonzero(np.diff(jar_string, prepend=-1))
+        self.string_head = np.zeros(size, dtype=bool)  # the jar that stands for its string
+        self.string_head[self.string_start] = True
         self.active = np.zeros((len(RULES), size), dtype=bool)
         # Since when each jar has been above the high-temperature / resistance threshold (-1: it is not).
         self.hot_since_us = np.full(size, -1, dtype=np.int64)
@@ -113,7 +121,7 @@ class AlarmMonitor:
         models = fleet.models
         baseline = np.array([models[m].internal_resistance_mohm for m in fleet.battery_model]) * fleet.resistance_spread
         cells = np.array([models[m].cells for m in fleet.battery_model])
-        return cls(baseline, cells, thresholds)
+        return cls(baseline, cells, thresholds, jar_string=fleet.battery_string)
 
     def evaluate_batch(self, batch: ReadingBatch) -> list[AlarmChange]:
         """Evaluate every tick of a batch in order: the same result as one :meth:`evaluate` per tick."""
@@ -146,7 +154,11 @@ class AlarmMonitor:
         soh_pct = soh_pct.astype(np.float64)
         above_room_c = temperature_c - ambient_c
         on_float = mode == Mode.FLOAT
-        on_battery = (mode == Mode.DISCHARGE) | (mode == Mode.DISCONNECTED)
+        # On battery is a state of the string, judged once on its first jar; its value is the string's voltage
+        # (the sum of what its jars report, so a jar missing from the scan does not hide it).
+        on_battery = ((mode == Mode.DISCHARGE) | (mode == Mode.DISCONNECTED)) & self.string_head
+        string_voltage_v = np.zeros_like(voltage_v)
+        string_voltage_v[:, self.string_start] = np.add.reduceat(np.nan_to_num(voltage_v), self.string_start, axis=1)
         hot_long_enough, self.hot_since_us = self._held_for(
             temperature_c > t.high_temperature_c, self.hot_since_us, timestamp_us, t.high_temperature_delay_s)
         # One noisy reading over the line is not a worn jar: the rise must hold on float for a while.
@@ -171,7 +183,7 @@ class AlarmMonitor:
              on_float & (rise < t.resistance_rise_fraction - t.resistance_deadband_fraction),
              self.baseline_resistance_mohm * (1.0 + t.resistance_rise_fraction)),
             (soh_pct, soh_pct < t.low_soh_pct, soh_pct >= t.low_soh_pct + t.soh_deadband_pct, t.low_soh_pct),
-            (voltage_v, on_battery, ~on_battery, None),
+            (string_voltage_v, on_battery, ~on_battery, None),
         )
         # An alarm can change in this batch only on a jar where, from its state at the start of the
         # batch, some tick would clear it (raised) or raise it (not raised): elsewhere the state never
@@ -254,4 +266,7 @@ class AlarmingSink:
         self.inner.readings(batch)
 
     def event(self, event: Event) -> None:
+        if event.kind == "jar_replaced":  # a new jar: its resistance is judged against its own baseline
+            slot = self.fleet.battery_ids.index(event.battery_id)
+            self.monitor.baseline_resistance_mohm[slot] = event.detail["baseline_resistance_mohm"]
         self.inner.event(event)

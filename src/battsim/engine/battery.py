@@ -230,6 +230,10 @@ class BatteryBank:
         for name, value in zip(self.STATE, snapshot):
             setattr(self, name, value.copy())
 
+    def reset_resistance_segments(self) -> None:
+        """Forget the straight pieces of the resistance-ageing law (a jar was replaced: its state of health jumped)."""
+        self._resistance_segment = (None, None, np.inf, -np.inf)
+
     @property
     def thermal_protection(self) -> bool:
         """Whether any jar's charger has a thermal cut-off (set ``charge_cutoff_c`` to enable it)."""

@@ -69,6 +69,13 @@ class SiteSpec(BaseModel):
     load_kw_per_string: float = Field(default=8.0, gt=0, le=10_000, description="UPS load a string carries.")
     room_setpoint_c: float = Field(default=24.0, ge=10, le=40)
     outages_per_year: float = Field(default=4.0, ge=0, le=365, description="Regional grid-outage rate.")
+    # The monitor (engine/monitoring.py): manuals schedule the ohmic test daily to monthly, at a quiet hour.
+    ohmic_test_every_days: int = Field(default=1, ge=1, le=365, description="Days between the monitor's ohmic "
+                                       "tests of the site's strings (run on float only).")
+    ohmic_test_local_hour: int = Field(default=3, ge=0, le=23, description="Local hour of the ohmic test.")
+    comm_gaps_per_module_year: float = Field(default=6.0, ge=0, le=10_000, description="How often a monitor "
+                                             "module (4 jars) stops answering, per module per year.")
+    comm_gap_mean_minutes: float = Field(default=30.0, gt=0, le=10_080, description="Mean length of a gap, min.")
     jars: list[JarSpec] = Field(
         default_factory=list, max_length=1000,
         description="Named jars, each on its own string; when given, replaces strings × jars_per_string.",

@@ -37,8 +37,8 @@ from battsim.engine.battery import (
     Terminal,
 )
 from battsim.engine.fleet import Fleet, entity_rng
+from battsim.engine.monitoring import MonitorSchedule, build_monitor
 from battsim.engine.readings import ReadingBatch, ReadingBuffer
-from battsim.engine.sensors import BatteryMonitor
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=ZoneInfo("Asia/Bangkok"))
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -163,6 +163,7 @@ class World:
         self.resistance_drift_per_s = np.zeros(fleet.size)
         # The scenario controller attached to this world (battsim.scenarios.Scenarios), if any.
         self.scenarios = None
+        self.capacity_tests: dict = {}  # string -> the capacity test running on it (scenarios/maintenance.py)
 
         now_s = self._unix_s(0)
         self.outdoor_c = self._outdoor_temperature(now_s)
@@ -213,13 +214,14 @@ class World:
         ) / self.string_jars
         self._solve()
 
-        self.monitor = BatteryMonitor(
-            fleet.site_slices(),
-            [entity_rng(seed, site.site_id, "sensor-noise") for site in sites],
-            self.bank.new_resistance_mohm,
-            interval_s=self.interval_s,
-        )
-        self.buffer = ReadingBuffer(fleet.size, max(1, batch_rows // fleet.size))
+        self.monitor = build_monitor(self)
+        self.buffer = ReadingBuffer(fleet.size, max(1, batch_rows // fleet.size), self.string_count)
+        # The batteries-table key of the jar in each slot (a replaced jar's successor gets a new key).
+        self.battery_key = np.arange(fleet.size, dtype=np.uint16)
+        self.next_battery_key = fleet.size
+        self.original_battery_ids = list(fleet.battery_ids)
+        self.replacements: dict[int, int] = {}  # replacements per slot (engine/maintenance.py)
+        self.monitoring = MonitorSchedule(self)
 
         for site_index in range(self.site_count):
             self.env.process(self._weather(site_index))
@@ -533,13 +535,14 @@ class World:
         self._ticked = True
         terminal = self._solve() if self._stale else self.terminal
         bank, buffer = self.bank, self.buffer
-        buffer.tick_view("timestamp_us")[:] = self.start_us + self.tick_index * self.interval_s * 1_000_000
+        timestamp_us = self.start_us + self.tick_index * self.interval_s * 1_000_000
+        buffer.tick_view("timestamp_us")[:] = timestamp_us
         buffer.tick_view("true_voltage_v")[:] = terminal.voltage_v
-        buffer.tick_view("current_a")[:] = terminal.current_a
         buffer.tick_view("true_temperature_c")[:] = bank.temperature_c
-        buffer.tick_view("internal_resistance_mohm")[:] = terminal.resistance_mohm
-        np.multiply(terminal.soc, 100.0, out=buffer.tick_view("soc_pct"), casting="unsafe")
-        buffer.tick_view("ambient_c")[:] = self.jar_air_c
+        buffer.tick_view("true_internal_resistance_mohm")[:] = terminal.resistance_mohm
+        np.multiply(terminal.soc, 100.0, out=buffer.tick_view("true_soc_pct"), casting="unsafe")
+        buffer.tick_view("true_ambient_c")[:] = self.jar_air_c
+        self.monitoring.tick(terminal, timestamp_us)  # string channels, ohmic tests, held resistance, room probe
         buffer.tick_view("mode")[:] = self.string_mode[self.fleet.battery_string]
         buffer.tick_view("true_soh_pct")[:] = bank.soh_pct
         buffer.tick_view("scenario_mask")[:] = self.scenario_mask

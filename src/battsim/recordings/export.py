@@ -1,7 +1,8 @@
 """Export a recording to Parquet or CSV, for tools that do not speak DuckDB.
 
 ``out`` ending in ``.parquet`` or ``.csv`` is one file of readings. Any other ``out`` is a directory
-holding every table: ``readings``, ``events``, ``batteries``, ``sites``, ``runs``. With
+holding every table: ``readings``, ``events``, ``batteries``, ``sites``, ``runs``, ``strings``,
+``string_readings``, ``ohmic_tests``. With
 ``partition``, readings are written Hive-style by site and local date::
 
     out/readings/site_id=BKK_DC1/date=2026-01-01/data_0.parquet
@@ -26,6 +27,7 @@ from pathlib import Path
 import duckdb
 
 from battsim.engine.battery import MODE_NAMES
+from battsim.recordings.export_original import export_original
 from battsim.recordings.format import reading
 from battsim.recordings.outputs import (
     EXPORT_MARKER,
@@ -39,9 +41,11 @@ from battsim.recordings.outputs import (
 from battsim.recordings.query import quote_literal, spill_privately
 
 FORMATS = ("parquet", "csv")
-TABLES = ("readings", "events", "batteries", "sites", "runs")
+LAYOUTS = ("battsim", "original")
+TABLES = ("readings", "events", "batteries", "sites", "runs", "strings", "string_readings", "ohmic_tests")
 _ORDER = {"events": "timestamp", "batteries": "battery_key",
-          "sites": "site_key", "runs": "id"}
+          "sites": "site_key", "runs": "id", "strings": "string_key", "string_readings": "timestamp, string_key",
+          "ohmic_tests": "timestamp, battery_key"}
 
 
 class ExportError(ValueError):
@@ -61,8 +65,13 @@ class ExportSummary:
 
 
 def export_recording(recording: str | Path, out: str | Path, format: str = "parquet", partition: bool = False,
-                     overwrite: bool = False) -> ExportSummary:
-    """Write ``recording`` to ``out`` (see the module docstring for the layout)."""
+                     overwrite: bool = False, layout: str = "battsim") -> ExportSummary:
+    """Write ``recording`` to ``out`` (see the module docstring for the layout; ``layout="original"``: the
+    original project's CSV files per site, :mod:`battsim.recordings.export_original`)."""
+    if layout not in LAYOUTS:
+        raise ExportError("layout", f"{layout!r} is not one of {', '.join(LAYOUTS)}")
+    if layout == "original":
+        return export_original(recording, out, overwrite=overwrite)
     out = Path(out)
     if format not in FORMATS:
         raise ExportError("format", f"{format!r} is not one of {', '.join(FORMATS)}")

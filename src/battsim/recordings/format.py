@@ -22,7 +22,7 @@ import duckdb
 from battsim.recordings.schema import FORMAT_VERSION
 
 # Tables every recording has (recordings/schema.py); a file without them is not a recording.
-REQUIRED_TABLES = ("runs", "sites", "batteries", "reading_samples", "events")
+REQUIRED_TABLES = ("runs", "sites", "batteries", "strings", "reading_samples", "string_readings", "ohmic_tests", "events")
 
 # What DuckDB says when bytes of a file are missing or wrong (a torn copy, a bad disk, a file cut
 # short): these are the file's fault, never the query's.

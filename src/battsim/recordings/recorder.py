@@ -24,12 +24,19 @@ from battsim import __version__
 from battsim.engine.battery import PROFILE_NAMES
 from battsim.engine.fleet import Fleet
 from battsim.engine.readings import ReadingBatch
-from battsim.engine.sensors import SensorFault
+from battsim.engine.sensors import current_full_scale_a
 from battsim.engine.world import EPOCH, Event
-from battsim.recordings.schema import FORMAT_VERSION, create_statements, reading_sample_columns
+from battsim.recordings.schema import (
+    FORMAT_VERSION,
+    create_statements,
+    ohmic_test_columns,
+    reading_sample_columns,
+    string_reading_columns,
+)
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 _MEASURED = ("voltage_v", "current_a", "temperature_c", "internal_resistance_mohm")
+JAR_REPLACED = "jar_replaced"  # an event the recorder also writes into the batteries table
 RECORDER_MEMORY_LIMIT = "96MB"
 
 
@@ -54,17 +61,32 @@ class RunInfo:
     preset: str | None = None
 
 
-def batch_to_arrow(batch: ReadingBatch) -> pa.Table:
-    """Zero-copy Arrow view of a batch; NaN measurements (sensor dropout) become NULL."""
-    dropout = bool((batch.columns["sensor_fault"] == SensorFault.DROPOUT).any())
+def _columns_to_arrow(columns: dict[str, np.ndarray], layout: list[tuple[str, str]],
+                      measured: tuple[str, ...] = ()) -> pa.Table:
     arrays, names = [], []
-    for name, _ in reading_sample_columns():
+    for name, _ in layout:
         if name == "timestamp":
-            arrays.append(pa.array(batch.columns["timestamp_us"]).cast(_TIMESTAMP))
+            arrays.append(pa.array(columns["timestamp_us"]).cast(_TIMESTAMP))
         else:
-            arrays.append(pa.array(batch.columns[name], from_pandas=dropout and name in _MEASURED))
+            column = columns[name]
+            # Only a column that has a NaN pays for the NULL mask; the rest stay zero-copy.
+            arrays.append(pa.array(column, from_pandas=name in measured and bool(np.isnan(column).any())))
         names.append(name)
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def batch_to_arrow(batch: ReadingBatch) -> pa.Table:
+    """Zero-copy Arrow view of a batch's readings; NaN measurements (sensor dropout, communication gap, no
+    ohmic test yet) become NULL."""
+    return _columns_to_arrow(batch.columns, reading_sample_columns(), _MEASURED)
+
+
+def string_batch_to_arrow(batch: ReadingBatch) -> pa.Table:
+    return _columns_to_arrow(batch.string_columns, string_reading_columns())
+
+
+def ohmic_tests_to_arrow(batch: ReadingBatch) -> pa.Table:
+    return _columns_to_arrow(batch.ohmic_tests, ohmic_test_columns())
 
 
 class Recorder:
@@ -80,6 +102,8 @@ class Recorder:
             Path(str(self.path) + ".wal").unlink(missing_ok=True)
         self.run_id = uuid.uuid4().hex[:12]
         self.readings_written = 0
+        self.string_readings_written = 0
+        self.ohmic_tests_written = 0
         self.ticks_written = 0
         self.last_timestamp_us: int | None = None
         self._events: list[Event] = []
@@ -127,20 +151,30 @@ class Recorder:
             "initial_soh_pct": fleet.initial_soh_pct,
         })
         con.register("new_batteries", table)
-        con.execute("INSERT INTO batteries SELECT * FROM new_batteries")
+        con.execute("INSERT INTO batteries SELECT *, NULL, NULL, NULL, NULL FROM new_batteries")
         con.unregister("new_batteries")
+        starts = np.flatnonzero(np.diff(fleet.battery_string, prepend=-1))
+        jars = np.diff(np.append(starts, fleet.size))
+        rated_ah = np.add.reduceat(capacity * fleet.capacity_spread, starts) / jars
+        con.executemany(
+            "INSERT INTO strings VALUES (?, ?, ?, ?, ?, ?)",
+            [[i, string_id, fleet.site_ids[fleet.string_site[i]], int(jars[i]), float(rated_ah[i]),
+              float(current_full_scale_a(rated_ah[i]))] for i, string_id in enumerate(fleet.string_ids)],
+        )
         if scenario_names:
             con.executemany("INSERT INTO scenario_catalogue VALUES (?, ?)", list(enumerate(scenario_names)))
         con.commit()
 
     # ------------------------------------------------------------------------------ sink
     def readings(self, batch: ReadingBatch) -> None:
-        table = batch_to_arrow(batch)
+        tables = (batch_to_arrow(batch), string_batch_to_arrow(batch), ohmic_tests_to_arrow(batch))
         events, self._events = self._events, []
         self.readings_written += batch.rows
+        self.string_readings_written += len(batch.string_columns["string_key"])
+        self.ohmic_tests_written += len(batch.ohmic_tests["battery_key"])
         self.ticks_written += batch.ticks
         self.last_timestamp_us = int(batch.columns["timestamp_us"][-1])
-        self._submit(("batch", table, events, self.readings_written, self.ticks_written, self.last_timestamp_us))
+        self._submit(("batch", tables, events, self.readings_written, self.ticks_written, self.last_timestamp_us))
 
     def event(self, event: Event) -> None:
         self._events.append(event)
@@ -196,11 +230,14 @@ class Recorder:
         kind = item[0]
         cursor.begin()
         if kind == "batch":
-            _, table, events, readings, ticks, last_us = item
+            _, (table, strings, tests), events, readings, ticks, last_us = item
             # A relation over the Arrow table, not a registered view: the scan then holds the GIL far
             # less, so the simulation keeps computing while DuckDB writes (measured: 4× the insert
             # rate with a busy main thread).
             cursor.from_arrow(table).insert_into("reading_samples")
+            cursor.from_arrow(strings).insert_into("string_readings")
+            if tests.num_rows:
+                cursor.from_arrow(tests).insert_into("ohmic_tests")
             self._write_events(cursor, events)
             cursor.execute(
                 'UPDATE runs SET readings = ?, ticks = ?, "end" = ?',
@@ -229,3 +266,18 @@ class Recorder:
         cursor.register("new_events", table)
         cursor.execute("INSERT INTO events SELECT * FROM new_events")
         cursor.unregister("new_events")
+        for event in events:
+            if event.kind == JAR_REPLACED:
+                Recorder._write_replacement(cursor, event)
+
+    @staticmethod
+    def _write_replacement(cursor: duckdb.DuckDBPyConnection, event: Event) -> None:
+        """A jar replaced after a failed capacity test: the new jar's row, and the old one's end of service."""
+        detail, at = event.detail, EPOCH + timedelta(microseconds=event.timestamp_us)
+        cursor.execute(
+            "INSERT INTO batteries SELECT ?, ?, site_id, string_id, position, model, ?, ?, ?, 100.0, ?, battery_id, "
+            "NULL, NULL FROM batteries WHERE battery_id = ?",
+            [detail["battery_key"], event.battery_id, detail["profile"], detail["capacity_ah"],
+             detail["baseline_resistance_mohm"], at, detail["replaces"]])
+        cursor.execute("UPDATE batteries SET replaced_at = ?, replaced_by = ? WHERE battery_id = ?",
+                       [at, event.battery_id, detail["replaces"]])

@@ -74,7 +74,8 @@ def write_report(recording: str | Path, out: str | Path) -> Report:
         timings["soh_scan_s"] = time.perf_counter() - step
         step = time.perf_counter()
         outages = _fetch(connection, "SELECT * FROM outage_autonomy")
-        alarms = _fetch(connection, "SELECT rule, severity, site_id, battery_id, raised_at, cleared_at, duration_s FROM alarms")
+        alarms = _fetch(connection, "SELECT rule, severity, site_id, string_id, battery_id, raised_at, cleared_at, duration_s "
+                                     "FROM alarms")
         events = dict(connection.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind").fetchall())
         sites = [row[0] for row in connection.execute("SELECT site_id FROM sites ORDER BY site_key").fetchall()]
         worst = _worst_strings(connection)

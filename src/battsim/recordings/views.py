@@ -5,6 +5,11 @@
     time_above_temperature   hours a jar's measured temperature spent above 25, 30, 35 and 40 °C per local day
     outage_autonomy          per outage and string: duration, minimum voltage, Ah delivered, low-voltage disconnect
     alarms                   each alarm raised, when (and whether) it cleared, and for how long it was active
+    jar_string_readings      each jar's readings beside its string's channels at the same tick (string voltage,
+                             Hall current, ripple current and voltage)
+    capacity_tests           each capacity test of a string: when, Ah delivered, capacity %, passed, jars replaced
+    rul                      per jar and local day: days to end of life (true SOH below 80 %), ``censored`` when the
+                             jar's readings end first (the run ended, or the jar was replaced before it got there)
 
 Examples (``battsim query run.duckdb "..."``)::
 
@@ -14,6 +19,7 @@ Examples (``battsim query run.duckdb "..."``)::
     SELECT site_id, sum(hours_above_35c) FROM time_above_temperature GROUP BY site_id
     SELECT string_id, start, duration_s / 60 AS minutes, ah_delivered, lvd_reached FROM outage_autonomy
     SELECT rule, count(*), avg(duration_s) FROM alarms GROUP BY rule
+    SELECT battery_id, day, true_soh_pct, days_to_end_of_life, censored FROM rul WHERE NOT censored LIMIT 10
 
 "Local day" is the calendar day in the site's own time zone (``sites.timezone``), so DST days have 23
 or 25 hours of readings. Sensor dropouts (NaN in ``reading_samples``, NULL in ``readings``) are
@@ -202,12 +208,69 @@ FROM transitions WHERE kind = '{ALARM_RAISED}'
 ORDER BY raised_at, rule, battery_id"""
 
 
+def jar_string_readings_sql(db: str = "") -> str:
+    """``readings`` (by jar) joined to ``string_readings`` (by string) at the same tick."""
+    return f"""
+SELECT r.*, s.voltage_v AS string_voltage_v, s.current_a AS string_current_a,
+       s.ripple_current_rms_a, s.ripple_voltage_rms_v, s.true_voltage_v AS true_string_voltage_v,
+       s.true_current_a AS true_string_current_a
+FROM {db}readings r JOIN {db}strings t USING (string_id)
+     JOIN {db}string_readings s ON s.string_key = t.string_key AND s.timestamp = r.timestamp"""
+
+
+def capacity_tests_sql(db: str = "") -> str:
+    return f"""
+SELECT timestamp AS ended_at, site_id, string_id, detail->>'state' AS state,
+       TRY_CAST(detail->>'ah_delivered' AS DOUBLE) AS ah_delivered,
+       TRY_CAST(detail->>'capacity_pct' AS DOUBLE) AS capacity_pct,
+       TRY_CAST(detail->>'duration_s' AS DOUBLE) AS duration_s,
+       TRY_CAST(detail->>'current_c10' AS DOUBLE) AS current_c10,
+       TRY_CAST(detail->>'end_v_per_cell' AS DOUBLE) AS end_v_per_cell,
+       TRY_CAST(detail->>'passed' AS BOOLEAN) AS passed, CAST(detail->'replace' AS VARCHAR[]) AS replaced
+FROM {db}events WHERE kind = 'capacity_test' AND detail->>'state' IN ('completed', 'aborted')
+ORDER BY ended_at, string_id"""
+
+
+# End of life as the label of remaining-useful-life models: capacity below 80 % of rated (IEEE 1188).
+END_OF_LIFE_SOH_PCT = 80.0
+
+
+def rul_sql(db: str = "", source: str | None = None) -> str:
+    """Per jar (battery_key: a replacement is a new jar) and local day: its true state of health, and the days
+    from that day to the first local day on which its true SOH fell below 80 %; if it never did within its
+    readings, the days to its last day with ``censored`` true (a lower bound)."""
+    source = source or f"{db}reading_samples"
+    return f"""{_per_day_prelude(db)}, per_day AS (
+    SELECT r.battery_key, {_LOCAL_DAY} AS day, avg(r.true_soh_pct) AS true_soh_pct,
+           min(r.true_soh_pct) AS min_true_soh_pct
+    {_with_days(source)}
+    GROUP BY ALL
+), per_jar AS (
+    SELECT battery_key, min(day) FILTER (WHERE min_true_soh_pct < {END_OF_LIFE_SOH_PCT}) AS end_of_life_day,
+           max(day) AS last_day
+    FROM per_day GROUP BY battery_key
+), labelled AS (
+    SELECT p.battery_key, p.day, p.true_soh_pct, j.end_of_life_day,
+           coalesce(j.end_of_life_day, j.last_day) - p.day AS days_to_end_of_life,
+           j.end_of_life_day IS NULL AS censored
+    FROM per_day p JOIN per_jar j USING (battery_key)
+    WHERE j.end_of_life_day IS NULL OR p.day <= j.end_of_life_day
+)
+SELECT b.site_id, b.string_id, b.battery_id, l.day, l.true_soh_pct, l.days_to_end_of_life, l.censored,
+       l.end_of_life_day
+FROM labelled l JOIN {db}batteries b USING (battery_key)
+ORDER BY b.battery_id, l.day"""
+
+
 _BUILDERS = {
     "daily_battery_summary": daily_battery_summary_sql,
     "soh_trend": soh_trend_sql,
     "time_above_temperature": time_above_temperature_sql,
     "outage_autonomy": outage_autonomy_sql,
     "alarms": alarms_sql,
+    "jar_string_readings": jar_string_readings_sql,
+    "capacity_tests": capacity_tests_sql,
+    "rul": rul_sql,
 }
 VIEW_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 

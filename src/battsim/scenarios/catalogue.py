@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from battsim.engine.sensors import SensorFault
+from battsim.scenarios.maintenance import start_capacity_test, start_impedance_survey, stop_capacity_test
 
 if TYPE_CHECKING:
     from battsim.engine.world import World
@@ -104,6 +105,15 @@ class SensorFaultParams(Params):
     )
     drift_c_per_h: float = Field(default=0.5, ge=-50, le=50, description="Temperature drift of a drift fault, °C/h.")
     spike_probability: float = Field(default=0.05, gt=0, le=1, description="Share of readings a spike fault spoils.")
+
+
+class CapacityTestParams(Params):
+    current_c10: float = Field(default=0.1, ge=0.01, le=3.0, description="Discharge current, A per Ah of the "
+                               "string's rated C10 capacity (0.1: the 10-hour rate).")
+    end_v_per_cell: float = Field(default=1.80, ge=1.5, le=2.0, description="End voltage per cell, V (1.80 at "
+                                  "the 10-hour rate).")
+    pass_pct: float = Field(default=80.0, gt=0, le=100, description="Capacity, % of rated, below which the test "
+                            "fails and the weak jars are replaced.")
 
 
 # ------------------------------------------------------------------------------------ effects
@@ -345,6 +355,29 @@ _SPECS = (
         scope=Scope.JAR,
         start=_sensor_fault_start,
         stop=_sensor_fault_stop,
+    ),
+    ScenarioSpec(
+        name="capacity_test",
+        title="Capacity Test",
+        description="Maintenance: each targeted string is discharged into a load bank at current_c10 to "
+        "end_v_per_cell; the Ah it delivered over its rated capacity is its measured capacity (a capacity_test "
+        "event). Below pass_pct the weak jars are replaced by new ones (jar_replaced). Ends by itself.",
+        typical_conditions={"mode": "discharge, then boost", "duration": "about 8-10 h at the 10-hour rate",
+                            "pass_pct": 80},
+        params=CapacityTestParams,
+        scope=Scope.STRING,
+        start=start_capacity_test,
+        stop=stop_capacity_test,
+    ),
+    ScenarioSpec(
+        name="impedance_survey",
+        title="Impedance Survey",
+        description="Maintenance: a technician measures the targeted jars with a handheld impedance meter "
+        "(ohmic_tests rows with instrument 1). Ends at once.",
+        typical_conditions={"instrument": "handheld, ±1 %"},
+        params=Params,
+        scope=Scope.JAR,
+        start=start_impedance_survey,
     ),
 )
 

@@ -574,8 +574,10 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         active = []
         if session is not None:
             fleet = session.fleet
-            active = [{"rule": rule, "battery_id": fleet.battery_ids[jar],
-                       "site_id": fleet.site_ids[fleet.battery_site[jar]]}
+            per_string = {r.name for r in RULES if r.per_string}  # on_battery names its string, not a jar
+            active = [{"rule": rule, "battery_id": None if rule in per_string else fleet.battery_ids[jar],
+                       "site_id": fleet.site_ids[fleet.battery_site[jar]],
+                       "string_id": fleet.string_ids[fleet.battery_string[jar]]}
                       for rule, jar in session.alarms.active_alarms()]
         return {"rules": [{"rule": r.name, "severity": r.severity, "description": r.description} for r in RULES],
                 "thresholds": AlarmThresholds().model_dump(), "active": active}

@@ -423,6 +423,9 @@ def export(
     partition: Annotated[bool, typer.Option("--partition", help="Parquet readings partitioned by site_id and "
                                                                 "local date (Hive layout).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+    layout: Annotated[str, typer.Option("--layout", help="battsim (the tables), or original: the original "
+                                        "project's battery_sensors_<site>.csv.gz and string_sensors_<site>.csv.gz "
+                                        "in the directory --out.")] = "battsim",
 ) -> None:
     """Export a recording to Parquet or CSV for other tools (DuckDB, polars, pandas, Spark)."""
     from battsim.recordings.export import ExportError, export_recording
@@ -430,7 +433,8 @@ def export(
     from battsim.recordings.recording import NotARecordingError
 
     try:
-        summary = export_recording(recording, out, output_format, partition=partition, overwrite=overwrite)
+        summary = export_recording(recording, out, output_format, partition=partition, overwrite=overwrite,
+                                   layout=layout)
     except ExportError as error:
         fail(f"--{error.option}", escape(error.message))
     except (FileNotFoundError, NotARecordingError, RecordingBusyError) as error:

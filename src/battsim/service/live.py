@@ -267,12 +267,7 @@ class LiveSession:
         if not self._pending:
             return
         batches, self._pending, self._pending_rows = self._pending, [], 0
-        if len(batches) == 1:
-            merged = batches[0]
-        else:
-            merged = ReadingBatch({name: np.concatenate([b.columns[name] for b in batches]) for name in
-                                   batches[0].columns}, batches[0].first_tick, sum(b.ticks for b in batches))
-        self.recorder.readings(merged)
+        self.recorder.readings(ReadingBatch.concatenate(batches))
         self._last_record = time.monotonic()
 
     # ------------------------------------------------------------------------------ pacing

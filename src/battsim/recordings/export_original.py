@@ -1,0 +1,109 @@
+"""Export a recording in the original project's dataset layout, for its ML notebooks.
+
+``battsim export run.duckdb --out dataset/ --layout original`` writes, per site, two gzip-compressed CSV
+files into one folder:
+
+    battery_sensors_<site_id>.csv.gz   ts, battery_id, voltage_v, temperature_c, resistance_mohm,
+                                       conductance_s, soc_pct, soh_pct
+    string_sensors_<site_id>.csv.gz    ts, string_id, voltage_v, current_a, mode, ripple_voltage_rms_v,
+                                       ripple_current_rms_a
+
+``ts`` is naive UTC, ``YYYY-MM-DD HH:MM:SS``. Values are the measured ones (what the original generator
+wrote): ``resistance_mohm`` the last ohmic test's, ``conductance_s`` its inverse (1000 / mΩ, siemens),
+``soc_pct`` and ``soh_pct`` the monitor's estimates; a missing measurement is an empty field. ``mode`` is
+the rectifier mode by name (float, boost, equalize, discharge, disconnected). Rows are in time order, then
+by id. The folder is written beside ``out`` and renamed into place when complete, with a
+``.battsim-export`` marker so that ``--overwrite`` can replace it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import duckdb
+
+from battsim.engine.battery import MODE_NAMES
+from battsim.recordings.format import reading
+from battsim.recordings.outputs import EXPORT_MARKER, OutputError, check_out, discard, replace_directory, staging_path
+from battsim.recordings.query import quote_literal, spill_privately
+
+LAYOUT = "original"
+BATTERY_COLUMNS = ("ts", "battery_id", "voltage_v", "temperature_c", "resistance_mohm", "conductance_s", "soc_pct",
+                   "soh_pct")
+STRING_COLUMNS = ("ts", "string_id", "voltage_v", "current_a", "mode", "ripple_voltage_rms_v", "ripple_current_rms_a")
+_TS = "strftime(timezone('UTC', {column}), '%Y-%m-%d %H:%M:%S') AS ts"
+_OPTIONS = "FORMAT csv, HEADER true, COMPRESSION gzip"
+
+
+def _measured(column: str, digits: int) -> str:
+    # To the monitor's resolution, as a DOUBLE: a FLOAT printed as text shows its binary error (13.667001).
+    return f"CASE WHEN isnan(s.{column}) THEN NULL ELSE round(s.{column}::DOUBLE, {digits}) END"
+
+
+def _rounded(column: str, digits: int) -> str:
+    return f"round(s.{column}::DOUBLE, {digits})"
+
+
+def battery_sensors_sql(site_key: int) -> str:
+    resistance = _measured("internal_resistance_mohm", 2)
+    return f"""SELECT {_TS.format(column="s.timestamp")}, b.battery_id, {_measured("voltage_v", 3)} AS voltage_v,
+       {_measured("temperature_c", 1)} AS temperature_c, {resistance} AS resistance_mohm,
+       round(1000.0 / nullif({resistance}, 0), 3) AS conductance_s, {_rounded("soc_pct", 1)} AS soc_pct,
+       CASE WHEN isnan(s.soh_pct) THEN NULL ELSE {_rounded("soh_pct", 1)} END AS soh_pct
+FROM reading_samples s JOIN batteries b USING (battery_key) JOIN sites z USING (site_id)
+WHERE z.site_key = {int(site_key)}
+ORDER BY s.timestamp, b.battery_id"""
+
+
+def string_sensors_sql(site_key: int) -> str:
+    modes = "[" + ", ".join(quote_literal(name) for name in MODE_NAMES) + "]"
+    return f"""SELECT {_TS.format(column="s.timestamp")}, t.string_id, {_rounded("voltage_v", 2)} AS voltage_v,
+       {_rounded("current_a", 2)} AS current_a, {modes}[s.mode + 1] AS mode,
+       {_rounded("ripple_voltage_rms_v", 3)} AS ripple_voltage_rms_v,
+       {_rounded("ripple_current_rms_a", 2)} AS ripple_current_rms_a
+FROM string_readings s JOIN strings t USING (string_key) JOIN sites z USING (site_id)
+WHERE z.site_key = {int(site_key)}
+ORDER BY s.timestamp, t.string_id"""
+
+
+def export_original(recording: str | Path, out: str | Path, overwrite: bool = False):
+    """Write ``recording`` into the folder ``out`` in the original layout; returns an ExportSummary."""
+    from battsim.recordings.export import ExportError, ExportSummary  # export.py imports this module
+
+    out = Path(out)
+    if out.suffix in (".parquet", ".csv", ".gz"):
+        raise ExportError("out", f"{out.name}: the original layout is a folder of files per site; give a directory")
+    try:
+        empty_dir = out.is_dir() and not any(out.iterdir())
+        check_out(out, overwrite or empty_dir, inputs=[Path(recording)], kind="directory")
+    except OutputError as error:
+        raise ExportError("out", str(error)) from None
+    began = time.perf_counter()
+    rows: dict[str, int] = {}
+    spill = ExitStack()
+    connection = spill.enter_context(spill_privately([recording]))
+    staged = staging_path(out)
+    try:
+        with reading([recording]):
+            staged.mkdir()
+            sites = connection.execute("SELECT site_key, site_id FROM sites ORDER BY site_key").fetchall()
+            for site_key, site_id in sites:
+                for name, query in ((f"battery_sensors_{site_id}.csv.gz", battery_sensors_sql(site_key)),
+                                    (f"string_sensors_{site_id}.csv.gz", string_sensors_sql(site_key))):
+                    target = quote_literal(str(staged / name))
+                    rows[name] = connection.execute(f"COPY ({query}) TO {target} ({_OPTIONS})").fetchone()[0]
+            (staged / EXPORT_MARKER).write_text(json.dumps({"recording": str(recording), "layout": LAYOUT,
+                                                            "rows": rows}) + "\n")
+        replace_directory(staged, out)
+    except (OSError, duckdb.IOException) as error:
+        discard(staged)
+        raise ExportError("out", f"cannot write {out} ({str(error).splitlines()[0].replace(str(staged), str(out))})") from None
+    except BaseException:
+        discard(staged)
+        raise
+    finally:
+        spill.close()
+    return ExportSummary(out, rows, time.perf_counter() - began)
