@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_batch.py [--days 7] [--memory-days 30]
 
 Prints, in one run on this machine:
-  * end-to-end readings/s of `thailand-full` at a 60 s interval into a fresh recording,
+  * end-to-end readings/s of `thailand-full` at a 60 s interval into a fresh recording, and the rows/s
+    of each table the run writes (readings, string channels, ohmic tests, events),
   * DuckDB's ingest rate of the same rows (read back from the recording into in-memory Arrow batches
     of the same size) into a fresh file with the same schema, one transaction per batch, and the ratio,
   * peak resident memory of the simulating process (and of a longer run with --memory-days).
@@ -26,6 +27,8 @@ from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.recordings.schema import create_statements
 
+TABLES = ("reading_samples", "string_readings", "ohmic_tests", "events")
+
 
 def simulate(days: float, out: Path, batch_rows: int, result: multiprocessing.Queue) -> None:
     run = BatchRun(fleet=get_preset("thailand-full"), out=out, seed=1, start=DEFAULT_START,
@@ -33,6 +36,12 @@ def simulate(days: float, out: Path, batch_rows: int, result: multiprocessing.Qu
                    batch_rows=batch_rows)
     summary = record_run(run)
     result.put((summary.readings, summary.wall_s, peak_resident_mb()))
+
+
+def rows_per_table(path: Path) -> dict[str, int]:
+    """What the run wrote, table by table (the readings, and since issue 15 the string channels and tests)."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}
 
 
 def peak_resident_mb() -> float:
@@ -89,10 +98,14 @@ def main() -> None:
         scratch = Path(scratch)
         readings, wall_s, peak_mb = simulate_in_child(args.days, scratch / "sim.duckdb", args.batch_rows)
         sim_rate = readings / wall_s
+        tables = rows_per_table(scratch / "sim.duckdb")
         ingested, ingest_s = duckdb_ingest(readings, args.batch_rows, scratch / "sim.duckdb", scratch / "ingest.duckdb")
         ingest_rate = ingested / ingest_s
         print(f"fleet                 thailand-full, 1,944 jars, 60 s interval, {args.days:g} days")
         print(f"simulate + record     {readings:,} readings in {wall_s:.2f} s = {sim_rate:,.0f} readings/s")
+        for table, rows in tables.items():
+            print(f"  {table:<19} {rows:,} rows = {rows / wall_s:,.0f} rows/s")
+        print(f"  all tables          {sum(tables.values()) / wall_s:,.0f} rows/s")
         print(f"duckdb ingest alone   {ingested:,} rows in {ingest_s:.2f} s = {ingest_rate:,.0f} rows/s")
         print(f"ratio                 {sim_rate / ingest_rate:.2f} of DuckDB's own ingest rate (target >= 0.5)")
         print(f"peak memory           {peak_mb:,.0f} MB ({args.days:g} days)")

@@ -84,6 +84,7 @@ class MonitorSchedule:
         fleet = world.fleet
         self.ripple_c10 = CHARGER_RIPPLE_C10 * np.exp(CHARGER_RIPPLE_SIGMA_LN * np.array(
             [entity_rng(world.seed, string_id, "charger-ripple").standard_normal() for string_id in fleet.string_ids]))
+        self.charger_ripple_a = self.ripple_c10 * world.string_rated_ah
         self.test_current_a = OHMIC_TEST_CURRENT_C10 * world.bank.rated_capacity_ah
         # Sites whose ohmic test is due at the next tick; every site at the first scan.
         self.due = set(range(world.site_count))
@@ -132,28 +133,35 @@ class MonitorSchedule:
         """Fill the tick's string channels and monitor-held jar columns; run the ohmic tests that are due."""
         world, buffer, fleet = self.world, self.world.buffer, self.world.fleet
         monitor = world.monitor
+        string_voltage_v = terminal.string_voltage_v
         if self.due:
-            self._ohmic_tests(terminal, timestamp_us)
+            string_voltage_v = string_voltage_v - self._ohmic_tests(terminal, timestamp_us)
         buffer.tick_view("internal_resistance_mohm")[:] = monitor.held_resistance_mohm
-        buffer.tick_view("ambient_c")[:] = monitor.room_probe_c(world.room_c)[fleet.battery_site]
+        # The room's true air; the monitor turns it into its room probe's reading when it measures the batch.
+        buffer.tick_view("ambient_c")[:] = world.room_c[fleet.battery_site]
         mode = world.string_mode
         current_a = terminal.string_current_a
-        ripple_a = np.where(mode == Mode.DISCHARGE, INVERTER_RIPPLE_FRACTION * np.abs(current_a),
-                            np.where(mode == Mode.DISCONNECTED, 0.0, self.ripple_c10 * world.string_rated_ah))
+        on_battery = mode >= Mode.DISCHARGE  # discharge or disconnected
+        ripple_a = self.charger_ripple_a
+        if on_battery.any():
+            ripple_a = np.where(mode == Mode.DISCHARGE, INVERTER_RIPPLE_FRACTION * np.abs(current_a),
+                                np.where(on_battery, 0.0, ripple_a))
         string_ohm = np.add.reduceat(terminal.resistance_mohm, world.string_start) * 1e-3
         buffer.string_tick_view("timestamp_us")[:] = timestamp_us
-        buffer.string_tick_view("true_voltage_v")[:] = np.add.reduceat(buffer.tick_view("true_voltage_v"),
-                                                                       world.string_start)
+        buffer.string_tick_view("true_voltage_v")[:] = string_voltage_v
         buffer.string_tick_view("true_current_a")[:] = current_a
         buffer.string_tick_view("true_ripple_current_rms_a")[:] = ripple_a
         buffer.string_tick_view("ripple_voltage_rms_v")[:] = ripple_a * string_ohm
         buffer.string_tick_view("mode")[:] = mode
+        buffer.string_tick_view("true_room_c")[:] = world.room_c[fleet.string_site]
 
-    def _ohmic_tests(self, terminal, timestamp_us: int) -> None:
+    def _ohmic_tests(self, terminal, timestamp_us: int) -> np.ndarray:
+        """Test the jars of the due sites' floating strings; returns the load step of each string's voltage, V."""
         world, fleet, monitor = self.world, self.world.fleet, self.world.monitor
         sites, self.due = sorted(self.due), set()
         unreachable = monitor.unreachable(timestamp_us)
         voltage = world.buffer.tick_view("true_voltage_v")
+        step_v = np.zeros(world.string_count)
         for site in sites:
             strings = [s for s in world.site_strings(site) if world.string_mode[s] == Mode.FLOAT and world.input_up(s)]
             jars = np.flatnonzero(np.isin(fleet.battery_string, strings) & ~unreachable)
@@ -162,10 +170,13 @@ class MonitorSchedule:
             true_mohm = terminal.resistance_mohm[jars]
             resistance, temperature = monitor.ohmic_test(jars, site, true_mohm, world.bank.temperature_c[jars],
                                                          timestamp_us)
-            voltage[jars] -= self.test_current_a[jars] * true_mohm * 1e-3  # the load step, this tick
+            drop_v = self.test_current_a[jars] * true_mohm * 1e-3  # the load step, this tick
+            voltage[jars] -= drop_v
+            np.add.at(step_v, fleet.battery_string[jars], drop_v)
             self.add_results(jars, timestamp_us, resistance, temperature, self.test_current_a[jars], true_mohm,
                              OHMIC_TEST_KIND)
             world.emit("ohmic_test", site=site, strings=[fleet.string_ids[s] for s in strings], jars=len(jars))
+        return step_v
 
     def add_results(self, jars, timestamp_us, resistance, temperature, current_a, true_mohm, instrument) -> None:
         world = self.world

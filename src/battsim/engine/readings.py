@@ -36,7 +36,6 @@ READING_COLUMNS: dict[str, tuple[type, str]] = {
     "true_temperature_c": (np.float32, "Ground truth: jar temperature, °C"),
     "true_internal_resistance_mohm": (np.float32, "Ground truth: ohmic resistance at this tick, mΩ"),
     "true_soc_pct": (np.float32, "Ground truth: state of charge, %"),
-    "true_ambient_c": (np.float32, "Ground truth: the air beside the jar (room plus its place in the rack), °C"),
     "true_soh_pct": (np.float32, "Ground truth: capacity relative to rated, %"),
     "sensor_fault": (np.uint8, "Ground truth: injected sensor fault, 0 none, 1 stuck, 2 drift, 3 spike, 4 dropout"),
     "scenario_mask": (np.uint32, "Ground truth: bit i set when scenario i of the catalogue acts on the jar"),
@@ -56,6 +55,8 @@ STRING_COLUMNS: dict[str, tuple[type, str]] = {
     "true_voltage_v": (np.float32, "Ground truth: string voltage, V"),
     "true_current_a": (np.float32, "Ground truth: string current, A"),
     "true_ripple_current_rms_a": (np.float32, "Ground truth: ripple current, A rms"),
+    "true_room_c": (np.float32, "Ground truth: the battery room's air, °C (the air beside a jar is this plus "
+                    "batteries.rack_offset_c)"),
 }
 
 # One row per jar per ohmic test (the monitor's momentary-load resistance test, run on float).

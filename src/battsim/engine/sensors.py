@@ -239,11 +239,15 @@ class BatteryMonitor:
         self.held_resistance_mohm[jars] = resistance
         return resistance, temperature
 
-    def room_probe_c(self, room_c: np.ndarray) -> np.ndarray:
-        """Each site's room probe reading of its room's air now (one draw per site per tick), °C."""
-        noise = np.array([rng.standard_normal() for rng in self.room_rngs]) if self.room_rngs else 0.0
-        reading = room_c + self.calibration.room_offset_c + TEMPERATURE_NOISE_C * noise
-        return np.round(reading / TEMPERATURE_RESOLUTION_C) * TEMPERATURE_RESOLUTION_C
+    def _room_probes(self, columns: dict[str, np.ndarray], by_tick: tuple[int, int]) -> None:
+        """The ambient column arrives as each jar's room's true air; make it its room probe's reading (one
+        probe per site: its offset plus one noise draw per tick)."""
+        ticks = by_tick[0]
+        noise = np.column_stack([rng.standard_normal(ticks, dtype=np.float32) for rng in self.room_rngs])
+        error = (noise * np.float32(TEMPERATURE_NOISE_C) + self.calibration.room_offset_c.astype(np.float32))
+        ambient = columns["ambient_c"].reshape(by_tick)
+        ambient += error[:, self.jar_site]
+        quantize_into(ambient, ambient.copy(), TEMPERATURE_RESOLUTION_C)
 
     def _temperature_error_c(self, jars, now_us):
         years = (now_us - self.start_us) / 1e6 / SECONDS_PER_YEAR
@@ -294,6 +298,8 @@ class BatteryMonitor:
             columns["internal_resistance_mohm"][:] = resistance
         if current is not columns["current_a"]:
             columns["current_a"][:] = current
+        if self.room_rngs:
+            self._room_probes(columns, by_tick)
         self._apply_gaps(columns, by_tick)
         self._estimate_soh(columns, by_tick)
 

@@ -541,7 +541,6 @@ class World:
         buffer.tick_view("true_temperature_c")[:] = bank.temperature_c
         buffer.tick_view("true_internal_resistance_mohm")[:] = terminal.resistance_mohm
         np.multiply(terminal.soc, 100.0, out=buffer.tick_view("true_soc_pct"), casting="unsafe")
-        buffer.tick_view("true_ambient_c")[:] = self.jar_air_c
         self.monitoring.tick(terminal, timestamp_us)  # string channels, ohmic tests, held resistance, room probe
         buffer.tick_view("mode")[:] = self.string_mode[self.fleet.battery_string]
         buffer.tick_view("true_soh_pct")[:] = bank.soh_pct

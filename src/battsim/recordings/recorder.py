@@ -149,6 +149,7 @@ class Recorder:
             "capacity_ah": capacity * fleet.capacity_spread,
             "baseline_resistance_mohm": resistance * fleet.resistance_spread,
             "initial_soh_pct": fleet.initial_soh_pct,
+            "rack_offset_c": fleet.rack_offset_c,
         })
         con.register("new_batteries", table)
         con.execute("INSERT INTO batteries SELECT *, NULL, NULL, NULL, NULL FROM new_batteries")
@@ -275,8 +276,8 @@ class Recorder:
         """A jar replaced after a failed capacity test: the new jar's row, and the old one's end of service."""
         detail, at = event.detail, EPOCH + timedelta(microseconds=event.timestamp_us)
         cursor.execute(
-            "INSERT INTO batteries SELECT ?, ?, site_id, string_id, position, model, ?, ?, ?, 100.0, ?, battery_id, "
-            "NULL, NULL FROM batteries WHERE battery_id = ?",
+            "INSERT INTO batteries SELECT ?, ?, site_id, string_id, position, model, ?, ?, ?, 100.0, rack_offset_c, ?, "
+            "battery_id, NULL, NULL FROM batteries WHERE battery_id = ?",
             [detail["battery_key"], event.battery_id, detail["profile"], detail["capacity_ah"],
              detail["baseline_resistance_mohm"], at, detail["replaces"]])
         cursor.execute("UPDATE batteries SET replaced_at = ?, replaced_by = ? WHERE battery_id = ?",

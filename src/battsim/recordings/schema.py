@@ -7,7 +7,8 @@ Tables
                      version, preset, readings, ticks, wall_seconds
     sites            site_key, site_id, name, timezone, longitude_deg, load_kw_per_string, room_setpoint_c
     batteries        battery_key, battery_id, site_id, string_id, position, model, profile,
-                     capacity_ah, baseline_resistance_mohm, initial_soh_pct, installed_at (NULL: there at the
+                     capacity_ah, baseline_resistance_mohm, initial_soh_pct, rack_offset_c (the air beside the
+                     jar minus the room's, by its place in the rack, K), installed_at (NULL: there at the
                      start), replaces (the battery_id it replaced), replaced_at and replaced_by (when and by
                      which jar it was replaced after a failed capacity test; NULL while in service)
     strings          string_key, string_id, site_id, jars, rated_capacity_ah (C10, mean of its jars),
@@ -19,7 +20,7 @@ Tables
                      a communication gap, no ohmic test yet).
     string_readings  one row per string per tick: timestamp, string_key, voltage_v, current_a,
                      ripple_current_rms_a, ripple_voltage_rms_v, mode, then true_voltage_v, true_current_a,
-                     true_ripple_current_rms_a (:data:`battsim.engine.readings.STRING_COLUMNS`)
+                     true_ripple_current_rms_a, true_room_c (:data:`battsim.engine.readings.STRING_COLUMNS`)
     ohmic_tests      one row per jar per test: timestamp, battery_key, resistance_mohm, temperature_c,
                      test_current_a, true_resistance_mohm, instrument (0 the monitor's scheduled test, 1 a
                      handheld meter in an impedance survey) (:data:`battsim.engine.readings.OHMIC_TEST_COLUMNS`)
@@ -33,9 +34,10 @@ Views
                      the analysis views, defined in :mod:`battsim.recordings.views`
 
 Format versions: 1 the first; 2 (issue 15) added strings, string_readings, ohmic_tests, the batteries
-columns from installed_at on, and reading_samples' true_internal_resistance_mohm, true_soc_pct and
-true_ambient_c (internal_resistance_mohm became the last test's value, soc_pct the monitor's estimate,
-ambient_c the room probe's reading, current_a the string's Hall sensor).
+columns from rack_offset_c on, and reading_samples' true_internal_resistance_mohm and true_soc_pct
+(internal_resistance_mohm became the last test's value, soc_pct the monitor's estimate, ambient_c the
+room probe's reading, current_a the string's Hall sensor; the true air beside a jar is
+string_readings.true_room_c + batteries.rack_offset_c, shown as true_ambient_c in jar_string_readings).
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def create_statements() -> list[str]:
            timezone VARCHAR, longitude_deg DOUBLE, load_kw_per_string DOUBLE, room_setpoint_c DOUBLE)""",
         """CREATE TABLE batteries (battery_key USMALLINT PRIMARY KEY, battery_id VARCHAR UNIQUE,
            site_id VARCHAR, string_id VARCHAR, position INTEGER, model VARCHAR, profile VARCHAR,
-           capacity_ah DOUBLE, baseline_resistance_mohm DOUBLE, initial_soh_pct DOUBLE, installed_at TIMESTAMPTZ,
+           capacity_ah DOUBLE, baseline_resistance_mohm DOUBLE, initial_soh_pct DOUBLE, rack_offset_c DOUBLE,
+           installed_at TIMESTAMPTZ,
            replaces VARCHAR, replaced_at TIMESTAMPTZ, replaced_by VARCHAR)""",
         """CREATE TABLE strings (string_key USMALLINT PRIMARY KEY, string_id VARCHAR UNIQUE, site_id VARCHAR,
            jars INTEGER, rated_capacity_ah DOUBLE, current_full_scale_a DOUBLE)""",

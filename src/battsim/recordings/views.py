@@ -6,7 +6,7 @@
     outage_autonomy          per outage and string: duration, minimum voltage, Ah delivered, low-voltage disconnect
     alarms                   each alarm raised, when (and whether) it cleared, and for how long it was active
     jar_string_readings      each jar's readings beside its string's channels at the same tick (string voltage,
-                             Hall current, ripple current and voltage)
+                             Hall current, ripple current and voltage) and the true air beside the jar
     capacity_tests           each capacity test of a string: when, Ah delivered, capacity %, passed, jars replaced
     rul                      per jar and local day: days to end of life (true SOH below 80 %), ``censored`` when the
                              jar's readings end first (the run ended, or the jar was replaced before it got there)
@@ -213,8 +213,8 @@ def jar_string_readings_sql(db: str = "") -> str:
     return f"""
 SELECT r.*, s.voltage_v AS string_voltage_v, s.current_a AS string_current_a,
        s.ripple_current_rms_a, s.ripple_voltage_rms_v, s.true_voltage_v AS true_string_voltage_v,
-       s.true_current_a AS true_string_current_a
-FROM {db}readings r JOIN {db}strings t USING (string_id)
+       s.true_current_a AS true_string_current_a, s.true_room_c + b.rack_offset_c AS true_ambient_c
+FROM {db}readings r JOIN {db}strings t USING (string_id) JOIN {db}batteries b USING (battery_id)
      JOIN {db}string_readings s ON s.string_key = t.string_key AND s.timestamp = r.timestamp"""
 
 
