@@ -1,14 +1,15 @@
 """Fit the discharge constants of a battery model to the USF12-100A datasheet tables.
 
-Development script (needs scipy, which the package itself does not): runs the constant-current
+Development script: runs the constant-current
 and constant-power discharges through ``battsim.engine.lab`` (the engine's own code) and adjusts
 the kinetic-battery and overpotential constants of :class:`BatteryModel` to minimise the log error
 of the runtimes to 1.80 and 1.75 V/cell at every column from 10 min to 20 h. Prints the fitted
 values to paste into ``models.py`` defaults, and the error table.
 
-    .venv/bin/pip install scipy && .venv/bin/python tools/fit_discharge.py
+    .venv/bin/python tools/fit_discharge.py
 
-With ``--temperature`` (no scipy needed) it fits instead ``physics.KINETICS_TABLE_FACTOR``: the
+A block's own table is fitted with ``battsim lab fit`` instead (``engine/datasheet_fit.py``; the
+built-ins: ``tools/fit_datasheet_models.py``). With ``--temperature`` it fits instead ``physics.KINETICS_TABLE_FACTOR``: the
 multiplier on the kinetic battery model's rate (and divisor of the discharge knee) at each table
 temperature such that a 10 h discharge delivers ``physics.CAPACITY_TABLE_FACTOR`` of its 25 °C charge.
 
@@ -88,7 +89,7 @@ def main() -> None:
     if "--temperature" in sys.argv:
         fit_kinetics_temperature()
         return
-    from scipy.optimize import least_squares  # development only: not a dependency of the package
+    from scipy.optimize import least_squares
 
     base = get_model("USF12-100A")
     start = np.array([getattr(base, name) for name in FITTED])
