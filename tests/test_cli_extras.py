@@ -39,7 +39,8 @@ def test_serve_boots_a_fleet_file_with_its_timelines(tmp_path):
     process = subprocess.Popen(
         battsim_command() + ["serve", "--port", str(port), "--data-dir", str(tmp_path / "rec"),
                              "--fleet", str(tmp_path / "fleet.toml"), "--timeline", str(tmp_path / "soon.toml"),
-                             "--timeline", str(tmp_path / "later.toml"), "--interval", "1", "--speed", "600"],
+                             "--timeline", str(tmp_path / "later.toml"), "--interval", "1", "--speed", "600",
+                             "--no-random-outages"],  # only the given timelines: no random outage beside them
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

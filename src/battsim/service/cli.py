@@ -24,6 +24,7 @@ from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, RecordingWriteError, RunInterrupted, record_run
 from battsim.recordings.outputs import OutputError, check_out
 from battsim.scenarios import CATALOGUE, TimelineError, load_timeline, shipped_timelines
+from battsim.scenarios.default_outages import with_random_outages
 from battsim.service.lab_cli import fleet_with_model_file, lab_app
 from battsim.service.replay_cli import replay
 from battsim.service.terminal import console, fail, print_summary, stdout
@@ -94,6 +95,10 @@ def load_timelines(names: list[str], spec: FleetSpec, seed: int) -> list:
     return timelines
 
 
+RANDOM_OUTAGES_HELP = ("Seeded random grid outages at each site's outages_per_year, 30-90 min (the shipped "
+                       "grid-outages timeline), unless a --timeline has its own grid_outage entry.")
+
+
 @app.command()
 def run(
     out: Annotated[Path, typer.Option("--out", help="Recording to write (a .duckdb file).")],
@@ -114,6 +119,7 @@ def run(
         "--timeline", help="Timeline TOML file, or the name of a shipped one (battsim scenarios); repeatable, "
         "the files merge.")] = None,
     alarms: Annotated[bool, typer.Option(help="Evaluate the alarm rules and record their events.")] = True,
+    random_outages: Annotated[bool, typer.Option(help=RANDOM_OUTAGES_HELP)] = True,
 ) -> None:
     """Simulate a fleet over virtual time as fast as possible and record every reading."""
     spec, preset_name = resolve_fleet(preset, fleet)
@@ -139,7 +145,7 @@ def run(
         if days > 36_525:
             fail("--days", f"{days} is more than 100 years")
         end = begin + timedelta(days=days)
-    timelines = load_timelines(timeline or [], spec, seed)
+    timelines = with_random_outages(load_timelines(timeline or [], spec, seed), random_outages)
     try:
         check_out(out, overwrite, inputs=[p for p in [fleet, model_file, *(Path(t) for t in timeline or [])]
                                           if p and p.exists()])
@@ -249,6 +255,7 @@ def serve(
     interval: Annotated[int, typer.Option(help="Seconds between readings of the boot fleet, 1-60.")] = 5,
     speed: Annotated[float, typer.Option(help="Virtual seconds per wall second of the boot fleet.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed of the boot fleet.")] = 0,
+    random_outages: Annotated[bool, typer.Option(help="Boot fleet: " + RANDOM_OUTAGES_HELP)] = True,
     backfill: Annotated[str | None, typer.Option(
         help="Boot fleet: start this long before now (30d, 12h, 90min; at most 366d), run that history at batch "
              "speed into the recording, then go on at --speed from now.", show_default=False)] = None,
@@ -281,7 +288,7 @@ def serve(
         fail("--timeline", "needs a fleet to boot: give --preset or --fleet")
     # The boot fleet is loaded and checked exactly as `battsim run` does it (same errors, exit 2).
     spec, boot_name = resolve_fleet(preset, fleet) if preset is not None or fleet is not None else (None, None)
-    timelines = load_timelines(timeline or [], spec, seed) if spec is not None else []
+    timelines = with_random_outages(load_timelines(timeline or [], spec, seed), random_outages) if spec is not None else []
     if not 1 <= port <= 65535:
         fail("--port", f"{port} is outside 1-65535")
     if not 1 <= interval <= 60:
