@@ -121,7 +121,7 @@ def test_cli_export(recording, tmp_path):
     refused = runner.invoke(app, ["export", str(recording), "--format", "csv", "--out", str(tmp_path / "c"),
                                   "--partition"])
     assert refused.exit_code == 2 and "error: --partition:" in refused.output
-    refused = runner.invoke(app, ["export", str(recording), "--format", "json", "--out", str(tmp_path / "j")])
+    refused = runner.invoke(app, ["export", str(recording), "--format", "xlsx", "--out", str(tmp_path / "j")])
     assert refused.exit_code == 2 and "error: --format:" in refused.output
     missing = runner.invoke(app, ["export", str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "n")])
     assert missing.exit_code == 2 and "error: FILE:" in missing.output

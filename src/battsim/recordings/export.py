@@ -1,6 +1,6 @@
-"""Export a recording to Parquet or CSV, for tools that do not speak DuckDB.
+"""Export a recording to Parquet, CSV or JSON, for tools that do not speak DuckDB.
 
-``out`` ending in ``.parquet`` or ``.csv`` is one file of readings. Any other ``out`` is a directory
+``out`` ending in ``.parquet``, ``.csv`` or ``.json`` is one file of readings. Any other ``out`` is a directory
 holding every table: ``readings``, ``events``, ``batteries``, ``sites``, ``runs``, ``strings``,
 ``string_readings``, ``ohmic_tests``. With
 ``partition``, readings are written Hive-style by site and local date::
@@ -11,8 +11,10 @@ Read them back with ``duckdb.sql("FROM read_parquet('out/readings/**/*.parquet',
 or ``polars.scan_parquet("out/readings/**/*.parquet", hive_partitioning=True)``; a filter on
 ``site_id`` or ``date`` then reads only the matching directories. A directory export also holds
 ``.battsim-export`` (what was exported), which lets ``--overwrite`` replace it; the export is
-written beside ``out`` and renamed into place when it is complete. Timestamps are UTC (Parquet
-timestamps adjusted to UTC; in CSV ``2026-01-01 00:00:00+00``). The readings are those of the
+written beside ``out`` and renamed into place when it is complete. Timestamps are UTC: Parquet keeps the
+stored types (timestamps adjusted to UTC); CSV and JSON (an array of objects per table) show values as
+:mod:`battsim.recordings.presentation` says (``2026-01-01T00:00:00+00:00``, numbers at their channel's
+resolution), as ``battsim query`` does. The readings are those of the
 ``readings`` view: ids and mode by name, measured values NULL where the sensor dropped out.
 """
 
@@ -38,9 +40,12 @@ from battsim.recordings.outputs import (
     replace_file,
     staging_path,
 )
+from battsim.recordings.presentation import presented_sql
 from battsim.recordings.query import quote_literal, spill_privately
 
-FORMATS = ("parquet", "csv")
+FORMATS = ("parquet", "csv", "json")
+_COPY_OPTIONS = {"parquet": "FORMAT parquet, COMPRESSION zstd", "csv": "FORMAT csv, HEADER true",
+                 "json": "FORMAT json, ARRAY true"}
 LAYOUTS = ("battsim", "original")
 TABLES = ("readings", "events", "batteries", "sites", "runs", "strings", "string_readings", "ohmic_tests")
 _ORDER = {"events": "timestamp", "batteries": "battery_key",
@@ -75,7 +80,7 @@ def export_recording(recording: str | Path, out: str | Path, format: str = "parq
     out = Path(out)
     if format not in FORMATS:
         raise ExportError("format", f"{format!r} is not one of {', '.join(FORMATS)}")
-    single_file = out.suffix in (".parquet", ".csv")
+    single_file = out.suffix in (".parquet", ".csv", ".json")
     if single_file and out.suffix != f".{format}":
         raise ExportError("out", f"{out.name} does not end in .{format} (give a .{format} file or a directory)")
     if partition and format != "parquet":
@@ -89,7 +94,7 @@ def export_recording(recording: str | Path, out: str | Path, format: str = "parq
         raise ExportError("out", str(error)) from None
 
     began = time.perf_counter()
-    options = "FORMAT parquet, COMPRESSION zstd" if format == "parquet" else "FORMAT csv, HEADER true"
+    options = _COPY_OPTIONS[format]
     rows: dict[str, int] = {}
     spill = ExitStack()  # DuckDB's scratch files in a private temporary directory, not <cwd>/.tmp
     connection = spill.enter_context(spill_privately([recording]))
@@ -169,4 +174,7 @@ def _partitioned_readings(connection) -> str:
 
 
 def _copy(connection, query: str, target: Path, options: str) -> int:
+    if "FORMAT parquet" not in options:  # text: times and numbers as every command shows them
+        relation = connection.sql(query)
+        query = presented_sql(query, list(zip(relation.columns, map(str, relation.types))))
     return connection.execute(f"COPY ({query}) TO {quote_literal(str(target))} ({options})").fetchone()[0]

@@ -1,4 +1,4 @@
-"""SQL over one or more recordings at once, and the result as a table, CSV or JSON.
+"""SQL over one or more recordings at once, and the result as a table, CSV, JSON or Parquet.
 
 Each file is attached read-only to an in-memory DuckDB under its *run name* (the file name
 without ``.duckdb``, made a valid identifier), so one query can compare runs::
@@ -8,24 +8,20 @@ without ``.duckdb``, made a valid identifier), so one query can compare runs::
          UNION ALL SELECT 'heatwave', max(temperature_c) FROM heatwave.readings"
 
 The first file is the default database, so with a single file tables need no prefix. Timestamps come
-back in UTC. A recording made before the analysis views existed gets them in memory (the file is
-not changed).
+back in UTC, shown as :mod:`battsim.recordings.presentation` says (ISO 8601 with ``+00:00``, numbers at
+their channel's resolution). A recording made before the analysis views existed gets them in memory (the
+file is not changed).
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
-import math
 import re
 import tempfile
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import IO
 
@@ -33,9 +29,10 @@ import duckdb
 import numpy as np
 
 from battsim.recordings.format import RecordingBusyError, check_recording, open_error
+from battsim.recordings.presentation import columns_of, json_value, present_json_row, present_row
 from battsim.recordings.views import VIEW_NAMES, missing_views, view_sql
 
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "csv", "json", "parquet")
 # Catalog names DuckDB reserves, which a run may not be attached under.
 _RESERVED = {"memory", "system", "temp", "main", "information_schema", "pg_catalog"}
 FETCH_ROWS = 10_000
@@ -191,69 +188,57 @@ def _rows(cursor: duckdb.DuckDBPyConnection, types: list[str]) -> Iterator[tuple
 
 
 # ------------------------------------------------------------------------------------ output
-def json_value(value):
-    """A DuckDB result value as plain JSON: ISO 8601 times, NaN/inf as null, numbers as numbers."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_value(v) for v in value]
-    return str(value)
-
-
-def _text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    converted = json_value(value)
-    if isinstance(converted, (dict, list)):
-        return json.dumps(converted)
-    return "" if converted is None else str(converted)
-
-
+# Every value is shown as battsim.recordings.presentation says: ISO 8601 UTC times, numbers at their resolution.
 def write_csv(result: QueryResult, out: IO[str]) -> int:
+    columns = columns_of(result.columns, result.types)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(result.columns)
     count = 0
     for row in result.rows:
-        writer.writerow([_text(v) for v in row])
+        writer.writerow(present_row(row, columns))
         count += 1
     return count
 
 
 def write_json(result: QueryResult, out: IO[str]) -> int:
     """A JSON array of objects, one per row, written as it streams."""
+    columns = columns_of(result.columns, result.types)
     out.write("[")
     count = 0
     for row in result.rows:
         out.write(",\n " if count else "\n ")
-        out.write(json.dumps(dict(zip(result.columns, (json_value(v) for v in row))), ensure_ascii=False))
+        out.write(json.dumps(present_json_row(row, columns), ensure_ascii=False))
         count += 1
     out.write("\n]\n" if count else "]\n")
     return count
 
 
+def write_parquet(connection: duckdb.DuckDBPyConnection, sql: str, out: Path) -> int:
+    """The result of ``sql`` as one Parquet file, streamed in Arrow batches (the stored types: UTC timestamps,
+    32-bit floats; Parquet readers do their own formatting)."""
+    import pyarrow.parquet as pq
+
+    relation = connection.sql(sql)
+    if relation is None:
+        raise duckdb.InvalidInputException("the statement returns no result to write")
+    # DuckDB 2.0 reads a relation as to_arrow_reader; before, record_batch.
+    reader = (getattr(relation, "to_arrow_reader", None) or relation.record_batch)(FETCH_ROWS)
+    count = 0
+    with pq.ParquetWriter(out, reader.schema, compression="zstd") as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            count += batch.num_rows
+    return count
+
+
 def table_rows(result: QueryResult, max_rows: int) -> tuple[list[list[str]], bool]:
     """Up to ``max_rows`` rows as text for a table, and whether there were more."""
+    columns = columns_of(result.columns, result.types)
     shown: list[list[str]] = []
     for row in result.rows:
         if len(shown) == max_rows:
             return shown, True
-        shown.append(["NULL" if v is None else _text(v) for v in row])
+        shown.append(["NULL" if v is None else text for v, text in zip(row, present_row(row, columns))])
     return shown, False
 
 

@@ -356,8 +356,15 @@ def serve(
 def query(
     args: Annotated[list[str], typer.Argument(metavar="FILE.duckdb... SQL",
                                               help="One or more recordings, then the SQL.")],
-    output_format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    output_format: Annotated[str, typer.Option("--format", help="table, csv, json or parquet (needs --out).")] = "table",
     max_rows: Annotated[int, typer.Option(help="Rows shown by --format table (csv and json print every row).")] = 1000,
+    max_width: Annotated[int | None, typer.Option(
+        "--max-width", help="Widest the table may be, in characters (default: the terminal's width; unlimited when "
+        "not a terminal). Ids, times and numbers are never cut: the table is wider if they need it.",
+        show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the result to this file instead of stdout "
+                                             "(csv, json, parquet).", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """SQL over recordings; several files are attached under their names (year.duckdb -> year.readings)."""
     import duckdb
@@ -375,12 +382,23 @@ def query(
         fail("--format", f"{output_format!r} is not one of {', '.join(FORMATS)}")
     if max_rows < 1:
         fail("--max-rows", "must be at least 1")
+    if max_width is not None and max_width < 20:
+        fail("--max-width", f"{max_width} is less than 20 characters")
+    if output_format == "parquet" and out is None:
+        fail("--out", "--format parquet writes a file: give --out FILE.parquet")
+    if output_format == "table" and out is not None:
+        fail("--out", "--format table is for the terminal; give --format csv, json or parquet with --out")
     if len(args) < 2:
         fail("FILE/SQL", "give one or more recordings and then the SQL, e.g. battsim query run.duckdb "
                          "\"SELECT count(*) FROM readings\"")
     *files, sql = args
     if sql.endswith(".duckdb"):
         fail("SQL", f"the last argument is the SQL, but {sql!r} looks like a file")
+    if out is not None:
+        try:
+            check_out(out, overwrite, inputs=[Path(f) for f in files])
+        except OutputError as error:
+            fail("--out", escape(str(error)))
     try:
         check_single_statement(sql)
     except QueryError as error:
@@ -394,16 +412,20 @@ def query(
             fail("FILE", escape(str(error)))
         try:
             with reading(files):
-                _print_query(execute(connection, sql), output_format, max_rows, files)
+                if out is not None:
+                    _write_query(connection, sql, output_format, out)
+                else:
+                    _print_query(execute(connection, sql), output_format, max_rows, files, max_width)
         except NotARecordingError as error:
             fail("FILE", escape(str(error)))
         except duckdb.Error as error:
             fail("SQL", escape(str(error)))
 
 
-def _print_query(result, output_format: str, max_rows: int, files: list[str]) -> None:
+def _print_query(result, output_format: str, max_rows: int, files: list[str], max_width: int | None) -> None:
     import sys
 
+    from battsim.recordings.presentation import table_layout
     from battsim.recordings.query import run_names, table_rows, write_csv, write_json
 
     if output_format == "csv":
@@ -412,21 +434,46 @@ def _print_query(result, output_format: str, max_rows: int, files: list[str]) ->
         write_json(result, sys.stdout)
     else:
         rows, more = table_rows(result, max_rows)
+        layout = table_layout(result.columns, rows, max_width or (stdout.width if stdout.is_terminal else None))
         table = Table(*result.columns)
+        for column, min_width, wraps in zip(table.columns, layout.min_widths, layout.wraps):
+            column.min_width, column.no_wrap, column.overflow = min_width, not wraps, "fold"
         for row in rows:
             table.add_row(*(escape(v) for v in row))
-        stdout.print(table)
+        stdout.print(table, width=layout.width, crop=False)
         attached = ", ".join(f"{escape(f)} as {n}" for f, n in zip(files, run_names(files)))
         console.print(f"{len(rows)} rows{' (more not shown; use --max-rows or --format csv)' if more else ''}"
                       f" · {attached}")
 
 
+def _write_query(connection, sql: str, output_format: str, out: Path) -> None:
+    """The result into ``out``, written beside it and renamed into place when complete."""
+    from battsim.recordings.outputs import discard, replace_file, staging_path
+    from battsim.recordings.query import execute, write_csv, write_json, write_parquet
+
+    staged = staging_path(out)
+    try:
+        if output_format == "parquet":
+            rows = write_parquet(connection, sql, staged)
+        else:
+            with staged.open("w", encoding="utf-8", newline="") as handle:
+                rows = (write_csv if output_format == "csv" else write_json)(execute(connection, sql), handle)
+        replace_file(staged, out)
+    except OSError as error:
+        discard(staged)
+        fail("--out", escape(f"cannot write {out}: {error.strerror or error}"))
+    except BaseException:
+        discard(staged)
+        raise
+    print_summary([("written", str(out)), ("rows", f"{rows:,}")])
+
+
 @app.command()
 def export(
     recording: Annotated[Path, typer.Argument(metavar="FILE.duckdb", help="The recording to export.")],
-    out: Annotated[Path, typer.Option("--out", help="A .parquet or .csv file (readings only) or a directory "
+    out: Annotated[Path, typer.Option("--out", help="A .parquet, .csv or .json file (readings only) or a directory "
                                                     "(readings, events, batteries, sites, runs).")],
-    output_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    output_format: Annotated[str, typer.Option("--format", help="parquet, csv or json.")] = "parquet",
     partition: Annotated[bool, typer.Option("--partition", help="Parquet readings partitioned by site_id and "
                                                                 "local date (Hive layout).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,

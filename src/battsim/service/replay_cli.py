@@ -4,8 +4,9 @@
     battsim replay outage.duckdb --speed max > frames.jsonl
 
 Each line is one tick, the same frame the live WebSocket sends:
-``{"type":"telemetry","seq":0,"sim_time":"...","data":[reading, ...]}``. Ctrl-C (or the reader
-going away) ends it cleanly after a whole line; a summary goes to stderr.
+``{"type":"telemetry","seq":0,"sim_time":"...","data":[reading, ...]}``, with times as every command shows
+them (ISO 8601 in UTC, ``2026-01-01T00:00:00+00:00``: :mod:`battsim.recordings.presentation`). Ctrl-C (or the
+reader going away) ends it cleanly after a whole line; a summary goes to stderr.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from battsim.service.terminal import console, fail
 _FLAGS = {"from": "--from", "to": "--to", "battery_ids": "--battery", "site_ids": "--site", "speed": "--speed"}
 # Longest single wait, so a loop restart or a live recording's growth is noticed while idle.
 _MAX_WAIT_S = 0.5
+# Replay writes telemetry frames, which are JSON; the other formats are for readings at rest (query, export).
+REPLAY_FORMATS = ("json",)
 
 
 def replay(
@@ -46,8 +49,12 @@ def replay(
     site: Annotated[list[str] | None, typer.Option(help="Only this site (repeatable); with --battery, "
                                                              "batteries in both.", show_default=False)] = None,
     loop: Annotated[bool, typer.Option(help="Start again from --from after --to.")] = False,
+    output_format: Annotated[str, typer.Option("--format", help="json: one telemetry frame per line.")] = "json",
 ) -> None:
     """Replay a recording as telemetry JSON lines on stdout (the WebSocket's frames), paced like the original."""
+    if output_format not in REPLAY_FORMATS:
+        fail("--format", f"{output_format!r} is not one of {', '.join(REPLAY_FORMATS)} (replay writes telemetry frames "
+                         "as JSON lines; for readings as a table, CSV or Parquet: battsim query or battsim export)")
     try:
         speed_x = parse_speed(speed, "speed")
     except ReplayError as error:
