@@ -88,6 +88,10 @@ def test_jars_of_a_string_record_the_rack_gradient():
     ambient = np.concatenate([b.columns["ambient_c"] for b in sink.batches]).reshape(-1, 24)
     true_c = np.concatenate([b.columns["true_temperature_c"] for b in sink.batches]).reshape(-1, 24)
     offsets = fleet.rack_offset_c - fleet.rack_offset_c.mean()
-    assert np.allclose(ambient - ambient.mean(axis=1, keepdims=True), offsets, atol=1e-4)
+    # Since issue 15 ambient_c is the room's one probe (the same for every jar); the air beside each jar is the
+    # room's true air plus its rack offset, which the jars' true temperatures follow on float.
+    assert (ambient == ambient[:, :1]).all()
+    last_day = true_c[-144:] - true_c[-144:].mean(axis=1, keepdims=True)
+    assert np.allclose(last_day.mean(axis=0), offsets, atol=0.5) and np.corrcoef(last_day.mean(axis=0), offsets)[0, 1] > 0.9
     # Jars follow their own air: the top shelf runs warmer than the bottom on float.
     assert true_c[-1, 18:].mean() > true_c[-1, :6].mean() + 1.0
