@@ -58,9 +58,10 @@ def test_boost_ends_at_the_same_instant_at_any_interval(recordings):
 
 
 def test_hourly_readings_at_3600_s_are_the_10_s_recording_sampled_hourly(recordings):
+    # The true state of charge: since issue 15 soc_pct is the monitor's estimate, counted per reading interval.
     def hourly(con, where=""):
         return con.execute(f"""
-            SELECT true_voltage_v, soc_pct, true_temperature_c, mode FROM reading_samples
+            SELECT true_voltage_v, true_soc_pct AS soc_pct, true_temperature_c, mode FROM reading_samples
             WHERE epoch(timestamp)::BIGINT % 3600 = 0 {where} ORDER BY timestamp, battery_key""").fetchnumpy()
 
     coarse, fine = hourly(recordings[3600]), hourly(recordings[10])
