@@ -38,7 +38,7 @@ class RunMetadata:
 
 
 class Recording:
-    """An open recording file (read-only unless ``read_only=False``)."""
+    """An open recording file (read-only unless ``read_only=False``), or one in memory (:meth:`in_memory`)."""
 
     def __init__(self, path: str | Path, read_only: bool = True):
         self.path = Path(path)
@@ -55,6 +55,14 @@ class Recording:
         except BaseException:
             self.connection.close()
             raise
+
+    @classmethod
+    def in_memory(cls, connection: duckdb.DuckDBPyConnection) -> Recording:
+        """A recording held by an in-memory DuckDB ``connection`` (``path`` is None); it is gone once closed."""
+        check_recording(connection, "<memory>")
+        recording = cls.__new__(cls)
+        recording.path, recording.connection = None, connection
+        return recording
 
     def __enter__(self) -> Recording:
         return self

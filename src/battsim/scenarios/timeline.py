@@ -491,9 +491,13 @@ def _read(path: Path, source: str) -> str:
 
 
 def load_timeline(path_or_text: str | Path, source: str | None = None) -> Timeline:
-    """Read and check a timeline from a file path or from TOML text."""
+    """Read and check a timeline from a file path, a shipped timeline's name (``"daily-outage"``, as
+    ``battsim run --timeline`` takes it; a file of that name wins), or TOML text."""
     if isinstance(path_or_text, Path) or ("\n" not in path_or_text and "=" not in path_or_text):
         path = Path(path_or_text)
+        shipped = shipped_timelines().get(str(path_or_text).removesuffix(".toml"))
+        if not path.exists() and shipped is not None and path.parent == Path("."):
+            source, path = source or str(path_or_text), shipped
         source = source or str(path)
         return parse_timeline(_read(path, source), source)
     return parse_timeline(path_or_text, source or "<timeline>")
