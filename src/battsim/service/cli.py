@@ -25,6 +25,7 @@ from battsim.recordings.batch import BatchRun, RecordingWriteError, RunInterrupt
 from battsim.recordings.outputs import OutputError, check_out
 from battsim.scenarios import CATALOGUE, TimelineError, load_timeline, shipped_timelines
 from battsim.scenarios.default_outages import with_random_outages
+from battsim.service.digest_cli import diff, hash_command
 from battsim.service.lab_cli import fleet_with_model_file, lab_app
 from battsim.service.replay_cli import replay
 from battsim.service.terminal import console, fail, print_summary, stdout
@@ -524,6 +525,8 @@ def report(
 
 
 app.command()(replay)
+app.command("hash")(hash_command)
+app.command()(diff)
 
 
 def main() -> None:
