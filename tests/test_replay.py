@@ -333,7 +333,7 @@ def test_a_recording_being_written_plays_up_to_what_is_committed(tmp_path, day):
     path = tmp_path / "live.duckdb"
     writer = duckdb.connect(str(path))
     writer.execute(f"ATTACH '{day}' AS done (READ_ONLY)")
-    for table in ("runs", "sites", "batteries", "events"):
+    for table in ("runs", "sites", "batteries", "events", "strings", "string_readings", "ohmic_tests"):
         writer.execute(f"CREATE TABLE {table} AS SELECT * FROM done.{table}")
     writer.execute("UPDATE runs SET status = 'running'")
     writer.execute("CREATE TABLE reading_samples AS SELECT * FROM done.reading_samples WHERE timestamp < $t",
@@ -346,7 +346,9 @@ def test_a_recording_being_written_plays_up_to_what_is_committed(tmp_path, day):
     writer.execute("INSERT INTO reading_samples SELECT * FROM done.reading_samples WHERE timestamp >= $a "
                    "AND timestamp < $b ORDER BY timestamp, battery_key",
                    {"a": START + timedelta(hours=1), "b": START + timedelta(hours=2)})
-    rest = play_all(player)
+    rest = []
+    while player.state != "following":  # at the edge it waits for more (issue 16), it does not end
+        rest.extend(json.loads(frame.payload) for frame in player.poll())
     frames = first + rest
     assert len(frames) == 120 and [f["seq"] for f in frames] == list(range(120))
     assert digest(readings_of(frames)) == digest(expected(day, "WHERE timestamp < $t",

@@ -74,11 +74,11 @@ def count(path, where="", params=None) -> int:
 
 
 def receive_until(ws, predicate, limit=10_000) -> list[dict]:
-    """Messages up to and including the first for which ``predicate`` holds (pings skipped)."""
+    """Messages up to and including the first for which ``predicate`` holds (pings and clock frames skipped)."""
     got = []
     for _ in range(limit):
         message = json.loads(ws.recv(timeout=WAIT_S))
-        if message["type"] == "ping":
+        if message["type"] in ("ping", "clock"):
             continue
         got.append(message)
         if predicate(message):
@@ -191,8 +191,8 @@ def test_the_services_own_live_recording_replays_up_to_what_is_written(tmp_path)
     """Through the whole app: a live run's file is read via its writer's connection, then again on its own.
 
     Only what has been committed is checked, never how fast: the live run is paused while the replay plays
-    (so the replay has an end to reach however slow the machine), then resumed to commit more, and the ended
-    replay, sought back to its last frame, follows the recording to its new end.
+    (so the replay has an edge to reach however slow the machine); at the edge it is ``following`` (it waits
+    for commits, it does not end), and when the run is resumed to commit more, it plays on by itself.
     """
     from test_service_helpers import serve, wait_until
 
@@ -216,23 +216,18 @@ def test_the_services_own_live_recording_replays_up_to_what_is_written(tmp_path)
             json.loads(ws.recv(timeout=WAIT_S))  # the greeting
             replay = http.post("/api/v1/replay/start", json={"recording": recording_id, "speed": "max"})
             assert replay.status_code == 200, replay.text
-            got = receive_until(ws, lambda m: m["type"] == "playback_state" and m["state"] == "ended")
-            assert got[-1]["ended_reason"] == "finished"
+            got = receive_until(ws, lambda m: m["type"] == "playback_state" and m["state"] == "following")
             telemetry = [m for m in got if m["type"] == "telemetry"]
             assert len(telemetry) * 24 == first_part and all(len(m["data"]) == 24 for m in telemetry)
 
-            # More is committed; the replay, brought back to its last frame, plays on to the new end.
+            # More is committed; the replay, following, plays it without being told (issue 16).
             http.post("/api/v1/simulation/resume")
             both_parts = pause_until_all_is_committed(first_part + 24 * 60)
-            sought = http.post("/api/v1/replay/seek", json={"time": telemetry[-1]["sim_time"]})
-            assert sought.status_code == 200, sought.text
-            http.post("/api/v1/replay/resume")
-            more = receive_until(ws, lambda m: m["type"] == "playback_state" and m["state"] == "ended")
+            more = receive_until(ws, lambda m: m["type"] == "telemetry" and m["seq"] == both_parts // 24 - 1)
         followed = [m for m in more if m["type"] == "telemetry"]
-        assert followed[0]["sim_time"] == telemetry[-1]["sim_time"]  # the seek's frame: that moment's values
         played = telemetry + followed
         assert [m["seq"] for m in played] == list(range(len(played)))
-        telemetry += followed[1:]
+        telemetry += followed
         assert len(telemetry) * 24 == both_parts
         http.post("/api/v1/simulation/stop")
     # The run is complete now: what was replayed while it was written is what the file holds.

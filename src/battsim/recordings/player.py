@@ -20,7 +20,9 @@ next one, so the CLI can block, the server can await, and tests can drive it wit
 
 A recording another process is writing cannot be opened (DuckDB allows one read-write process per
 file); the owner hands its connection to :meth:`ReplaySource.from_connection` instead, and the player
-then follows the file up to what has been committed.
+then follows the file: at the live edge (everything committed so far played) it is ``following``,
+looks for new commits every :data:`FOLLOW_POLL_S`, plays them as they come, and ends only when the
+run is no longer being written (``ended_reason: live run stopped``) or it is stopped.
 """
 
 from __future__ import annotations
@@ -71,6 +73,11 @@ FETCH_WORKERS = 2
 PACED_CHUNK_WALL_S = 0.25
 # Wall seconds over which the achieved speed is measured.
 ACHIEVED_WINDOW_S = 2.0
+# At the live edge of a recording still being written, a replay looks for new commits this often. The
+# live recorder commits about once a second (service/live.py RECORD_EVERY_S), which dominates the latency.
+FOLLOW_POLL_S = 0.1
+# States in which frames go out as they fall due.
+MOVING = ("playing", "following")
 
 # (column, decimals) of a reading's numbers on the wire, in order. The same as the live telemetry
 # (service/broadcast.py WIRE_NUMBERS, kept equal by a test): the original service's rounding.
@@ -260,6 +267,7 @@ class ReplaySource:
         # Only a writer holding the file can have a run that is really running; opened from disk
         # (which needs no writer) a run still marked running was cut short.
         self.live = live and status == "running"
+        self.writer_gone = False  # the writer stopped and closed the cursor this source reads through
         self.status = "incomplete" if status == "running" and not self.live else status
         self.run_id, self.preset, self.interval_s = run_id, preset, int(interval_s)
         self.start_us = to_unix_us(start)
@@ -269,7 +277,9 @@ class ReplaySource:
         self.battery_keys = np.array([b[0] for b in batteries], dtype=np.int64)
         self.battery_ids = [b[1] for b in batteries]
         self.battery_site = [b[2] for b in batteries]
+        self.battery_string = [b[3] for b in batteries]
         self.site_ids = list(dict.fromkeys(self.battery_site))
+        self.string_ids = list(dict.fromkeys(self.battery_string))
         zones = {b[4] for b in batteries if b[4]}
         self.timezone = ZoneInfo(zones.pop()) if len(zones) == 1 else ZoneInfo("UTC")
         self._prefix = [""] * (int(self.battery_keys.max()) + 1 if batteries else 0)
@@ -331,6 +341,21 @@ class ReplaySource:
         found = con.execute(query).fetchall()
         return None if found[0][0] is None else int(found[0][0])
 
+    def still_written(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Whether the run is still being recorded: its writer has neither marked it nor closed our cursor.
+
+        When it has marked it, the end is read once more, so that the last commits are played too.
+        """
+        if self.live:
+            try:
+                status = con.execute("SELECT status FROM runs LIMIT 1").fetchall()[0][0]
+                if status != "running":
+                    self.refresh_end(con)
+                    self.live, self.status = False, status
+            except duckdb.ConnectionException:  # the writer closed the readers' cursors: it has stopped
+                self.live, self.writer_gone = False, True
+        return self.live
+
     def refresh_end(self, con: duckdb.DuckDBPyConnection | None = None) -> int | None:
         """Re-read how far a recording still being written has got."""
         if self.live:
@@ -355,8 +380,9 @@ class ReplaySource:
 
     # -------------------------------------------------------------------------------- selection
     def window(self, start: str | datetime | None = None, end: str | datetime | None = None,
-               batteries: Sequence[str] = (), sites: Sequence[str] = ()) -> Window:
-        """Validate what to play. Fields named in errors: ``from``, ``to``, ``battery_ids``, ``site_ids``."""
+               batteries: Sequence[str] = (), sites: Sequence[str] = (), strings: Sequence[str] = ()) -> Window:
+        """Validate what to play. Fields named in errors: ``from``, ``to``, ``battery_ids``, ``site_ids``,
+        ``string_ids``; the filters given all apply (a battery must be in each)."""
         run_start, last = _instant(self.start_us), self.span_end
         begin = parse_instant(start, "from", run_start, last, self.timezone) if start is not None else run_start
         finish = parse_instant(end, "to", run_start, last, self.timezone) if end is not None else None
@@ -382,8 +408,14 @@ class ReplaySource:
                 raise ReplayError("site_ids", f"unknown {', '.join(map(_cut, unknown[:5]))}; "
                                               f"sites: {', '.join(self.site_ids)}")
             keep &= np.isin(self.battery_site, list(sites))
+        if strings:
+            unknown = sorted(set(strings) - set(self.string_ids))
+            if unknown:
+                raise ReplayError("string_ids", f"unknown {', '.join(map(_cut, unknown[:5]))}"
+                                  f"{' …' if len(unknown) > 5 else ''}; strings: {_listed(self.string_ids)}")
+            keep &= np.isin(self.battery_string, list(strings))
         if not keep.any():
-            raise ReplayError("battery_ids", "no battery is in both the battery and the site filter")
+            raise ReplayError("battery_ids", "no battery is in every filter given (battery, site, string)")
         if finish is not None and last is not None and finish > last and not self.live:
             finish = last  # a finished recording grows no more: a later end plays (and loops) to its end
         # Before the first reading there is nothing to wait for: start the clock there.
@@ -452,6 +484,10 @@ class ReplaySource:
         found = con.execute("SELECT epoch_us(min(timestamp)) FROM reading_samples "
                             "WHERE timestamp >= $lo", {"lo": _instant(after_us)}).fetchall()
         return None if found[0][0] is None else int(found[0][0])
+
+
+def _listed(ids: list[str]) -> str:
+    return ", ".join(ids[:5]) + (f", … ({len(ids)} in all)" if len(ids) > 5 else "")
 
 
 def _examples(ids: list[str]) -> str:
@@ -631,10 +667,11 @@ class TelemetryFrame:
 
 @dataclass(frozen=True)
 class PlaybackStatus:
-    state: str  # playing | paused | ended
+    state: str  # playing | following (at the live edge, waiting for commits) | paused | ended
     position: datetime  # the virtual time playback has reached
     speed: float  # requested (inf: as fast as possible)
     achieved_speed: float | None  # measured over the last ~2 s of wall time; None until measurable
+    achieved_frames_per_s: float | None  # frames sent per wall second over the same span
     start: datetime
     end: datetime | None
     loop: bool
@@ -649,6 +686,7 @@ class PlaybackStatus:
         return {
             "state": self.state, "position": self.position.isoformat(), "speed": speed(self.speed),
             "achieved_speed": None if self.achieved_speed is None else round(self.achieved_speed, 3),
+            "achieved_frames_per_s": None if self.achieved_frames_per_s is None else round(self.achieved_frames_per_s, 1),
             "from": self.start.isoformat(), "to": self.end.isoformat() if self.end else None,
             "loop": self.loop, "loops": self.loops, "frames": self.frames, "readings": self.readings,
             "ended_reason": self.ended_reason,
@@ -676,13 +714,16 @@ class Player:
         self._snapshot: TickChunk | None = None
         self.state = "paused" if paused else "playing"
         self.ended_reason: str | None = None
+        # seq numbers every frame sent, across loops and seeks (it never restarts; sim_time does), so a
+        # consumer can tell a frame it missed from a loop.
         self.seq = 0
         self.frames = 0
         self.readings = 0
         self.loops = 0
         self.changes = 0  # counts state changes, so a driver can tell the world after each one
+        self._steps = 0  # frames asked for by step() while paused
         self._last_us: int | None = None
-        self._samples: deque[tuple[float, float]] = deque()
+        self._samples: deque[tuple[float, float, int]] = deque()  # (wall, virtual, frames)
 
     @property
     def speed(self) -> float:
@@ -703,8 +744,8 @@ class Player:
     def _position_v(self) -> float:
         """Virtual time reached: the clock when playback keeps up with it, else the last frame sent."""
         last = 0.0 if self._last_us is None else self._virtual(self._last_us)
-        if math.isinf(self._clock.speed) or self.state == "ended":
-            return last
+        if math.isinf(self._clock.speed) or self.state in ("ended", "following"):
+            return last  # following: nothing later is written yet
         now = self._clock.now()
         upcoming = self._upcoming_us(fetch=False)
         if upcoming is not None and self._due_in(self._virtual(upcoming)) == 0:
@@ -770,7 +811,19 @@ class Player:
                 snapshot, self._snapshot = self._snapshot, None
                 if len(snapshot.tick_us):
                     frames.append(self._take(snapshot, iso_utc(snapshot.lo_us)))
-            while self.state == "playing" and len(frames) < max_frames and readings < self._chunk_rows:
+            while self._steps and self.state == "paused":
+                self._steps -= 1
+                upcoming = self._upcoming_us()
+                if upcoming is None and self.source.live:  # the recording may have grown
+                    self._restart(self._reader.resume_us)
+                    upcoming = self._upcoming_us()
+                if upcoming is None:
+                    self._steps = 0
+                    break
+                frames.append(self._take(self._chunk))
+                self._last_us = upcoming
+                self._clock.seek(self._virtual(upcoming))  # paused on the frame just sent
+            while self.state in MOVING and len(frames) < max_frames and readings < self._chunk_rows:
                 upcoming = self._upcoming_us()
                 if upcoming is None:
                     if not self._at_end():
@@ -778,6 +831,8 @@ class Player:
                     continue
                 if self._due_in(self._virtual(upcoming)) > 0:
                     break
+                if self.state == "following":
+                    self._set_state("playing")  # something new was committed
                 frames.append(self._take(self._chunk))
                 readings += frames[-1].readings
                 self._last_us = upcoming
@@ -787,10 +842,22 @@ class Player:
     def _at_end(self) -> bool:
         """Nothing left to play: end, or loop (True: go on polling)."""
         if self.source.live:
+            # Asked before looking for more, so that what the writer committed before it stopped is played.
+            written = self._reader.run(self.source.still_written)
+            if self.source.writer_gone:
+                self._set_state("ended", "live run stopped")
+                return False
             # The recording may have grown since the last chunk was read ahead.
             self._restart(self._reader.resume_us)
             if self._upcoming_us() is not None:
                 return True
+            window_open = self.window.end_us is None or self._reader.resume_us < self.window.end_us
+            if written and window_open and not self.loop:
+                self._set_state("following")
+                return False
+            if not written and window_open and not self.loop:
+                self._set_state("ended", "live run stopped")
+                return False
         if not self.loop:
             self._set_state("ended", "finished")
             return False
@@ -814,8 +881,10 @@ class Player:
     def wall_delay(self) -> float:
         """Wall seconds until the next frame is due: 0 if one is due now, ``inf`` if paused or ended."""
         with self._lock:
-            if self._snapshot is not None:
+            if self._snapshot is not None or (self._steps and self.state == "paused"):
                 return 0.0
+            if self.state == "following":
+                return FOLLOW_POLL_S
             if self.state != "playing":
                 return math.inf
             upcoming = self._upcoming_us()
@@ -836,9 +905,48 @@ class Player:
     # -------------------------------------------------------------------------------- commands
     def pause(self) -> None:
         with self._lock:
-            if self.state == "playing":
-                self._clock.pause(self._reached())
+            if self.state in MOVING:
+                self._clock.pause(self._reached() if self.state == "playing" else self._position_v())
                 self._set_state("paused")
+
+    def step(self) -> None:
+        """Send the next frame (at the next poll) and stay paused on it; only while paused."""
+        with self._lock:
+            if self.state != "paused":
+                raise ReplayError("step", f"the replay is {self.state}; pause it first (step plays one frame "
+                                          "while paused)")
+            self._steps += 1
+            self.changes += 1
+
+    def set_window(self, start: str | datetime | None = None, end: str | datetime | None = None,
+                   loop: bool | None = None) -> None:
+        """Change the window (an A-B loop) while playing: the same batteries from ``start`` to ``end``.
+
+        Playback goes on where it is if that is inside the new window, else from its start.
+        """
+        with self._lock:
+            window = self.source.window(self.window.start if start is None else start,
+                                        self.window.end if end is None else end)
+            window = Window(window.start_us, window.end_us, self.window.keys, self.window.everything)
+            at_us = self.window.start_us + round(self._position_v() * 1e6)
+            self.window = self._reader.window = window
+            if loop is not None:
+                self.loop = loop
+            end_us = self._end_us()
+            if window.start_us <= at_us and (end_us is None or at_us < end_us) and self._last_us is not None:
+                self._restart(self._last_us + 1)
+                self._clock.seek(self._virtual(at_us))
+            else:
+                self._restart(window.start_us)
+                self._last_us = None
+                self._clock.seek(0.0)
+            self._upcoming_us()
+            if self.state == "ended":
+                self._clock.pause(self._virtual(at_us) if self._last_us is not None else 0.0)
+                self._set_state("paused")
+            self._samples.clear()
+            self.changes += 1
+
 
     def resume(self) -> None:
         with self._lock:
@@ -870,6 +978,8 @@ class Player:
             if self.state == "ended":  # seeking a finished replay brings it back, paused at the new time
                 self._clock.pause(self._virtual(at_us))
                 self._set_state("paused")
+            elif self.state == "following":  # it has the sought frame to send, and plays on from there
+                self._set_state("playing")
             self._clock.seek(self._virtual(at_us))
             self._samples.clear()
             self.changes += 1
@@ -898,24 +1008,28 @@ class Player:
         return self._position_v() if math.isinf(self._clock.speed) else None
 
     # -------------------------------------------------------------------------------- status
+    def position(self) -> datetime:
+        """The virtual time playback has reached (what a clock frame says)."""
+        with self._lock:
+            return _instant(self.window.start_us + round(self._position_v() * 1e6))
+
     def _sample(self) -> None:
-        if self.state != "playing":
+        if self.state not in MOVING:
             return
         wall = self._wall_clock()
-        self._samples.append((wall, self._position_v()))
+        self._samples.append((wall, self._position_v(), self.frames))
         while len(self._samples) > 2 and wall - self._samples[1][0] >= ACHIEVED_WINDOW_S:
             self._samples.popleft()
 
     def status(self) -> PlaybackStatus:
         with self._lock:
-            achieved = None
-            if self.state == "playing" and len(self._samples) >= 2:
-                (w0, v0), (w1, v1) = self._samples[0], self._samples[-1]
+            achieved = frames_per_s = None
+            if self.state in MOVING and len(self._samples) >= 2:
+                (w0, v0, f0), (w1, v1, f1) = self._samples[0], self._samples[-1]
                 if w1 - w0 >= 0.05:
-                    achieved = (v1 - v0) / (w1 - w0)
+                    achieved, frames_per_s = (v1 - v0) / (w1 - w0), (f1 - f0) / (w1 - w0)
             elif self.state == "paused":
-                achieved = 0.0
-            position = _instant(self.window.start_us + round(self._position_v() * 1e6))
-            return PlaybackStatus(self.state, position, self._clock.speed, achieved, self.window.start,
+                achieved = frames_per_s = 0.0
+            return PlaybackStatus(self.state, self.position(), self._clock.speed, achieved, frames_per_s, self.window.start,
                                   self.window.end, self.loop, self.loops, self.frames, self.readings,
                                   self.ended_reason)

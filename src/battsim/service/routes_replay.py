@@ -4,13 +4,19 @@
 
     GET  /api/v1/recordings                  id, preset, span, readings, status of each recording
     GET  /api/v1/recordings/{id}             one recording, with its sites and battery ids
-    POST /api/v1/replay/start                {recording, speed, from, to, battery_ids, site_ids, loop, start_paused}
+    POST /api/v1/replay/start                {recording, speed, from, to, battery_ids, site_ids, string_ids, loop,
+                                              start_paused, delay_s}
     POST /api/v1/replay/pause | resume | stop
+    POST /api/v1/replay/step                 one frame, while paused (and stays paused on it)
     POST /api/v1/replay/seek                 {"time": ISO 8601 or +offset}
     POST /api/v1/replay/speed                {"speed": 60 | "max"}
-    GET  /api/v1/replay/status               playing | paused | ended (or idle), position, requested and achieved speed
-    WS   /api/v1/ws/replay                   telemetry frames as live, and a playback_state frame after every
-                                             command and change of state
+    POST /api/v1/replay/window               {"from", "to", "loop"}: change the (A-B loop) window while playing
+    GET  /api/v1/replay/status               playing | following | paused | ended (or idle), position, requested
+                                             and achieved speed and frame rate
+    WS   /api/v1/ws/replay                   telemetry frames as live, a playback_state frame after every
+                                             command and change of state, and clock frames
+                                             {"type": "clock", "sim_time", "state"} every CLOCK_EVERY_S of wall
+                                             time while playing or following, and after every playback_state
 
 One replay session at a time: starting another replaces it. A replay that has ended (finished, or
 failed) keeps its place until it is stopped or replaced, so it can still be sought back into; one that
@@ -36,7 +42,7 @@ from fastapi import APIRouter, HTTPException, WebSocket
 from pydantic import BaseModel, ConfigDict, Field
 
 from battsim.recordings.format import DamagedRecordingError, NotARecordingError, RecordingBusyError
-from battsim.recordings.player import Player, ReplayError, ReplaySource, UnreadableRecordingError, parse_speed
+from battsim.recordings.player import MOVING, Player, ReplayError, ReplaySource, UnreadableRecordingError, parse_speed
 from battsim.service.broadcast import Broadcaster, MessageFrame, ReadingFilter
 from battsim.service.limits import brief
 from battsim.service.routes_query import UnknownRecordingError, find_recording, within
@@ -49,6 +55,10 @@ MAX_WAIT_S = 0.5
 # At max speed the replay takes only as many frames as fit in half of every subscriber's queue room
 # (frames and bytes), so none is dropped; it waits this long between looks when there is no room.
 BACKPRESSURE_WAIT_S = 0.002
+# A clock frame goes out this often (wall seconds) while the replay moves: 4 Hz, enough for a UI's time
+# display or a consumer's sim-time source (as ROS's /clock), and negligible beside the telemetry.
+CLOCK_EVERY_S = 0.25
+MAX_DELAY_S = 3600.0
 
 LiveConnection = Callable[[Path], "duckdb.DuckDBPyConnection | None"]
 # Lengths of the text fields: a recording id as routes_query.RECORDING_ID allows, a time or an offset.
@@ -74,8 +84,20 @@ class StartRequest(BaseModel):
                                 description="Only these batteries (default all).")
     site_ids: IdList = Field(default_factory=list, max_length=MAX_IDS,
                              description="Only these sites; with battery_ids, both apply.")
+    string_ids: IdList = Field(default_factory=list, max_length=MAX_IDS,
+                               description="Only these strings; every filter given applies.")
     loop: bool = False
     start_paused: bool = False
+    delay_s: float = Field(0.0, ge=0, le=MAX_DELAY_S, description="Wall seconds to wait (paused) before playing; "
+                                                                   "any command meanwhile cancels the wait.")
+
+
+class WindowRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: str | None = Field(None, alias="from", max_length=MAX_TIME_CHARS,
+                              description="New start (A), as on start; default: unchanged.")
+    to: str | None = Field(None, max_length=MAX_TIME_CHARS, description="New end (B), as on start; default: unchanged.")
+    loop: bool | None = Field(None, description="Loop the window; default: unchanged.")
 
 
 class SeekRequest(BaseModel):
@@ -104,9 +126,14 @@ class ReplaySession:
 
     _ids = itertools.count(1)
 
-    def __init__(self, recording_id: str, source: ReplaySource, player: Player, broadcaster: Broadcaster):
+    def __init__(self, recording_id: str, source: ReplaySource, player: Player, broadcaster: Broadcaster,
+                 delay_s: float = 0.0):
         self.id = next(self._ids)
         self.recording_id, self.source, self.player, self.broadcaster = recording_id, source, player, broadcaster
+        self._loop = asyncio.get_running_loop()  # its time() is read from worker threads too (a monotonic clock)
+        # A delayed start: the player waits paused until then, in loop time (None: no wait pending).
+        self._resume_at = self._loop.time() + delay_s if delay_s > 0 else None
+        self._clock_at = 0.0  # loop time the last clock frame went out
         self._wake = asyncio.Event()
         self._seen_changes = player.changes
         self._frame_bytes = 1  # the size of the last frame sent, to judge the subscribers' room in bytes
@@ -114,8 +141,10 @@ class ReplaySession:
         self.task = asyncio.create_task(self._run(), name=f"replay-{self.id}")
 
     def status(self) -> dict:
+        waiting = None if self._resume_at is None else max(0.0, round(self._resume_at - self._loop.time(), 3))
         return {"session": self.id, "recording": self.recording_id, "run_id": self.source.run_id,
-                "batteries": len(self.player.window.keys), **self.player.status().as_dict()}
+                "batteries": len(self.player.window.keys), "resumes_in_s": waiting, **self.player.status().as_dict()}
+
 
     async def current_status(self) -> dict:
         # Off the event loop: the player's lock may be held by a poll waiting on DuckDB.
@@ -125,7 +154,18 @@ class ReplaySession:
         self._seen_changes = self.player.changes
         status = await self.current_status()
         self.broadcaster.publish(MessageFrame({"type": "playback_state", **status}))
+        self._publish_clock(status["position"], status["state"])
         return status
+
+    def _publish_clock(self, sim_time: str, state: str) -> None:
+        self._clock_at = self._loop.time()
+        self.broadcaster.publish(MessageFrame({"type": "clock", "sim_time": sim_time, "state": state}))
+
+    async def _tick_clock(self) -> None:
+        """A clock frame, if one is due (CLOCK_EVERY_S since the last)."""
+        if self._loop.time() - self._clock_at >= CLOCK_EVERY_S:
+            position = await asyncio.to_thread(self.player.position)
+            self._publish_clock(position.isoformat(), self.player.state)
 
     async def command(self, action: Callable[[], None]) -> dict:
         """Run a player command off the event loop (it may query DuckDB), then tell everyone.
@@ -134,6 +174,7 @@ class ReplaySession:
         """
         if self.task.done():
             raise ReplayFailed(f"replay {self.id} has been stopped; start another with POST {API}/replay/start")
+        self._resume_at = None  # a command during a delayed start takes over from it
         try:
             await asyncio.to_thread(action)
         except ReplayError:
@@ -150,6 +191,7 @@ class ReplaySession:
         brings it back, a stop or a new replay closes it."""
         player = self.player
         try:
+            await self._delay()
             while not self._stopping:
                 try:
                     if player.state == "ended":
@@ -163,6 +205,15 @@ class ReplaySession:
         finally:
             await asyncio.to_thread(self._close)
 
+    async def _delay(self) -> None:
+        """A delayed start: wait (paused), then resume, unless a command or a stop came first."""
+        while self._resume_at is not None and not self._stopping and self._loop.time() < self._resume_at:
+            await self._wait(self._resume_at - self._loop.time())
+        if self._resume_at is not None and not self._stopping:
+            self._resume_at = None
+            await asyncio.to_thread(self.player.resume)
+            await self.publish_state()
+
     async def _play_some(self) -> None:
         player = self.player
         batch = 4096
@@ -174,10 +225,12 @@ class ReplaySession:
             self._frame_bytes = len(frame.payload)
         if player.changes != self._seen_changes:
             await self.publish_state()
+        elif player.state in MOVING:
+            await self._tick_clock()
         if player.state != "ended":
             delay = await asyncio.to_thread(player.wall_delay)
             if delay > 0:
-                await self._wait(min(delay, MAX_WAIT_S))
+                await self._wait(min(delay, MAX_WAIT_S, CLOCK_EVERY_S if player.state in MOVING else math.inf))
 
     async def _wait(self, seconds: float) -> None:
         """Until a command or a stop wakes the task, or ``seconds`` have passed."""
@@ -319,8 +372,9 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
             raise _invalid(error.field, error.message) from None
         path, source = await asyncio.to_thread(open_source, request.recording)
         try:
-            window = source.window(request.from_, request.to, request.battery_ids, request.site_ids)
-            player = await asyncio.to_thread(Player, source, window, speed, request.loop, request.start_paused)
+            window = source.window(request.from_, request.to, request.battery_ids, request.site_ids, request.string_ids)
+            paused = request.start_paused or request.delay_s > 0
+            player = await asyncio.to_thread(Player, source, window, speed, request.loop, paused)
         except ReplayError as error:
             source.close()
             raise _invalid(error.field, error.message) from None
@@ -333,7 +387,8 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
             raise
         if "session" in current:
             await current.pop("session").stop()
-        current["session"] = replay = ReplaySession(path.stem, source, player, broadcaster)
+        current["session"] = replay = ReplaySession(path.stem, source, player, broadcaster,
+                                                    0.0 if request.start_paused else request.delay_s)
         return await replay.publish_state()
 
     def control(name: str, summary: str, act: Callable[[Player], None]) -> None:
@@ -354,6 +409,18 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
 
     control("pause", "Pause the replay", Player.pause)
     control("resume", "Resume the replay", Player.resume)
+
+    @router.post(f"{API}/replay/step", summary="One frame, while paused (the replay stays paused on it)",
+                 responses={404: {"description": "No replay session"}, 422: {"description": "Not paused"}})
+    async def step() -> dict:
+        replay = session()
+        return await run(replay, replay.player.step, "step")
+
+    @router.post(f"{API}/replay/window", summary="Change the window (A-B loop) while playing",
+                 responses={404: {"description": "No replay session"}, 422: {"description": "Bad from or to"}})
+    async def window(request: WindowRequest) -> dict:
+        replay = session()
+        return await run(replay, lambda: replay.player.set_window(request.from_, request.to, request.loop))
 
     @router.post(f"{API}/replay/stop", summary="Stop the replay", responses={404: {"description": "No replay session"}})
     async def stop() -> dict:
