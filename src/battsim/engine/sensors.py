@@ -140,7 +140,9 @@ class StringSensors:
         true_current = columns["true_current_a"].reshape(ticks, strings)
         current = true_current * (1.0 + self.current_gain) + self.current_zero_a
         current += noise[:, :, 0] * (CURRENT_NOISE_FULL_SCALE * self.full_scale_a)
-        quantize_into(columns["current_a"].reshape(ticks, strings), current, CURRENT_RESOLUTION_A)
+        measured = columns["current_a"].reshape(ticks, strings)
+        quantize_into(measured, current, CURRENT_RESOLUTION_A)
+        measured += 0.0  # no -0.0 (a reading rounded to zero from below): it would print as "-0.0"
         voltage = columns["true_voltage_v"].reshape(ticks, strings) + noise[:, :, 1] * (10 * VOLTAGE_NOISE_V)
         quantize_into(columns["voltage_v"].reshape(ticks, strings), voltage, STRING_VOLTAGE_RESOLUTION_V)
         # The ripple voltage arrives as the truth across the string's ohmic resistance (set by the world).
