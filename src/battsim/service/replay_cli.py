@@ -28,7 +28,9 @@ from battsim.recordings.player import Player, ReplayError, ReplaySource, parse_s
 from battsim.service.terminal import console, fail
 
 # The flag each player field comes from.
-_FLAGS = {"from": "--from", "to": "--to", "battery_ids": "--battery", "site_ids": "--site", "speed": "--speed"}
+_FLAGS = {"from": "--from", "to": "--to", "battery_ids": "--battery", "site_ids": "--site", "string_ids": "--string",
+          "speed": "--speed"}
+MAX_DELAY_S = 3600.0
 # Longest single wait, so a loop restart or a live recording's growth is noticed while idle.
 _MAX_WAIT_S = 0.5
 # Replay writes telemetry frames, which are JSON; the other formats are for readings at rest (query, export).
@@ -48,7 +50,11 @@ def replay(
                                                           show_default=False)] = None,
     site: Annotated[list[str] | None, typer.Option(help="Only this site (repeatable); with --battery, "
                                                              "batteries in both.", show_default=False)] = None,
-    loop: Annotated[bool, typer.Option(help="Start again from --from after --to.")] = False,
+    string: Annotated[list[str] | None, typer.Option(help="Only this string (repeatable); every filter given applies.",
+                                                          show_default=False)] = None,
+    loop: Annotated[bool, typer.Option(help="Start again from --from after --to (seq keeps counting across loops; "
+                                            "sim_time starts again).")] = False,
+    delay: Annotated[float, typer.Option(help="Wall seconds to wait before the first frame, 0-3600.")] = 0.0,
     output_format: Annotated[str, typer.Option("--format", help="json: one telemetry frame per line.")] = "json",
 ) -> None:
     """Replay a recording as telemetry JSON lines on stdout (the WebSocket's frames), paced like the original."""
@@ -59,6 +65,8 @@ def replay(
         speed_x = parse_speed(speed, "speed")
     except ReplayError as error:
         fail("--speed", error.message)
+    if not 0 <= delay <= MAX_DELAY_S:
+        fail("--delay", f"{delay:g} is outside 0-{MAX_DELAY_S:g} seconds")
     try:
         verify_recording(file)
         with reading([file]):
@@ -67,10 +75,15 @@ def replay(
         fail("FILE", escape(str(error)))
     try:
         try:
-            window = source.window(start, end, battery or (), site or ())
+            window = source.window(start, end, battery or (), site or (), string or ())
         except ReplayError as error:
             fail(_FLAGS.get(error.field, error.field), error.message)
-        player = Player(source, window, speed=speed_x, loop=loop)
+        # A delay: the player waits paused (its first chunk read meanwhile), then its clock starts.
+        player = Player(source, window, speed=speed_x, loop=loop, paused=delay > 0)
+        if delay > 0 and not _wait_interruptibly(delay):
+            player.close()
+            return
+        player.resume()
         began = time.perf_counter()
         try:
             with reading([file]):
@@ -85,6 +98,16 @@ def replay(
                       + (f", {player.loops} loops" if player.loops else ""))
     finally:
         source.close()
+
+
+def _wait_interruptibly(seconds: float) -> bool:
+    """Sleep ``seconds``; False if Ctrl-C came first."""
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    try:
+        return not interrupted.wait(seconds)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _play(player: Player, flat_out: bool) -> None:
