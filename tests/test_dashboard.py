@@ -201,12 +201,13 @@ def test_power_outage_on_a_site_shows_the_discharge_and_an_alarm(page, server):
     page.evaluate("() => window.__battsim.select('BKK_DC1_SYS01_STR01_BAT001')")
     expect(page.locator("#detail-fields")).to_contain_text("discharge")
     # The alarm list is the server's alarm state, built from its alert frames: paused, the two agree
-    # exactly, and every jar of the site is on battery.
+    # exactly, and the site's string is on battery: one alarm for the string (issue 15), not one per jar.
     page.click("#pause")
     expect(page.locator("#resume")).to_be_enabled()
-    active = sorted(f"{a['battery_id']}|{a['rule']}" for a in server.http.get("/api/v1/alarms").json()["active"])
+    active = sorted(f"{a['battery_id'] or a['string_id']}|{a['rule']}"
+                    for a in server.http.get("/api/v1/alarms").json()["active"])
     on_battery = [alarm for alarm in active if alarm.endswith("|on_battery")]
-    assert len(on_battery) == 24 and all(alarm.startswith("BKK_DC1_") for alarm in on_battery)
+    assert on_battery == ["BKK_DC1_SYS01_STR01|on_battery"]
     page.wait_for_function("""(expected) => JSON.stringify(window.__battsim.activeAlarms
                                 .map((a) => `${a.battery_id}|${a.rule}`).sort()) === JSON.stringify(expected)""",
                            arg=active)
@@ -278,7 +279,7 @@ def test_replaying_a_live_recording_shows_the_alarms_it_recorded(page, server):
     started = http.post("/api/v1/simulation/start", json={"preset": "thailand-9x24", "interval_seconds": 1,
                                                            "speed": 60, "seed": 7})
     assert started.status_code == 200, started.text
-    # A site on battery raises on_battery on each of its jars, and they are still active at the stop.
+    # A site on battery raises on_battery on each of its strings (issue 15), still active at the stop.
     http.post("/api/v1/scenarios/apply", json={"scenario": "power_outage", "site_ids": ["BKK_DC1"]}).raise_for_status()
     wait_until(lambda: http.get("/api/v1/simulation/status").json()["ticks"] >= 10)
     recording = Path(http.post("/api/v1/simulation/stop").json()["recording_path"])
@@ -286,9 +287,11 @@ def test_replaying_a_live_recording_shows_the_alarms_it_recorded(page, server):
     with duckdb.connect(str(recording), read_only=True) as connection:
         active_at_end = connection.execute(
             "SELECT count(*) FROM (SELECT kind FROM events WHERE kind IN ('alarm_raised', 'alarm_cleared') "
-            "QUALIFY row_number() OVER (PARTITION BY battery_id, json_extract_string(detail, '$.rule') "
+            "QUALIFY row_number() OVER (PARTITION BY string_id, battery_id, json_extract_string(detail, '$.rule') "
             "ORDER BY timestamp DESC) = 1) WHERE kind = 'alarm_raised'").fetchone()[0]
-    assert active_at_end >= 24
+        on_battery_at_end = connection.execute(
+            "SELECT count(*), count(battery_id) FROM alarms WHERE rule = 'on_battery' AND active").fetchone()
+    assert on_battery_at_end == (1, 0) and active_at_end >= 1  # BKK_DC1's one string, named by string
     page.click("#recordings-refresh")
     page.select_option("#recording", recording.stem)
     page.select_option("#replay-speed", "600")

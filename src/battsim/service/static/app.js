@@ -456,9 +456,10 @@
 
   function addAlarm(alert, frame) {
     const rule = alert.rule;
-    const key = `${alert.battery_id}|${rule}`;
+    const subject = alert.battery_id ?? alert.string_id;  // a string's alarm (on_battery) names no jar
+    const key = `${subject}|${rule}`;
     const item = {
-      key, rule, battery_id: alert.battery_id, site_id: alert.site_id, severity: alert.severity || "warning",
+      key, rule, battery_id: subject, site_id: alert.site_id, severity: alert.severity || "warning",
       state: alert.state,
       time: isoSeconds(alert.timestamp ?? frame.sim_time), value: alert.value, unit: alert.unit || "",
       message: alert.message || rule,
@@ -1081,7 +1082,7 @@
   // cleared), those active at the start or seek position first, then the later ones applied as the
   // frames shown pass their time, fetched a page at a time.
   const ALARM_PAGE = 5000;
-  const ALARM_COLUMNS = "timestamp, kind, battery_id, site_id, json_extract_string(detail, '$.rule') AS rule, "
+  const ALARM_COLUMNS = "timestamp, kind, battery_id, string_id, site_id, json_extract_string(detail, '$.rule') AS rule, "
     + "json_extract_string(detail, '$.severity') AS severity, TRY_CAST(json_extract(detail, '$.value') AS DOUBLE) AS value, "
     + "json_extract_string(detail, '$.unit') AS unit, json_extract_string(detail, '$.message') AS message";
   const replayAlarms = { recording: null, queue: [], next: 0, after: null, more: false, loading: false, generation: 0 };
