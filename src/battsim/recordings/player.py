@@ -464,6 +464,15 @@ class ReplaySource:
             t = table.column("t").to_numpy()
         return _chunk(lo_us, hi_us, t, table.column("j"))
 
+    def sampled(self, con: duckdb.DuckDBPyConnection, window: Window, lo_us: int, hi_us: int, origin_us: int,
+                stride_us: int) -> TickChunk:
+        """Encoded ticks in ``[lo, hi)`` whose time is a whole number of ``stride`` from ``origin`` (every k-th tick)."""
+        query = self._encoded(window, "timestamp >= $lo AND timestamp < $hi "
+                                      "AND (epoch_us(timestamp) - $origin) % $stride = 0") + " ORDER BY t, k"
+        params = self._params(window, lo=_instant(lo_us), hi=_instant(hi_us), origin=origin_us, stride=stride_us)
+        table = con.sql(query, params=params).to_arrow_table()
+        return _chunk(lo_us, hi_us, table.column("t").to_numpy(), table.column("j"))
+
     def snapshot(self, con: duckdb.DuckDBPyConnection, window: Window, at_us: int) -> TickChunk:
         """Each selected battery's last reading at or before ``at_us`` (and not before the window), as one tick."""
         lookback_us = 2 * self.interval_s * 1_000_000

@@ -43,6 +43,7 @@ from battsim.service.live import (
     idle_status,
     parse_backfill,
 )
+from battsim.service.routes_history import history_router
 from battsim.service.routes_query import query_router
 from battsim.service.routes_replay import replay_router
 from battsim.service.security import AccessPolicy, Guard
@@ -331,6 +332,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     # still writing is read through its writer's connection.
     app.include_router(replay_router(data_dir, live_connection=sessions.live_connection))
     app.include_router(query_router(data_dir))
+    app.include_router(history_router(data_dir, sessions))  # recent history for the dashboard (issue 16)
 
     endpoints = {
         # The original's names and values first, then ours.

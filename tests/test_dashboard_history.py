@@ -1,0 +1,37 @@
+"""The dashboard's history on load (issue 16, point 4): GET /api/v1/history over a live recording.
+
+(The browser tests of the page using it are not written yet: see the issue-16 report.)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from test_service_helpers import WAIT_S, serve, wait_until
+
+
+def test_history_is_the_last_window_of_the_live_recording_as_telemetry_frames(tmp_path):
+    with serve(tmp_path) as server:
+        http = server.http
+        started = http.post("/api/v1/simulation/start", json={"preset": "single-string", "interval_seconds": 60,
+                                                               "seed": 1, "backfill": "3h"})
+        assert started.status_code == 200, started.text
+        wait_until(lambda: (http.get("/api/v1/simulation/status").json()["backfill"] or {}).get("state") == "done",
+                   timeout=4 * WAIT_S)
+        # Committed about a second after the back-fill: wait until the history reaches an hour.
+        body = wait_until(lambda: (lambda b: len(b["frames"]) == 60 and b)(http.get("/api/v1/history?window=1h").json()))
+        assert body["interval_s"] == 60 and body["window_s"] == 3600
+        times = [datetime.fromisoformat(f["sim_time"]) for f in body["frames"]]
+        assert times == sorted(times) and times[-1] - times[0] == timedelta(minutes=59)
+        assert all(f["type"] == "telemetry" and len(f["data"]) == 24 for f in body["frames"])
+        assert {r["timestamp"] for r in body["frames"][-1]["data"]} == {body["frames"][-1]["sim_time"]}
+        thinned = http.get("/api/v1/history", params={"window": "2h", "max_frames": 10}).json()["frames"]
+        assert len(thinned) == 10 and thinned[-1]["sim_time"] >= body["frames"][-1]["sim_time"]
+        assert http.get("/api/v1/history?window=soon").status_code == 422
+        assert http.get("/api/v1/history?window=30d").status_code == 422
+
+
+def test_history_before_any_simulation_is_a_404(tmp_path):
+    with serve(tmp_path) as server:
+        answer = server.http.get("/api/v1/history")
+        assert answer.status_code == 404 and "start one" in answer.text
