@@ -129,7 +129,7 @@ def table_diff(connection: duckdb.DuckDBPyConnection, table: str, tolerance: flo
     differs = [_differs(name, kind, tolerance) for name, kind in compared]
     where = " OR ".join(["a.__present IS NULL", "b.__present IS NULL", *differs])
     body = f"FROM {side('a')} a FULL OUTER JOIN {side('b')} b ON {join} WHERE {where}"
-    differing = connection.execute(f"SELECT count(*) {body}").fetchone()[0]
+    differing = connection.execute(f"SELECT count(*) {body}").fetchall()[0][0]
     if differing == 0:
         return TableDiff(table, "same within tolerance", digest_a.rows, digest_b.rows)
     key_sql = [f"coalesce(a.{quote(k)}, b.{quote(k)}) AS {quote(k)}" for k in keys]

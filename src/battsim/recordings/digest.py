@@ -88,7 +88,7 @@ def table_digest(connection: duckdb.DuckDBPyConnection, table: str, catalog: str
     # Two 64-bit halves of each row's MD5, summed exactly (HUGEINT holds 2^64 rows' worth).
     rows, upper, lower = connection.execute(
         f"SELECT count(*), coalesce(sum(md5_number_upper(t)::HUGEINT), 0), coalesce(sum(md5_number_lower(t)::HUGEINT), 0) "
-        f"FROM (SELECT {row_text} AS t FROM {source})").fetchone()
+        f"FROM (SELECT {row_text} AS t FROM {source})").fetchall()[0]
     header = ",".join(f"{name}:{kind}" for name, kind in columns)
     return TableDigest(rows, hashlib.sha256(f"{header}\n{rows}\n{upper}\n{lower}".encode()).hexdigest())
 
