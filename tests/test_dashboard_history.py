@@ -1,11 +1,14 @@
 """The dashboard's history on load (issue 16, point 4): GET /api/v1/history over a live recording.
 
-(The browser tests of the page using it are not written yet: see the issue-16 report.)
+And the page in chromium: on load it shows that history, the alarms active now, and the running
+simulation's settings in its form.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
+import pytest
 
 from test_service_helpers import WAIT_S, serve, wait_until
 
@@ -35,3 +38,35 @@ def test_history_before_any_simulation_is_a_404(tmp_path):
     with serve(tmp_path) as server:
         answer = server.http.get("/api/v1/history")
         assert answer.status_code == 404 and "start one" in answer.text
+
+
+# ------------------------------------------------------------------------------------ in the browser
+def test_the_page_opens_on_history_alarms_and_the_running_settings(tmp_path):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    from test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, assert_clean, new_page, wait_loaded
+
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    with serve(tmp_path) as server:
+        http = server.http
+        http.post("/api/v1/simulation/start", json={"preset": "single-string", "interval_seconds": 60, "seed": 5,
+                                                    "speed": 3, "backfill": "2h"}).raise_for_status()
+        wait_until(lambda: (http.get("/api/v1/simulation/status").json()["backfill"] or {}).get("state") == "done",
+                   timeout=4 * WAIT_S)
+        wait_until(lambda: len(http.get("/api/v1/history?window=1h").json()["frames"]) == 60)
+        active = http.get("/api/v1/alarms").json()["active"]
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = new_page(browser.new_context(viewport={"width": 1280, "height": 1000}))
+            page.goto(server.base + "/")
+            wait_loaded(page)
+            page.wait_for_function("() => window.__battsim.historyFrames >= 60", timeout=WAIT_MS)
+            # The form shows the running simulation's settings, not the page's defaults.
+            assert page.input_value("#seed") == "5" and page.input_value("#interval") == "60"
+            assert float(page.input_value("#speed")) == 3
+            assert page.input_value("#preset") == "single-string"
+            shown = page.evaluate("() => window.__battsim.activeAlarms.length")
+            assert shown >= len(active)  # every alarm active at load (more may have been raised since)
+            assert page.evaluate("() => window.__battsim.framesParsed") >= 60
+            assert_clean(page)
+            browser.close()

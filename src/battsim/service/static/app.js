@@ -21,6 +21,8 @@
   const MAX_QUEUED_BYTES = 64e6; // telemetry text waiting to be parsed (a hidden tab parses nothing)
   const MIN_REDRAW_MS = 100; // charts and heat maps redraw at most this often
   const ALARM_LOG = 300; // cleared alarms remembered
+  // On load, a running simulation's last hour comes from GET /api/v1/history (thinned to HISTORY points).
+  const HISTORY_WINDOW = "1h";
   const TELEMETRY = /^\s*\{\s*"type"\s*:\s*"telemetry"/; // tested on the first bytes only
   const MODES = ["float", "boost", "equalize", "discharge", "disconnected"];
   const MODE_COLORS = { float: "#3ecf8e", boost: "#4fa3ff", equalize: "#b084f5", discharge: "#ff8f3d",
@@ -859,6 +861,35 @@
 
   async function refreshSimStatus() { setSimStatus(await api("GET", "simulation/status")); }
 
+  // The running simulation's settings in the form, so that Start or Set does not silently change them.
+  function fillForm(status) {
+    if (status.preset && state.presets.some((p) => p.name === status.preset)) { $("preset").value = status.preset; describePreset(); }
+    if (status.seed != null) $("seed").value = status.seed;
+    if (status.interval_seconds) $("interval").value = status.interval_seconds;
+    if (status.speed != null) $("speed").value = status.speed;
+  }
+
+  // On load: the running simulation's recent history (from its recording) and the alarms active now.
+  async function loadLiveHistory() {
+    const status = state.simStatus;
+    if (!status || !status.is_running) return;
+    fillForm(status);
+    const [history, alarmList] = await Promise.all([
+      api("GET", `history?window=${HISTORY_WINDOW}&max_frames=${HISTORY}`), api("GET", "alarms")]);
+    if (state.view !== "live") return;
+    // Frames the live feed brought meanwhile are newer: history goes first, then they follow.
+    const liveSince = store.len ? store.t[0] : Infinity;
+    const older = history.frames.filter((f) => isoSeconds(f.sim_time) < liveSince);
+    if (older.length && store.len) store.clearHistory();
+    for (const frame of older) store.ingest(frame);
+    const severity = new Map(alarmList.rules.map((r) => [r.rule, r.severity]));
+    for (const alert of alarmList.active) {
+      addAlarm({ ...alert, state: "raised", severity: severity.get(alert.rule) }, { sim_time: status.sim_time });
+    }
+    state.historyFrames = older.length;
+    dirty.data = true;
+  }
+
   async function loadPresets() {
     const presets = await api("GET", "presets");
     state.presets = Array.isArray(presets) ? presets : Object.entries(presets).map(([name, description]) => ({ name, description }));
@@ -1312,6 +1343,7 @@
     get strings() { return store.strings.length; },
     get sites() { return store.sites.slice(); },
     get framesParsed() { return store.framesParsed; },
+    get historyFrames() { return state.historyFrames || 0; }, // frames loaded from GET /history on load
     get readingsParsed() { return store.readingsParsed; },
     get points() { return store.len; },
     times: () => Array.from(store.t.subarray(0, store.len)),
@@ -1352,10 +1384,11 @@
     feeds.live.open().catch(() => {}); // it reconnects by itself; the pill shows the state
     requestAnimationFrame(animate);
     await Promise.all([loadPresets(), loadScenarios(), loadTimelines(), refreshSimStatus()].map((p) => p.catch((e) => toast(e.message))));
+    await loadLiveHistory().catch((e) => toast(e.message));
     await loadRecordings().catch((e) => toast(e.message));
     const replay = await refreshReplayStatus().catch((e) => toast(e.message));
     // A replay already running (started by another page or by curl): show it.
-    if (replay && ["playing", "paused"].includes(replay.state)) {
+    if (replay && ["playing", "following", "paused"].includes(replay.state)) {
       const r = state.recordings.find((x) => x.id === replay.recording);
       if (r) $("recording").value = r.id;
       setView("replay");
