@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint fuzz bench lock clean system-packages
+.PHONY: install run test test-lowest lint fuzz bench bench-report lock clean system-packages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,15 +37,33 @@ test: install system-packages lint
 fuzz: install
 	BATTSIM_FUZZ_EXAMPLES=2000 $(PY) -m pytest -n 2 -m fuzz
 
+# Each benchmark writes its figures, the load average and the library versions to bench/results.json;
+# the README's performance table is then generated from that file (tools/bench_table.py), never typed.
 bench: install system-packages
 	$(PY) bench/bench_batch.py --days 7 --memory-days 30
 	$(PY) bench/bench_live.py
 	$(PY) bench/bench_replay.py
 	$(PY) bench/bench_dashboard.py
+	$(PY) tools/bench_table.py
+
+# The report on a month of the full fleet (a week recorded, repeated four times): minutes of disk and CPU.
+BENCH_WEEK := bench/.full-week.duckdb
+bench-report: install
+	test -f $(BENCH_WEEK) || $(VENV)/bin/battsim run --preset thailand-full --days 7 --no-random-outages --no-progress --out $(BENCH_WEEK)
+	$(PY) bench/bench_report.py $(BENCH_WEEK) --repeat 4
+	$(PY) tools/bench_table.py
+
+# The suite against the lowest versions pyproject.toml allows (uv's lowest-direct resolution), in a venv of
+# its own: the declared ranges are tested, not only the lock. Not part of `make test`.
+LOWEST := .venv-lowest
+test-lowest: install system-packages
+	$(VENV)/bin/uv venv --quiet --allow-existing --python $(PY) $(LOWEST)
+	$(VENV)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test]'
+	$(LOWEST)/bin/python -m pytest -n 2
 
 # Refresh the lock to the newest releases pyproject.toml allows; run `make test` before committing it.
 lock: install
 	$(VENV)/bin/uv pip compile pyproject.toml --extra test --python-version 3.11 --upgrade -o requirements.lock
 
 clean:
-	rm -rf $(VENV) recordings .pytest_cache
+	rm -rf $(VENV) $(LOWEST) recordings .pytest_cache

@@ -26,6 +26,7 @@ from battsim.engine.fleet import get_preset
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.recordings.schema import create_statements
+from results_file import Measurement
 
 TABLES = ("reading_samples", "string_readings", "ohmic_tests", "events")
 
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--memory-days", type=float, default=0.0, help="also run this many days for peak memory")
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS)
     args = parser.parse_args()
+    measurement = Measurement("bench_batch")
 
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -109,10 +111,17 @@ def main() -> None:
         print(f"duckdb ingest alone   {ingested:,} rows in {ingest_s:.2f} s = {ingest_rate:,.0f} rows/s")
         print(f"ratio                 {sim_rate / ingest_rate:.2f} of DuckDB's own ingest rate (target >= 0.5)")
         print(f"peak memory           {peak_mb:,.0f} MB ({args.days:g} days)")
+        figures = {"days": args.days, "readings": readings, "wall_s": round(wall_s, 2),
+                   "readings_per_s": round(sim_rate), "rows_per_s": {t: round(r / wall_s) for t, r in tables.items()},
+                   "all_rows_per_s": round(sum(tables.values()) / wall_s), "duckdb_ingest_rows_per_s": round(ingest_rate),
+                   "ratio": round(sim_rate / ingest_rate, 2), "peak_mb": round(peak_mb)}
         if args.memory_days:
             readings, wall_s, peak_mb = simulate_in_child(args.memory_days, scratch / "long.duckdb", args.batch_rows)
             print(f"peak memory           {peak_mb:,.0f} MB ({args.memory_days:g} days, {readings:,} readings, "
                   f"{readings / wall_s:,.0f} readings/s)")
+            figures["memory_run"] = {"days": args.memory_days, "readings": readings, "peak_mb": round(peak_mb),
+                                     "readings_per_s": round(readings / wall_s)}
+    measurement.save(figures)
 
 
 if __name__ == "__main__":

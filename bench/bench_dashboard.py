@@ -31,6 +31,8 @@ import httpx
 from playwright.sync_api import sync_playwright
 from websockets.sync.client import connect
 
+from results_file import Measurement
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -61,13 +63,15 @@ def main() -> None:
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"needs Debian's chromium at {CHROMIUM} (`make test` installs it)")
+    measurement = Measurement("bench_dashboard")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     battsim = Path(sys.executable).parent / "battsim"
     rows = []
     with tempfile.TemporaryDirectory() as data_dir:
         server = subprocess.Popen([str(battsim), "serve", "--port", str(port), "--data-dir", data_dir, "--preset",
-                                   "thailand-full", "--interval", "1", "--speed", str(args.speeds[0])],
+                                   "thailand-full", "--interval", "1", "--speed", str(args.speeds[0]),
+                                   "--no-random-outages"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             with httpx.Client(base_url=base, timeout=30) as http:
@@ -118,6 +122,7 @@ def main() -> None:
                   row["animation_frames"], row["draws"], row["parse_ms"], row["draw_ms"], busy, row["ratio"])
         print("  " + " ".join(f"{v:>10.2f}" if isinstance(v, float) else f"{str(v):>10}" for v in values))
     print(json.dumps(rows))
+    measurement.save({"seconds": args.seconds, "parse_ms_per_frame": round(parse_ms_per_frame, 3), "speeds": rows})
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from websockets.asyncio.client import connect
 
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.world import World
+from results_file import Measurement
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -128,12 +129,13 @@ async def main() -> None:
     if not 1 <= args.subscribers <= 200 or not 1 <= args.seconds <= 120:
         parser.error("--subscribers must be 1-200 and --seconds 1-120")
 
+    measurement = Measurement("bench_live")
     floor_ms = tick_cost_ms()
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         battsim = Path(sys.executable).parent / "battsim"
         server = subprocess.Popen([str(battsim), "serve", "--port", str(port), "--data-dir", data_dir, "--preset",
-                                   "thailand-full", "--interval", "1", "--speed", "1"],
+                                   "thailand-full", "--interval", "1", "--speed", "1", "--no-random-outages"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             base, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/api/v1/ws/telemetry"
@@ -170,6 +172,9 @@ async def main() -> None:
               f"{row.get('lost', 0):>5} {row.get('client_cpu', float('nan')):>10.1%}")
     print(f"  p99 latency with {args.subscribers} subscribers / with 1: {many['p99_ms'] / one['p99_ms']:.2f}")
     print(f"  recording: {stopped['readings_generated']:,} readings ({stopped['recording_id']})")
+    measurement.save({"tick_ms": round(floor_ms, 2), "seconds": args.seconds, "phases": [
+        {key: (round(value, 4) if isinstance(value, float) else value) for key, value in row.items()}
+        for row in (baseline, one, many)]})
 
 
 if __name__ == "__main__":

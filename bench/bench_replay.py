@@ -31,6 +31,7 @@ from battsim.engine.fleet import get_preset
 from battsim.engine.world import DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.recordings.player import Player, ReplaySource
+from results_file import Measurement
 
 
 def record(out: Path, preset: str, hours: float, interval_s: int) -> int:
@@ -111,6 +112,8 @@ def main() -> None:
     parser.add_argument("--pacing-seconds", type=float, nargs=3, default=(15.0, 10.0, 5.0),
                         metavar=("AT_1X", "AT_60X", "AT_3600X"), help="Wall seconds of each pacing run.")
     args = parser.parse_args()
+    measurement = Measurement("bench_replay")
+    figures: dict = {"throughput": {}, "pacing": {}}
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "full.duckdb"
         longer = Path(tmp) / "longer.duckdb"
@@ -134,9 +137,13 @@ def main() -> None:
             print(f"    battsim replay --speed max | pipe   {readings / pipe_s:>12,.0f}   "
                   f"{readings / pipe_s / base:.2f}x baseline"
                   f"   ({lines:,} lines, peak {peaks[path]:.0f} MB)")
+            figures["throughput"][name] = {"duckdb_scan_per_s": round(base), "consumer_per_s": round(readings / wall_s),
+                                           "pipe_per_s": round(readings / pipe_s), "peak_mb": round(peaks[path])}
         lines, pipe_s, peak_mb = replay_cli_pipe(longer)
         print(f"  memory: battsim replay --speed max peaks at {peaks[full]:.0f} MB for {args.days:g} d of the full fleet, "
               f"{peak_mb:.0f} MB for {args.memory_days:g} d ({lines * 1944 / pipe_s:,.0f} readings/s)")
+        figures["memory"] = {"days": args.days, "peak_mb": round(peaks[full]), "longer_days": args.memory_days,
+                             "longer_peak_mb": round(peak_mb)}
 
         print("\npacing error: frame handed over minus due (ms)")
         print(f"  {'run':40s} {'frames':>7s} {'p50':>7s} {'p99':>7s} {'max':>7s}")
@@ -150,7 +157,10 @@ def main() -> None:
             p50, p99 = np.percentile(late_ms, [50, 99])
             print(f"  {name:40s} {len(late_ms):>7,d} {p50:>7.2f} {p99:>7.2f} {late_ms.max():>7.2f}"
                   f"   preroll {preroll_s * 1e3:.0f} ms" + ("" if abs(p99) < 10 else "   (p99 over 10 ms)"))
+            figures["pacing"][name] = {"frames": len(late_ms), "p50_ms": round(float(p50), 2),
+                                       "p99_ms": round(float(p99), 2), "max_ms": round(float(late_ms.max()), 2)}
         print(f"\nload average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    measurement.save(figures)
 
 
 if __name__ == "__main__":

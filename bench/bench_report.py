@@ -25,6 +25,7 @@ import duckdb
 
 from battsim.recordings.report import write_report
 from battsim.recordings.views import VIEW_NAMES, view_sql
+from results_file import Measurement
 
 
 def repeated(source: Path, times: int) -> Path:
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("bench/results/report"))
     args = parser.parse_args()
+    measurement = Measurement("bench_report")
     recording = repeated(args.recording, args.repeat) if args.repeat > 1 else args.recording
 
     with duckdb.connect(str(recording), read_only=True) as con:
@@ -72,13 +74,18 @@ def main() -> None:
     print(f"battsim report: {report.wall_s:.1f} s wall, {cpu_s:.1f} s CPU in this process ({parts}); "
           f"{report.wall_s / baseline_s:.1f} x the baseline")
 
+    views = {}
     with duckdb.connect(str(recording), read_only=True) as con:
         for name in VIEW_NAMES:
             began = time.perf_counter()
             # This package's SQL of the view, not the one stored in the file (which may be older).
             rows = con.sql(view_sql(name)).to_arrow_table().num_rows
             elapsed = time.perf_counter() - began
+            views[name] = round(elapsed, 2)
             print(f"view {name}: {rows:,} rows in {elapsed:.1f} s ({elapsed / baseline_s:.1f} x the baseline)")
+    measurement.save({"readings": readings, "days": round(days, 2), "baseline_s": round(baseline_s, 2),
+                      "report_wall_s": round(report.wall_s, 1), "report_cpu_s": round(cpu_s, 1),
+                      "ratio": round(report.wall_s / baseline_s, 1), "views_s": views})
 
 
 if __name__ == "__main__":
