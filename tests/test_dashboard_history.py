@@ -68,5 +68,12 @@ def test_the_page_opens_on_history_alarms_and_the_running_settings(tmp_path):
             shown = page.evaluate("() => window.__battsim.activeAlarms.length")
             assert shown >= len(active)  # every alarm active at load (more may have been raised since)
             assert page.evaluate("() => window.__battsim.framesParsed") >= 60
+            # The float-voltage deviation chart of the selected battery's string: 24 jars, in mV from the mean.
+            page.evaluate("() => window.__battsim.select('BKK_DC1_SYS01_STR01_BAT007')")
+            page.wait_for_function("() => document.querySelector('#chart-deviation').dataset.series === '24' "
+                                   "&& Number(document.querySelector('#chart-deviation').dataset.points) >= 24 * 60")
+            deviation = page.evaluate("() => window.__battsim.deviation")
+            assert deviation["string"] == "BKK_DC1_SYS01_STR01" and len(deviation["last"]) == 24
+            assert abs(sum(deviation["last"])) < 1 and 0 < max(abs(v) for v in deviation["last"]) < 500
             assert_clean(page)
             browser.close()

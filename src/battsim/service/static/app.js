@@ -585,6 +585,37 @@
     makeStringChart("current", "chart-current", "A", "si");
     makeStringChart("temperature", "chart-temperature", "°C", "st");
     makeDetailChart();
+    makeDeviationChart(-1);
+  }
+
+  // Each jar of string s, in mV from the mean of the string's jars at the same moment: on float the
+  // jars of a healthy string sit within tens of mV, and a drifting jar stands out (issue 16, point 5).
+  function makeDeviationChart(s) {
+    const el = $("chart-deviation");
+    if (charts.deviation) charts.deviation.plot.destroy();
+    const jars = s < 0 ? [] : store.ids.map((_, j) => j).filter((j) => store.jarString[j] === s);
+    const series = [{ label: "UTC" }].concat(jars.map((j, i) => ({
+      label: `#${store.jarPos[j] + 1}`, stroke: palette(i), width: 1, value: (u, v) => fmt(v, 0) })));
+    const plot = new uPlot({
+      width: chartWidth(el), height: 170, tzDate: uPlotTz, series,
+      legend: { show: jars.length <= 40, live: false },
+      cursor: { drag: { x: true, y: false } },
+      scales: { x: { time: true } },
+      axes: [axisStyle({}), axisStyle({ label: "mV", size: 56 })],
+    }, [[]].concat(jars.map(() => [])), el);
+    charts.deviation = zoomable({ plot, el, string: s, jars });
+    el.dataset.string = s < 0 ? "" : store.strings[s];
+  }
+
+  function deviationSeries(jars) {
+    const n = store.n, out = jars.map(() => new Array(store.len));
+    for (let k = 0; k < store.len; k++) {
+      let sum = 0, count = 0;
+      for (const j of jars) { const v = store.hv[k * n + j]; if (v === v) { sum += v; count++; } }
+      const mean = count ? sum / count : NaN;
+      jars.forEach((j, i) => { const v = (store.hv[k * n + j] - mean) * 1000; out[i][k] = v === v ? v : null; });
+    }
+    return out;
   }
 
   function drawCharts() {
@@ -605,6 +636,13 @@
       show(detail, [[], [], [], []]);
       detail.el.dataset.points = "0";
     }
+    const s = j >= 0 && j < store.n ? store.jarString[j] : -1;
+    if (charts.deviation.string !== s) makeDeviationChart(s);
+    const deviation = charts.deviation;
+    const ys = deviationSeries(deviation.jars);
+    show(deviation, [x].concat(ys));
+    deviation.el.dataset.points = String(ys.length ? x.length * ys.length : 0);
+    deviation.el.dataset.series = String(ys.length);
   }
 
   // ------------------------------------------------------------------------------ heat maps
@@ -1344,6 +1382,11 @@
     get sites() { return store.sites.slice(); },
     get framesParsed() { return store.framesParsed; },
     get historyFrames() { return state.historyFrames || 0; }, // frames loaded from GET /history on load
+    // The deviation chart: its string and each jar's latest deviation from the string mean, mV.
+    get deviation() {
+      const chart = charts.deviation;
+      return chart ? { string: chart.el.dataset.string, last: deviationSeries(chart.jars).map((a) => a[a.length - 1]) } : null;
+    },
     get readingsParsed() { return store.readingsParsed; },
     get points() { return store.len; },
     times: () => Array.from(store.t.subarray(0, store.len)),
