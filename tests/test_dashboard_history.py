@@ -6,7 +6,7 @@ simulation's settings in its form.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -75,5 +75,45 @@ def test_the_page_opens_on_history_alarms_and_the_running_settings(tmp_path):
             deviation = page.evaluate("() => window.__battsim.deviation")
             assert deviation["string"] == "BKK_DC1_SYS01_STR01" and len(deviation["last"]) == 24
             assert abs(sum(deviation["last"])) < 1 and 0 < max(abs(v) for v in deviation["last"]) < 500
+            assert_clean(page)
+            browser.close()
+
+
+def test_a_replay_started_elsewhere_is_shown_and_controllable_and_1280_px_cuts_nothing(tmp_path):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    from battsim.engine.fleet import get_preset
+    from battsim.recordings.batch import BatchRun, record_run
+    from test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, assert_clean, new_page, wait_loaded
+
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    record_run(BatchRun(fleet=get_preset("thailand-9x24"), out=tmp_path / "six.duckdb", seed=3, start=start,
+                        end=start + timedelta(hours=6), interval_s=60))
+    with serve(tmp_path) as server:
+        http = server.http
+        http.post("/api/v1/simulation/start", json={"preset": "thailand-9x24", "interval_seconds": 5, "seed": 2,
+                                                    "speed": 600}).raise_for_status()
+        # Started by curl, not by the page:
+        http.post("/api/v1/replay/start", json={"recording": "six", "speed": 60, "start_paused": True}).raise_for_status()
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = new_page(browser.new_context(viewport={"width": 1280, "height": 1000}))
+            page.goto(server.base + "/")
+            wait_loaded(page)
+            page.wait_for_function("() => window.__battsim.view === 'replay'", timeout=WAIT_MS)
+            # Controllable from the page: resume it there, and the server's replay plays.
+            page.click("#replay-resume")
+            wait_until(lambda: http.get("/api/v1/replay/status").json()["state"] == "playing")
+            page.wait_for_function("() => window.__battsim.framesParsed > 0", timeout=WAIT_MS)
+            # At 1,280 px nothing overflows the page, and no status value is cut.
+            overflow = page.evaluate("""() => {
+                const cut = [...document.querySelectorAll('.status dd, .status dt, .fields dd, .fields dt, label')]
+                    .filter((e) => e.offsetParent && e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent);
+                const wide = [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > 1281)
+                    .map((e) => `${e.tagName}#${e.id} in .${e.parentElement.className}: ${e.textContent.slice(0, 40)}`);
+                return {page: document.documentElement.scrollWidth, cut, wide: wide.slice(0, 5)};
+            }""")
+            assert overflow["page"] <= 1280 and overflow["cut"] == [], overflow
             assert_clean(page)
             browser.close()
