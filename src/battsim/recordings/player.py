@@ -731,6 +731,7 @@ class Player:
         self.loops = 0
         self.changes = 0  # counts state changes, so a driver can tell the world after each one
         self._steps = 0  # frames asked for by step() while paused
+        self._began_live = source.live
         self._last_us: int | None = None
         self._samples: deque[tuple[float, float, int]] = deque()  # (wall, virtual, frames)
 
@@ -864,11 +865,10 @@ class Player:
             if written and window_open and not self.loop:
                 self._set_state("following")
                 return False
-            if not written and window_open and not self.loop:
-                self._set_state("ended", "live run stopped")
-                return False
         if not self.loop:
-            self._set_state("ended", "finished")
+            window_open = self.window.end_us is None or self._reader.resume_us < self.window.end_us
+            # A recording that was being written when the replay began ended because its run stopped.
+            self._set_state("ended", "live run stopped" if self._began_live and window_open else "finished")
             return False
         end_us = self._end_us()
         now = self._clock.now()
