@@ -234,3 +234,17 @@ def test_a_broken_block_fails_and_says_where(tmp_path):
     assert broken.returncode == 2 and "README.md:7" in broken.describe() and "--preset" in broken.output
     assert workspace.run(Block(9, "python", "import battsim\nraise SystemExit(3)\n")).returncode == 3
     assert workspace.run(Block(11, "console", "$ battsim presets\nthis line is output, not run\n")).returncode == 0
+
+
+def test_the_performance_table_is_the_one_bench_results_give():
+    """The README's performance table is generated from bench/results.json (tools/bench_table.py), never typed."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import bench_table
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    import json
+
+    readme = README.read_text(encoding="utf-8")
+    expected = bench_table.rewrite(readme, bench_table.table(json.loads(bench_table.RESULTS.read_text())))
+    assert readme == expected, "README.md's performance table is stale: run .venv/bin/python tools/bench_table.py"
