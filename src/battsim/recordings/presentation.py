@@ -62,7 +62,8 @@ UNIT_DECIMALS = {
     "h": 2,
     "hours": 2,
 }
-_FLOATING = ("FLOAT", "DOUBLE", "REAL")
+# NUMBER: the DB-API type code DuckDB before 2.0 gives in a cursor's description for any number (ints stay ints).
+_FLOATING = ("FLOAT", "DOUBLE", "REAL", "NUMBER")
 
 
 def unit_decimals(column: str, type_name: str = "DOUBLE") -> int | None:
