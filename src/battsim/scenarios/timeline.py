@@ -496,7 +496,7 @@ def load_timeline(path_or_text: str | Path, source: str | None = None) -> Timeli
     if isinstance(path_or_text, Path) or ("\n" not in path_or_text and "=" not in path_or_text):
         path = Path(path_or_text)
         shipped = shipped_timelines().get(str(path_or_text).removesuffix(".toml"))
-        if not path.exists() and shipped is not None and path.parent == Path("."):
+        if shipped is not None and path.parent == Path(".") and not path.exists():
             source, path = source or str(path_or_text), shipped
         source = source or str(path)
         return parse_timeline(_read(path, source), source)
