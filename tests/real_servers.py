@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 class WebhookServer:
@@ -59,3 +62,39 @@ class WebhookServer:
         self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL 15 cluster in a temp dir, run as the `postgres` user (the tests run as root),
+    unix socket in the temp dir, listening on 127.0.0.1 only. ``root`` must be reachable by that user
+    (pytest's tmp_path is under a root-only directory; use tempfile.mkdtemp)."""
+
+    def __init__(self, root: Path):
+        if not (POSTGRES_BIN / "initdb").exists():
+            raise RuntimeError(f"{POSTGRES_BIN}/initdb is missing: `make test` installs postgresql-15 (target system-packages)")
+        self.root = root
+        self.data = root / "data"
+        self.port = free_port()
+        subprocess.run(["chown", "postgres", str(root)], check=True)
+        self._as_postgres([str(POSTGRES_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync"])
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {root} -c fsync=off"
+        self._as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-o", options,
+                           "-l", str(root / "log"), "-w", "start"])
+        self.dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def _as_postgres(self, command: list[str]) -> None:
+        done = subprocess.run(["runuser", "-u", "postgres", "--", *command], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr or done.stdout}")
+
+    def stop(self) -> None:
+        self._as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
