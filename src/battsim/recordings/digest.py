@@ -23,8 +23,9 @@ import duckdb
 # Columns that say which run or when it was made, never what it simulated (see the module docstring).
 IGNORED_COLUMNS = {"runs": ("id", "created_at", "wall_seconds", "version")}
 DIGEST_FORMAT = 1  # bump when the row text or the combination changes: golden files then say so
-_NULL = "\x00"  # stands for NULL in a row's text (no value casts to it)
-_SEPARATOR = "\x1f"  # the unit separator between a row's fields
+# Control characters written as chr() in the SQL: DuckDB before 2.0 refuses a NUL byte in query text.
+_NULL = "chr(0)"  # stands for NULL in a row's text (no value casts to it)
+_SEPARATOR = "chr(31)"  # the unit separator between a row's fields
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,12 @@ def _field_text(column: str, sql_type: str) -> str:
     value = quote(column)
     if sql_type.startswith("TIMESTAMP"):
         value = f"epoch_us({value})"
-    return f"coalesce(CAST({value} AS VARCHAR), '{_NULL}')"
+    return f"coalesce(CAST({value} AS VARCHAR), {_NULL})"
 
 
 def table_digest(connection: duckdb.DuckDBPyConnection, table: str, catalog: str | None = None) -> TableDigest:
     columns = table_columns(connection, table, catalog)
-    row_text = f" || '{_SEPARATOR}' || ".join(_field_text(name, kind) for name, kind in columns) or "''"
+    row_text = f" || {_SEPARATOR} || ".join(_field_text(name, kind) for name, kind in columns) or "''"
     source = f"{quote(catalog)}.main.{quote(table)}" if catalog else quote(table)
     # Two 64-bit halves of each row's MD5, summed exactly (HUGEINT holds 2^64 rows' worth).
     rows, upper, lower = connection.execute(
