@@ -36,6 +36,7 @@ from battsim.service.limits import MAX_BODY_BYTES, BodyLimit, brief, shown, vali
 from battsim.service.live import (
     DEFAULT_SLOT,
     AlreadyRunning,
+    Attach,
     LiveConfig,
     NotRunning,
     RecordingFailed,
@@ -285,12 +286,14 @@ def warned(warnings: list[str]) -> dict:
 def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *, interval_s: int = 5,
                speed: float = 1.0, seed: int = 0, broadcaster: dict | None = None,
                access: AccessPolicy | None = None, fleet: FleetSpec | None = None,
-               timelines: Sequence[Timeline] = (), backfill_s: float = 0.0) -> FastAPI:
+               timelines: Sequence[Timeline] = (), backfill_s: float = 0.0,
+               attachments: Sequence[Attach] = ()) -> FastAPI:
     """The battsim service. ``preset`` starts that fleet at boot; recordings go to ``data_dir``.
 
     ``fleet`` boots that fleet instead (``preset`` then only names it), with ``timelines`` (loaded and
     checked, as ``battsim serve --fleet/--timeline`` does) installed in it. ``backfill_s``: the boot fleet
-    first runs that much history before now at batch speed (``battsim serve --backfill``).
+    first runs that much history before now at batch speed (``battsim serve --backfill``). ``attachments``
+    are made for every session that starts and fed all it produces (see :class:`~battsim.service.live.Attached`).
 
     ``broadcaster`` overrides the WebSocket fan-out settings (see :class:`~battsim.service.broadcast.Broadcaster`);
     ``access`` says who may talk to the server (default: this machine only, no token; see
@@ -298,7 +301,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     """
     if fleet is None and preset is not None:
         fleet = get_preset(preset)  # refuse an unknown preset now, not at boot
-    sessions = Sessions(Path(data_dir), broadcaster or {})
+    sessions = Sessions(Path(data_dir), broadcaster or {}, attachments=attachments)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -6,28 +6,28 @@ and exit code 2.
 
 from __future__ import annotations
 
-import os
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from battsim.engine.fleet import PRESETS, FleetFileError, FleetSpec, build_fleet, get_preset, load_fleet_file
+from battsim.engine.fleet import PRESETS
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, RecordingWriteError, RunInterrupted, record_run
 from battsim.recordings.outputs import OutputError, check_out
-from battsim.scenarios import CATALOGUE, TimelineError, load_timeline, shipped_timelines
+from battsim.scenarios import CATALOGUE, load_timeline, shipped_timelines
 from battsim.scenarios.default_outages import with_random_outages
 from battsim.service.digest_cli import diff, hash_command
+from battsim.service.fleet_options import RANDOM_OUTAGES_HELP, load_timelines, parse_instant, resolve_fleet
 from battsim.service.lab_cli import fleet_with_model_file, lab_app
 from battsim.service.replay_cli import replay
+from battsim.service.serve_cli import serve
 from battsim.service.terminal import console, fail, print_summary, stdout
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate stationary VRLA battery fleets.")
@@ -46,58 +46,6 @@ def _options(
                                           help="Print the installed battsim version and exit.")] = False,
 ) -> None:
     """Simulate stationary VRLA battery fleets."""
-
-
-def parse_instant(flag: str, text: str, default_zone: ZoneInfo = ZoneInfo("Asia/Bangkok")) -> datetime:
-    """An ISO 8601 date or date-time; without an offset it is read in Bangkok time."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        fail(flag, f"{text!r} is not an ISO 8601 date-time (e.g. 2026-01-01T00:00+07:00)")
-    return moment if moment.tzinfo else moment.replace(tzinfo=default_zone)
-
-
-def resolve_fleet(preset: str | None, fleet_file: Path | None) -> tuple[FleetSpec, str | None]:
-    if preset and fleet_file:
-        fail("--preset/--fleet", "give one of them, not both")
-    if fleet_file:
-        try:
-            return load_fleet_file(fleet_file), None
-        except FleetFileError as error:
-            fail("--fleet", str(error))
-    name = preset or "thailand-9x24"
-    try:
-        return get_preset(name), name
-    except FleetFileError as error:
-        fail("--preset", str(error))
-
-
-def load_timelines(names: list[str], spec: FleetSpec, seed: int) -> list:
-    """Each --timeline as a checked timeline: a file, or a shipped timeline by name."""
-    shipped = shipped_timelines()
-    timelines = []
-    for name in names:
-        path = Path(name)
-        if not path.exists() and name.removesuffix(".toml") in shipped:
-            path = shipped[name.removesuffix(".toml")]
-        elif not path.exists():
-            fail("--timeline", f"{name}: no such file (shipped timelines: {', '.join(shipped)})")
-        try:
-            timelines.append(load_timeline(path, source=name))
-        except TimelineError as error:
-            fail("--timeline", escape(str(error)))
-    if timelines:
-        fleet = build_fleet(spec, seed)
-        for loaded in timelines:
-            try:
-                loaded.check(fleet)
-            except TimelineError as error:
-                fail("--timeline", escape(str(error)))
-    return timelines
-
-
-RANDOM_OUTAGES_HELP = ("Seeded random grid outages at each site's outages_per_year, 30-90 min (the shipped "
-                       "grid-outages timeline), unless a --timeline has its own grid_outage entry.")
 
 
 @app.command()
@@ -240,116 +188,6 @@ def scenarios(
     for name, path in shipped_timelines().items():
         shipped.add_row(name, load_timeline(path).description)
     stdout.print(shipped)
-
-
-@app.command()
-def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port, 1-65535.")] = 8003,
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Where live recordings are written.")] = Path("recordings"),
-    preset: Annotated[str | None, typer.Option(help=f"Start this fleet at boot: {', '.join(PRESETS)}.")] = None,
-    fleet: Annotated[Path | None, typer.Option("--fleet", help="Start this fleet TOML file at boot (instead of "
-                                               "--preset).")] = None,
-    timeline: Annotated[list[str] | None, typer.Option(
-        "--timeline", help="Install this timeline (TOML file or shipped name) in the boot fleet; repeatable, the "
-        "files merge. Needs --preset or --fleet.")] = None,
-    interval: Annotated[int, typer.Option(help="Seconds between readings of the boot fleet, 1-60.")] = 5,
-    speed: Annotated[float, typer.Option(help="Virtual seconds per wall second of the boot fleet.")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Random seed of the boot fleet.")] = 0,
-    random_outages: Annotated[bool, typer.Option(help="Boot fleet: " + RANDOM_OUTAGES_HELP)] = True,
-    backfill: Annotated[str | None, typer.Option(
-        help="Boot fleet: start this long before now (30d, 12h, 90min; at most 366d), run that history at batch "
-             "speed into the recording, then go on at --speed from now.", show_default=False)] = None,
-    token: Annotated[str | None, typer.Option(
-        envvar="BATTSIM_TOKEN", show_envvar=True,
-        help="Bearer token every request must carry (not /health, the dashboard's files, /docs); required beyond "
-             "loopback. Prefer the environment variable: a flag shows in ps.")] = None,
-    allowed_origin: Annotated[list[str] | None, typer.Option(
-        "--allowed-origin", envvar="BATTSIM_ALLOWED_ORIGINS", show_envvar=True,
-        help="Another origin (scheme://host[:port]) whose pages may call the API; repeatable (env: space-separated). "
-             "Always allowed: this server's own and localhost dev ports 3000 4200 5173 8000 8080.")] = None,
-    allowed_host: Annotated[list[str] | None, typer.Option(
-        "--allowed-host", envvar="BATTSIM_ALLOWED_HOSTS", show_envvar=True,
-        help="Another name clients reach this server by (Host header); repeatable. Always allowed: the --host "
-             "address (all interfaces' for 0.0.0.0), localhost, 127.0.0.1, [::1].")] = None,
-    insecure: Annotated[bool, typer.Option(
-        "--insecure", help="Listen beyond loopback without a token (anyone who can reach the port can drive it).")] = False,
-) -> None:
-    """Serve the REST and WebSocket API and the dashboard; every live reading is recorded in --data-dir."""
-    from battsim.service.security import SecurityError, access_policy, check_exposure, listening_socket, served_hosts, url_host
-
-    try:
-        access = access_policy(token, allowed_origin or (), [*(allowed_host or ()), *served_hosts(host)])
-        loopback = check_exposure(host, access, insecure)
-    except SecurityError as error:
-        fail(error.flag, str(error))
-    if preset is not None and preset not in PRESETS:
-        fail("--preset", f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
-    if timeline and preset is None and fleet is None:
-        fail("--timeline", "needs a fleet to boot: give --preset or --fleet")
-    # The boot fleet is loaded and checked exactly as `battsim run` does it (same errors, exit 2).
-    spec, boot_name = resolve_fleet(preset, fleet) if preset is not None or fleet is not None else (None, None)
-    timelines = with_random_outages(load_timelines(timeline or [], spec, seed), random_outages) if spec is not None else []
-    if not 1 <= port <= 65535:
-        fail("--port", f"{port} is outside 1-65535")
-    if not 1 <= interval <= 60:
-        fail("--interval", f"{interval} is outside 1-60 seconds")
-    if not 0 < speed <= 1e6:
-        fail("--speed", f"{speed} must be more than 0 and at most 1000000")
-    if backfill is not None and spec is None:
-        fail("--backfill", "needs a fleet to boot: give --preset or --fleet")
-    from battsim.service.live import parse_backfill
-
-    try:
-        backfill_s = parse_backfill(backfill)
-    except ValueError as error:
-        fail("--backfill", str(error))
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        fail("--data-dir", f"cannot create {data_dir}: {error.strerror}")
-    if not os.access(data_dir, os.W_OK):
-        fail("--data-dir", f"directory {data_dir} is not writable")
-
-    import uvicorn
-
-    from battsim.service.app import create_app
-    from battsim.service.limits import MAX_WS_MESSAGE_BYTES
-
-    web = create_app(data_dir, boot_name, interval_s=interval, speed=speed, seed=seed, access=access, fleet=spec,
-                     timelines=timelines, backfill_s=backfill_s)
-    try:  # bound now: the banner shows the real address, and a port in use is an error, not a traceback
-        sock = listening_socket(host, port)
-    except OSError as error:
-        fail("--host/--port", f"cannot listen on {host}:{port}: {error.strerror or error}")
-    # Listening on all interfaces, the URLs are this machine's addresses (the bound 0.0.0.0 is not one).
-    addresses = [sock.getsockname()[0]] if loopback or host not in ("0.0.0.0", "::", "") else served_hosts(host)
-    base = f"http://{url_host(addresses[0] if addresses else '127.0.0.1')}:{port}"
-    if not loopback:
-        console.print(f"[yellow]warning:[/yellow] listening on {host or 'all interfaces'}: other machines can reach "
-                      f"this server at {', '.join(f'http://{url_host(a)}:{port}/' for a in addresses) or 'its addresses'}",
-                      soft_wrap=True, highlight=False)
-    if access.token is None and not loopback:
-        console.print("[yellow]warning:[/yellow] no token (--insecure): anyone who can reach the port can start and "
-                      "stop simulations and read every recording", soft_wrap=True, highlight=False)
-    print_summary([
-        ("API", f"{base}/api/v1/"),
-        ("docs", f"{base}/docs"),
-        ("dashboard", f"{base}/" + ("  (with the token: open /#token=<token>)" if access.token else "")),
-        ("WebSocket", f"ws://{base.removeprefix('http://')}/api/v1/ws/telemetry"),
-        ("token", "required on every request (Authorization: Bearer <token>)" if access.token else "none"),
-        ("recordings", str(data_dir.resolve())),
-        ("running", f"{boot_name or spec.name} (interval {interval} s, speed {speed:g}x, seed {seed})"
-         + "".join(f", timeline {t.source}" for t in timelines)
-         + (f", back-filling {backfill} first" if backfill_s else "") if spec is not None else
-         "nothing yet: POST /api/v1/simulation/start"),
-    ])
-    # Per-message compression costs more CPU than loopback bandwidth is worth at telemetry rates.
-    server = uvicorn.Server(uvicorn.Config(web, ws_per_message_deflate=False, ws_max_size=MAX_WS_MESSAGE_BYTES,
-                                           log_level="info"))
-    server.run(sockets=[sock])
-    if not server.started:
-        raise typer.Exit(code=3)  # the app did not start (its error is logged above); uvicorn.run exits 3 too
 
 
 # ---------------------------------------------------------------------------------------- analysis
@@ -524,6 +362,7 @@ def report(
                    ("wall time", f"{summary.wall_s:.1f} s")])
 
 
+app.command()(serve)
 app.command()(replay)
 app.command("hash")(hash_command)
 app.command()(diff)

@@ -27,10 +27,11 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 import numpy as np
@@ -158,11 +159,27 @@ def create_recorder(path: Path, fleet, info: RunInfo) -> Recorder:
         raise RecordingFailed(f"recording: cannot create {path.name}: {write_failure(error)}") from None
 
 
+class Attached(Protocol):
+    """What a live session feeds besides its recording and WebSocket: a sink (MQTT, PostgreSQL, ...), a device
+    (a Modbus register map). It sees every batch of readings (the back-fill's too: ``session.backfill`` says
+    whether that is still running) and every event, on the simulation's thread, so it must not block; it is
+    closed when the session stops."""
+
+    def readings(self, batch: ReadingBatch) -> None: ...
+
+    def event(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+Attach = Callable[["LiveSession"], Attached]  # made for each session when it starts
+
+
 class LiveSession:
     """One live simulation: world, pacer, alarms, recorder, and the slot's broadcaster as its audience."""
 
     def __init__(self, config: LiveConfig, data_dir: Path, broadcaster: Broadcaster, slot: str = DEFAULT_SLOT,
-                 wall_time: Callable[[], float] = time.time):
+                 wall_time: Callable[[], float] = time.time, attachments: Sequence[Attach] = ()):
         self.config = config
         self.slot = slot
         self.broadcaster = broadcaster
@@ -212,12 +229,16 @@ class LiveSession:
         self._task: asyncio.Task | None = None
         self._closer: asyncio.Future | None = None
         self._reader_cursors: list = []
+        self.attached: list[Attached] = []
         try:
             for timeline in timelines:
                 self._install(timeline)
             if config.scenario:
                 self.scenarios.apply(config.scenario, source="start")
+            for attach in attachments:
+                self.attached.append(attach(self))
         except BaseException:
+            self._close_attached()
             self.recorder.close(status="incomplete")  # never left open (and the file locked) by a failed start
             raise
 
@@ -244,9 +265,13 @@ class LiveSession:
         self.readings_generated += batch.rows
         self._pending.append(batch)
         self._pending_rows += batch.rows
+        for attached in self.attached:
+            attached.readings(batch)
 
     def event(self, event: Event) -> None:
         self.recorder.event(event)
+        for attached in self.attached:
+            attached.event(event)
         if event.kind.startswith("scenario_"):
             self._status_changed = True
 
@@ -255,6 +280,8 @@ class LiveSession:
         for change in changes:
             event = change.event(self.fleet)
             self.recorder.event(event)
+            for attached in self.attached:
+                attached.event(event)
             alerts.append({"battery_id": event.battery_id, "site_id": event.site_id, "string_id": event.string_id,
                            "timestamp": iso_utc(timestamp_us), **event.detail})
         self.alarm_changes += len(changes)
@@ -432,7 +459,16 @@ class LiveSession:
                 cursor.close()
             except duckdb.Error:
                 log.warning("closing a reader's cursor on %s failed", self.recording_path, exc_info=True)
+        await asyncio.to_thread(self._close_attached)
         self.publish_status()
+
+    def _close_attached(self) -> None:
+        """Each attachment closed whatever the others do: one that fails cannot keep the rest open."""
+        for attached in self.attached:
+            try:
+                attached.close()
+            except Exception:
+                log.exception("closing %r of %s failed", attached, self.recording_path)
 
     # ------------------------------------------------------------------------------ reporting
     @property
@@ -533,6 +569,7 @@ class Sessions:
     broadcaster_settings: dict = field(default_factory=dict)
     slots: dict[str, Slot] = field(default_factory=dict)
     wall_time: Callable[[], float] = time.time  # "now" for new sessions (a back-fill ends there)
+    attachments: Sequence[Attach] = ()  # what every session feeds besides recording and WebSocket
 
     def slot(self, name: str = DEFAULT_SLOT) -> Slot:
         if name not in self.slots:
@@ -554,7 +591,7 @@ class Sessions:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             # Building a large fleet and creating its recording take a moment: not on the event loop.
             session = await asyncio.to_thread(LiveSession, config, self.data_dir, slot.broadcaster, name,
-                                              self.wall_time)
+                                              self.wall_time, self.attachments)
         finally:
             slot.starting = False
         slot.session = session
