@@ -29,7 +29,6 @@ most, INTERVAL 1-1000) and is expanded over at most 100 years from its first occ
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from collections.abc import Iterator
@@ -43,8 +42,9 @@ from dateutil.rrule import rrulestr
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from battsim.scenarios.catalogue import CATALOGUE
-from battsim.scenarios.controller import MAX_DURATION_S, ScenarioError, Scenarios, Targets, get_spec, validate_params
+from battsim.scenarios.controller import ScenarioError, Scenarios, Targets, get_spec, validate_params
 from battsim.scenarios.random_events import start_random_process
+from battsim.timeparse import MAX_DURATION_S, parse_duration
 
 if TYPE_CHECKING:
     from battsim.engine.world import World
@@ -52,13 +52,6 @@ if TYPE_CHECKING:
 DEFAULT_TIMEZONE = "Asia/Bangkok"
 _REPEAT_WORDS = {"hourly": "FREQ=HOURLY", "daily": "FREQ=DAILY", "weekly": "FREQ=WEEKLY",
                  "monthly": "FREQ=MONTHLY", "yearly": "FREQ=YEARLY"}
-_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "min": 60, "m": 60, "s": 1}
-_UNIT_WORDS = {"week": "w", "weeks": "w", "day": "d", "days": "d", "hour": "h", "hours": "h", "hr": "h",
-               "hrs": "h", "mins": "min", "minute": "min", "minutes": "min", "sec": "s", "secs": "s",
-               "second": "s", "seconds": "s"}
-_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)")
-_ISO_DURATION = re.compile(r"^P(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?"
-                           r"(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 _TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 # Caps on the text (README "Timelines"). The shipped timelines are under 3 kB with 7 entries nested 2
@@ -85,43 +78,6 @@ def _shown(value: Any) -> str:
     """``value`` for an error message, cut short: messages never echo the input back in bulk."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from "2h", "90min", "1h30m", "2d", "1w", "45s", ISO 8601 "PT2H", or a number of seconds.
-
-    ValueError unless it is above 0 and at most MAX_DURATION_S (100 years).
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{_shown(value)} is not a duration")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, str):
-        text = value.strip()
-        if iso := _ISO_DURATION.match(text.upper()):
-            if not any(iso.groups()) or text.upper().endswith("T"):
-                raise ValueError(f"{_shown(value)} is not a duration")
-            weeks, days, hours, minutes, secs = (float(part or 0) for part in iso.groups())
-            seconds = weeks * 604_800 + days * 86_400 + hours * 3_600 + minutes * 60 + secs
-        else:
-            seconds, position, lowered = 0.0, 0, text.lower()
-            for part in _DURATION_PART.finditer(lowered):
-                if part.start() != position:
-                    break
-                unit = _UNIT_WORDS.get(part.group(2), part.group(2))
-                if unit not in _UNIT_SECONDS:
-                    raise ValueError(f"{_shown(value)}: unknown unit {_shown(part.group(2))} (use w, d, h, min, s)")
-                seconds += float(part.group(1)) * _UNIT_SECONDS[unit]
-                position = part.end()
-            if position == 0 or lowered[position:].strip():
-                raise ValueError(f"{_shown(value)} is not a duration (e.g. \"2h\", \"90min\", \"1d12h\", \"PT2H\")")
-    else:
-        raise ValueError(f"{_shown(value)} is not a duration")
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_DURATION_S):
-        raise ValueError(f"{_shown(value)} is not above 0 s and at most 100 years ({MAX_DURATION_S:.0f} s)")
-    return seconds
 
 
 def _check_instant(value: datetime | date) -> None:
@@ -313,6 +269,11 @@ def rule_text(repeat: str) -> str:
         raise ValueError(f"{_shown(repeat)} is not daily, weekly, hourly, monthly, yearly or an RFC 5545 RRULE "
                          f"such as \"FREQ=WEEKLY;BYDAY=MO\" ({_shown(str(error))})") from None
     return text
+
+
+def rule_parts(repeat: str) -> dict[str, str]:
+    """The checked RRULE of a ``repeat`` value as its KEY=VALUE parts, keys upper-cased ("daily": {"FREQ": "DAILY"})."""
+    return _rule_parts(rule_text(repeat))
 
 
 # ---------------------------------------------------------------------------------------- the timeline

@@ -27,8 +27,7 @@ from battsim import __version__
 from battsim.engine.alarms import RULES, AlarmThresholds
 from battsim.engine.battery import SOH_FLOOR_PCT
 from battsim.engine.fleet import PRESETS, FleetSpec, JarSpec, SiteSpec, get_preset
-from battsim.scenarios import CATALOGUE, ScenarioError, Timeline, TimelineError, shipped_timelines
-from battsim.scenarios.controller import MAX_DURATION_S
+from battsim.scenarios import CATALOGUE, ScenarioError, Timeline, TimelineError
 from battsim.scenarios.timeline import EARLIEST_YEAR, LATEST_YEAR, MAX_TIMELINE_BYTES
 from battsim.service.broadcast import ReadingFilter
 from battsim.service.docs import declare_bearer, docs_router
@@ -47,7 +46,9 @@ from battsim.service.live import (
 from battsim.service.routes_history import history_router
 from battsim.service.routes_query import query_router
 from battsim.service.routes_replay import replay_router
+from battsim.service.routes_timeline import timeline_router
 from battsim.service.security import AccessPolicy, Guard
+from battsim.timeparse import MAX_DURATION_S
 
 STATIC_DIR = Path(__file__).parent / "static"
 API = "/api/v1"
@@ -246,10 +247,6 @@ class SpeedRequest(BaseModel):
     speed: float = Field(gt=0, le=1e6, description="Virtual seconds per wall second.", examples=[60])
 
 
-class TimelineRequest(BaseModel):
-    timeline: str = timeline_field("TOML text, or a shipped timeline's name.", examples=["daily-outage"])
-
-
 def invalid(field: str, message: str) -> HTTPException:
     """A 422 in FastAPI's own validation shape, naming the field."""
     return HTTPException(422, detail=[{"loc": ["body", field], "msg": brief(message), "type": "value_error"}])
@@ -336,6 +333,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     app.include_router(replay_router(data_dir, live_connection=sessions.live_connection))
     app.include_router(query_router(data_dir))
     app.include_router(history_router(data_dir, sessions))  # recent history for the dashboard (issue 16)
+    app.include_router(timeline_router(sessions))  # timelines: install, preview, the builder's form (issue 24)
 
     endpoints = {
         # The original's names and values first, then ours.
@@ -354,6 +352,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         "active_scenarios": f"GET {API}/scenarios/active",
         "presets": f"GET {API}/presets",
         "timeline": f"GET|POST {API}/timeline",
+        "timeline_preview": f"POST {API}/timeline/preview",
         "alarms": f"GET {API}/alarms",
         "subscribers": f"GET {API}/ws/subscribers",
         "recordings": f"GET {API}/recordings",
@@ -552,25 +551,6 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         session.wake()
         return {"status": "cleared", "message": f"Scenarios cleared for {count} batteries", "batteries": count,
                 "active_scenarios": session.scenarios.active(), **warned(warnings + unknown)}
-
-    # ------------------------------------------------------------------------------------ timelines
-    @app.get(f"{API}/timeline", summary="Timelines installed in the running simulation, and the shipped ones")
-    async def get_timeline():
-        session = sessions.slot(DEFAULT_SLOT).running
-        return {
-            "installed": [{"source": t.source, "timezone": t.timezone, "description": t.description,
-                           "events": t.describe(), "text": t.text} for t in (session.timelines if session else [])],
-            "shipped": {name: path.read_text(encoding="utf-8") for name, path in shipped_timelines().items()},
-        }
-
-    @app.post(f"{API}/timeline", summary="Install a timeline (TOML text or a shipped name) from now on")
-    async def post_timeline(request: TimelineRequest):
-        session = running()
-        try:
-            timeline = session.install_timeline(request.timeline)
-        except TimelineError as error:
-            raise invalid("timeline", str(error)) from None
-        return {"status": "installed", "source": timeline.source, "events": timeline.describe()}
 
     # ------------------------------------------------------------------------------------ alarms
     @app.get(f"{API}/alarms", summary="Alarm rules and the alarms raised now")
