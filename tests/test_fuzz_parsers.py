@@ -19,9 +19,10 @@ from tests.helpers import CollectingSink
 
 from battsim.engine.fleet import FleetFileError, FleetSpec, build_fleet, get_preset, load_fleet_file
 from battsim.engine.world import World
-from battsim.scenarios import CATALOGUE, Scenarios, Timeline, TimelineError, parse_duration, shipped_timelines
-from battsim.scenarios.controller import MAX_DURATION_S, ScenarioError
+from battsim.scenarios import CATALOGUE, Scenarios, Timeline, TimelineError, shipped_timelines
+from battsim.scenarios.controller import ScenarioError
 from battsim.scenarios.timeline import REPEAT_HORIZON, parse_timeline, rule_text
+from battsim.timeparse import MAX_DURATION_S, parse_duration
 
 EXAMPLES = int(os.environ.get("BATTSIM_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,

@@ -31,19 +31,29 @@ def ratio_table(columns, ratios):
     return ", ".join(f"{c} {r:.3f}" for c, r in zip(columns, ratios))
 
 
+# The model achieves at most 3.6 % (1.75 V/cell, constant current, 10 min) and a mean of 0.6-1.5 % per table;
+# the bounds sit just above that, so a regression of a few percent fails instead of hiding under ±10 %.
+WORST_COLUMN = 0.05
+MEAN_OVER_COLUMNS = 0.02
+
+
+def assert_close_to_datasheet(columns, ratios) -> None:
+    errors = np.abs(ratios - 1.0)
+    assert np.all(errors <= WORST_COLUMN), ratio_table(columns, ratios)
+    assert errors.mean() <= MEAN_OVER_COLUMNS, ratio_table(columns, ratios)
+
+
 @pytest.mark.parametrize("end_v", [1.80, 1.75])
-def test_constant_current_runtimes_within_10_percent_at_every_column(end_v):
+def test_constant_current_runtimes_within_5_percent_at_every_column_and_2_on_average(end_v):
     columns, seconds, table = read_table("constant-current")
     runs = lab.discharge_many(MODEL, current_a=table[end_v], end_v_per_cell=(end_v,))
-    ratios = runs.runtime_s[0] / seconds
-    assert np.all(np.abs(ratios - 1.0) <= 0.10), ratio_table(columns, ratios)
+    assert_close_to_datasheet(columns, runs.runtime_s[0] / seconds)
 
 
-def test_constant_power_runtimes_to_1_75_within_10_percent_at_every_column():
+def test_constant_power_runtimes_to_1_75_within_5_percent_at_every_column_and_2_on_average():
     columns, seconds, table = read_table("constant-power")
     runs = lab.discharge_many(MODEL, power_w_per_cell=table[1.75], end_v_per_cell=(1.75,))
-    ratios = runs.runtime_s[0] / seconds
-    assert np.all(np.abs(ratios - 1.0) <= 0.10), ratio_table(columns, ratios)
+    assert_close_to_datasheet(columns, runs.runtime_s[0] / seconds)
 
 
 def test_constant_power_draws_the_power_asked_for():

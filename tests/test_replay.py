@@ -106,6 +106,9 @@ def test_replay_emits_exactly_the_recorded_readings_in_order(day, chunk_rows):
      "WHERE timestamp < $b AND battery_id = 'BKK_DC1_SYS01_STR01_BAT024'", {"b": START + timedelta(minutes=20)}),
     ("+23h59m30s", None, (), ("BKK_DC1",), "WHERE timestamp >= $a",
      {"a": START + timedelta(hours=23, minutes=59, seconds=30)}),
+    # Offsets are timeparse durations, as in timelines and --backfill: ISO 8601 and unit words too.
+    ("+PT2H", "+150min", (), (), "WHERE timestamp >= $a AND timestamp < $b",
+     {"a": START + timedelta(hours=2), "b": START + timedelta(hours=2, minutes=30)}),
 ])
 def test_from_to_and_filters_select_what_sql_selects(day, start, end, batteries, sites, where, params):
     source = ReplaySource.open(day)
@@ -123,6 +126,7 @@ def test_bad_windows_and_filters_name_the_field(day):
         (dict(start="+3h", end="+2h"), "to", "is not after from"),
         (dict(start="+2d"), "from", "after the recording's last reading"),
         (dict(start="yesterday"), "from", "not an ISO 8601 time"),
+        (dict(start="+2months"), "from", "offset '2months': unknown unit 'months'"),
         (dict(batteries=["BKK_DC1_SYS01_STR01_BAT999"]), "battery_ids", "unknown BKK_DC1_SYS01_STR01_BAT999"),
         (dict(sites=["CNX_DC1"]), "site_ids", "unknown CNX_DC1; sites: BKK_DC1"),
     ]

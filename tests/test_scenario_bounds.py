@@ -19,10 +19,11 @@ from typer.testing import CliRunner
 from battsim.engine.failures import fail_jars
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.world import World
-from battsim.scenarios import CATALOGUE, ScenarioError, Scenarios, TimelineError, load_timeline, parse_duration
-from battsim.scenarios.controller import MAX_DURATION_S, MAX_RESISTANCE_MULTIPLIER
+from battsim.scenarios import CATALOGUE, ScenarioError, Scenarios, TimelineError, load_timeline
+from battsim.scenarios.controller import MAX_RESISTANCE_MULTIPLIER
 from battsim.scenarios.timeline import MAX_ENTRIES, MAX_NESTING, MAX_TIMELINE_BYTES, parse_timeline
 from battsim.service.cli import app
+from battsim.timeparse import MAX_DURATION_S, parse_duration
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 HUNDRED_YEARS_S = 36_525 * 86_400

@@ -20,10 +20,10 @@ from battsim.scenarios import (
     Scenarios,
     TimelineError,
     load_timeline,
-    parse_duration,
     shipped_timelines,
 )
 from battsim.service.cli import app
+from battsim.timeparse import parse_duration
 
 BANGKOK = ZoneInfo("Asia/Bangkok")
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import time
 from collections import deque
@@ -53,6 +52,7 @@ from battsim.recordings.format import (
     connect_read_only,
     reading,
 )
+from battsim.timeparse import parse_duration
 
 SPEED_MIN = 0.01
 SPEED_MAX = 100_000.0
@@ -61,7 +61,6 @@ SPEED_MAX = 100_000.0
 # them Python's datetime (years 1-9999) overflows.
 EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
 LATEST_INSTANT = datetime(2299, 12, 31, 23, 59, 59, tzinfo=ZoneInfo("UTC"))
-MAX_OFFSET_S = 36_525 * 86_400.0
 # Rows per chunk read from DuckDB: large enough that a query's fixed cost is small against its rows,
 # small enough that the chunks in memory (one playing, two being read) stay a few tens of MB.
 CHUNK_ROWS = 65_536
@@ -119,26 +118,22 @@ def parse_speed(value: str | float, field: str = "speed") -> float:
     return float(value)
 
 
-_OFFSET = re.compile(r"^([+-])((?:\d+(?:\.\d+)?[smhdw])+)$")
-_OFFSET_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 def parse_instant(value: str | datetime, field: str, start: datetime, end: datetime | None,
                   zone: ZoneInfo) -> datetime:
     """An ISO 8601 time (read in ``zone`` when it has no offset), ``+2h`` from the start, or ``-30m`` from the end.
 
-    Offsets combine units: ``+1d6h``, ``+90m``, ``+1.5h`` (s, m, h, d, w), up to 100 years; times are in
-    the years 1970-2299.
+    An offset is a duration of :mod:`battsim.timeparse` (``+1d6h``, ``+90min``, ``+1.5h``, ``-PT30M``), up to
+    100 years; times are in the years 1970-2299.
     """
     if isinstance(value, datetime):
         return _in_range(value if value.tzinfo else value.replace(tzinfo=zone), field)
-    text = value.strip().replace(" ", "")
-    if match := _OFFSET.match(text):
-        seconds = sum(float(n) * _UNIT_S[unit] for n, unit in _OFFSET_PART.findall(match.group(2)))
-        if not seconds <= MAX_OFFSET_S:
-            raise ReplayError(field, f"{_quoted(value)} is more than 100 years ({MAX_OFFSET_S:.0f} s)")
-        if match.group(1) == "+":
+    text = value.strip()
+    if text[:1] in ("+", "-"):
+        try:
+            seconds = parse_duration(text[1:])
+        except ValueError as error:
+            raise ReplayError(field, f"offset {error}") from None
+        if text[0] == "+":
             return _in_range(start + timedelta(seconds=seconds), field)
         if end is None:
             raise ReplayError(field, "the recording has no readings yet to count back from")

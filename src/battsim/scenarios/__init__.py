@@ -9,9 +9,9 @@
 
 from battsim.scenarios.catalogue import CATALOGUE, SCENARIO_NAMES, ScenarioSpec, Scope
 from battsim.scenarios.controller import ScenarioError, Scenarios, Targets
-from battsim.scenarios.timeline import Timeline, TimelineError, load_timeline, parse_duration, shipped_timelines
+from battsim.scenarios.timeline import Timeline, TimelineError, load_timeline, shipped_timelines
 
 __all__ = [
     "CATALOGUE", "SCENARIO_NAMES", "ScenarioError", "ScenarioSpec", "Scenarios", "Scope", "Targets", "Timeline",
-    "TimelineError", "load_timeline", "parse_duration", "shipped_timelines",
+    "TimelineError", "load_timeline", "shipped_timelines",
 ]

@@ -19,10 +19,8 @@ from pydantic import ValidationError
 
 from battsim.engine.world import EPOCH, World
 from battsim.scenarios.catalogue import CATALOGUE, JarCauses, Params, ScenarioSpec, Scope, SiteCauses
+from battsim.timeparse import MAX_DURATION_S
 
-# The longest a scenario may last: the 100 years a run may span (``battsim run --days`` at most 36,525).
-# Longer is no use, and past about 10^13 s the end no longer fits a datetime.
-MAX_DURATION_S = 36_525 * 86_400.0
 # Scenarios stop drifting a jar's ohmic resistance at 10 × its new value: far past the +50 % at which
 # a jar is replaced (vrla-facts.md), a jar that is all but open. Without a ceiling, drifts stacked by
 # repeated requests or a degradation left on for decades would grow it without bound, and the ohmic

@@ -22,7 +22,7 @@ import numpy as np
 
 from battsim.engine import failures
 from battsim.engine.fleet import entity_rng
-from battsim.scenarios.controller import MAX_DURATION_S
+from battsim.timeparse import MAX_DURATION_S, parse_duration
 
 if TYPE_CHECKING:
     from battsim.engine.world import World
@@ -40,8 +40,6 @@ DEFAULT_HVAC_MTTR = "8h"
 
 def start_random_process(world: World, controller: Scenarios, entry: RandomEntry, source: str) -> None:
     """Start ``entry``'s process at each of its sites, each on its own random stream."""
-    from battsim.scenarios.timeline import parse_duration
-
     sites = np.unique(world.fleet.battery_site[controller.targets.resolve(**entry.targets())])
     ordinal = controller.random_streams.get(entry.kind, 0)
     controller.random_streams[entry.kind] = ordinal + 1

@@ -9,8 +9,8 @@ The eight endpoints of the original keep their request and response shapes
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -43,6 +43,7 @@ from battsim.service.live import (
     idle_status,
     parse_backfill,
 )
+from battsim.service.routes_devices import devices_router
 from battsim.service.routes_history import history_router
 from battsim.service.routes_query import query_router
 from battsim.service.routes_replay import replay_router
@@ -284,13 +285,15 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
                speed: float = 1.0, seed: int = 0, broadcaster: dict | None = None,
                access: AccessPolicy | None = None, fleet: FleetSpec | None = None,
                timelines: Sequence[Timeline] = (), backfill_s: float = 0.0,
-               attachments: Sequence[Attach] = ()) -> FastAPI:
+               attachments: Sequence[Attach] = (),
+               listeners: Sequence[Callable[[], AbstractAsyncContextManager]] = ()) -> FastAPI:
     """The battsim service. ``preset`` starts that fleet at boot; recordings go to ``data_dir``.
 
     ``fleet`` boots that fleet instead (``preset`` then only names it), with ``timelines`` (loaded and
     checked, as ``battsim serve --fleet/--timeline`` does) installed in it. ``backfill_s``: the boot fleet
     first runs that much history before now at batch speed (``battsim serve --backfill``). ``attachments``
     are made for every session that starts and fed all it produces (see :class:`~battsim.service.live.Attached`).
+    ``listeners`` are entered when the app starts and exited after its sessions stop (the Modbus and SNMP agents).
 
     ``broadcaster`` overrides the WebSocket fan-out settings (see :class:`~battsim.service.broadcast.Broadcaster`);
     ``access`` says who may talk to the server (default: this machine only, no token; see
@@ -302,12 +305,16 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        listening = AsyncExitStack()
+        for listener in listeners:
+            await listening.enter_async_context(listener())
         if fleet is not None:
             await sessions.start(LiveConfig(fleet=fleet, preset=preset, interval_s=interval_s, speed=speed, seed=seed,
                                             timelines=list(timelines), backfill_s=backfill_s))
         yield
         # A clean shutdown (SIGINT/SIGTERM) completes every recording.
         await sessions.stop_all()
+        await listening.aclose()
 
     app = FastAPI(
         title="battsim", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -333,6 +340,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     app.include_router(replay_router(data_dir, live_connection=sessions.live_connection))
     app.include_router(query_router(data_dir))
     app.include_router(history_router(data_dir, sessions))  # recent history for the dashboard (issue 16)
+    app.include_router(devices_router())  # the Modbus register map (issue 19)
     app.include_router(timeline_router(sessions))  # timelines: install, preview, the builder's form (issue 24)
 
     endpoints = {

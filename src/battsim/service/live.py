@@ -51,10 +51,10 @@ from battsim.scenarios import (
     Timeline,
     TimelineError,
     load_timeline,
-    parse_duration,
     shipped_timelines,
 )
 from battsim.service.broadcast import AlertFrame, Broadcaster, MessageFrame, TelemetryEncoder, iso_utc
+from battsim.timeparse import parse_duration
 
 log = logging.getLogger(__name__)
 
