@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.real_servers import PostgresCluster  # noqa: E402
 
 from battsim.engine.readings import ReadingBatch  # noqa: E402
+from battsim.sinks import PostgresConfig  # noqa: E402
+from battsim.sinks.payload import JarIds  # noqa: E402
 from battsim.sinks.postgres import COPY_SQL, PostgresSink, telemetry_text  # noqa: E402
 
 JARS = 240
@@ -52,7 +54,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="battsim-bench-pg-"))
     cluster = PostgresCluster(root)
     try:
-        sink = PostgresSink(cluster.dsn, ids, create=True, queue_batches=len(work))
+        sink = PostgresSink(PostgresConfig(dsn=cluster.dsn, create=True, queue_batches=len(work)),
+                            JarIds(ids, ["S"] * JARS, ["S_STR01"] * JARS))
         started = time.perf_counter()
         for batch in work:
             sink.readings(batch)

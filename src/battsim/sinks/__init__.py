@@ -1,7 +1,18 @@
 """Sinks that deliver telemetry to monitoring stacks (issue 17): each on its own thread behind a bounded queue,
 so a slow or failing endpoint never delays the simulation or another sink."""
 
-from battsim.sinks.config import SinkConfigError, WebhookConfig, parse_sinks
+from battsim.sinks.config import (
+    MqttConfig,
+    PostgresConfig,
+    SinkConfig,
+    SinkConfigError,
+    WebhookConfig,
+    from_flags,
+    load_sink_file,
+    parse_sinks,
+)
+from battsim.sinks.fanout import FanOut, Sink, build_sink
 from battsim.sinks.worker import SinkCounters, SinkWorker
 
-__all__ = ["SinkConfigError", "SinkCounters", "SinkWorker", "WebhookConfig", "parse_sinks"]
+__all__ = ["FanOut", "MqttConfig", "PostgresConfig", "Sink", "SinkConfig", "SinkConfigError", "SinkCounters",
+           "SinkWorker", "WebhookConfig", "build_sink", "from_flags", "load_sink_file", "parse_sinks"]

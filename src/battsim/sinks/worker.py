@@ -1,7 +1,8 @@
 """One thread per sink behind a bounded queue: the simulation's thread only enqueues, never waits on the network.
 
 When the queue is full the oldest batch is dropped (and counted): fresh telemetry matters more to a live monitor
-than a backlog it would show late."""
+than a backlog it would show late. A batch run's back-fill (``wait=True``) waits for room instead, so every reading
+is delivered and the run goes at the pace of its slowest sink."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ class SinkWorker:
     ``capacity`` bounds the batches waiting (the one in flight is not counted)."""
 
     def __init__(self, name: str, deliver: Callable[[object], None], rows_of: Callable[[object], int],
-                 capacity: int, max_retries: int, backoff_s: float):
+                 capacity: int, max_retries: int, backoff_s: float, wait: bool = False):
         self.name = name
+        self.wait = wait
         self.counters = SinkCounters()
         self.state = "running"
         self.last_error: str | None = None
@@ -42,13 +44,14 @@ class SinkWorker:
         self._capacity = capacity
         self._lock = threading.Condition()
         self._closing = False
-        self._busy = False
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         self._thread.start()
 
     def put(self, item) -> None:
-        """Called on the simulation's thread: O(1), never blocks on delivery."""
+        """Called on the simulation's thread: never blocks on delivery (with ``wait``, only until there is room)."""
         with self._lock:
+            while self.wait and len(self._queue) >= self._capacity and self._thread.is_alive():
+                self._lock.wait(1.0)
             if len(self._queue) >= self._capacity:
                 self.counters.dropped += self._rows_of(self._queue.popleft())
             self._queue.append(item)
@@ -63,7 +66,7 @@ class SinkWorker:
         """Deliver what is queued (up to ``timeout_s``), then stop; what could not be sent is counted as dropped."""
         with self._lock:
             self._closing = True
-            self._lock.notify()
+            self._lock.notify_all()
         self._thread.join(timeout_s)
         with self._lock:
             self.counters.dropped += sum(self._rows_of(item) for item in self._queue)
@@ -82,6 +85,7 @@ class SinkWorker:
                 # never the one being delivered (which would then be counted both dropped and sent).
                 item = self._queue.popleft()
                 self.counters.queued = sum(self._rows_of(queued) for queued in self._queue)
+                self._lock.notify_all()  # room for a waiting put
             rows = self._rows_of(item)
             delivered = self._deliver_with_retries(item)
             with self._lock:
