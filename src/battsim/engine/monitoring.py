@@ -22,6 +22,7 @@ import numpy as np
 
 from battsim.engine.battery import Mode
 from battsim.engine.fleet import entity_rng
+from battsim.engine.physics import SECONDS_PER_YEAR
 from battsim.engine.sensors import (
     JARS_PER_MODULE,
     OHMIC_TEST_CURRENT_C10,
@@ -115,7 +116,7 @@ class MonitorSchedule:
         modules = fleet.battery_string[jars] * 10_000 + module_of_jars(fleet.battery_position[jars])
         names = np.unique(modules)
         rng = entity_rng(world.seed, fleet.site_ids[site], "communication-gaps")
-        mean_wait_s = 365.25 * 86_400.0 / (spec.comm_gaps_per_module_year * len(names))
+        mean_wait_s = SECONDS_PER_YEAR / (spec.comm_gaps_per_module_year * len(names))
         while True:
             yield world.env.timeout(rng.exponential(mean_wait_s))
             module = names[rng.integers(len(names))]

@@ -45,6 +45,8 @@ COMPENSATION_MAX_C = 40.0
 
 # Resistance at end of life (80 % capacity) is 1.3-1.6 × the new value (vrla-facts.md); 1.45 ×.
 RESISTANCE_RISE_AT_END_OF_LIFE = 0.45
+# End of life: capacity below 80 % of rated, when IEEE 1188 says to replace a jar; also the label of
+# remaining-useful-life models (the recordings' rul view).
 END_OF_LIFE_SOH_PCT = 80.0
 
 # Electrolyte conductivity falls about 1.2 %/K below 25 °C (lead-acid, typical); floor at half.

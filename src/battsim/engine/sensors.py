@@ -30,7 +30,7 @@ import numpy as np
 
 from battsim.engine.ageing import population_soh_from_resistance_pct
 from battsim.engine.battery import Mode
-from battsim.engine.physics import REFERENCE_TEMPERATURE_C, RESISTANCE_TEMPERATURE_COEFF_PER_C
+from battsim.engine.physics import REFERENCE_TEMPERATURE_C, RESISTANCE_TEMPERATURE_COEFF_PER_C, SECONDS_PER_YEAR
 from battsim.engine.readings import ReadingBatch
 
 VOLTAGE_NOISE_V = 0.002
@@ -62,7 +62,6 @@ CURRENT_FULL_SCALE_STEP_A = 50.0
 OHMIC_TEST_CURRENT_C10 = 0.25
 # Cellwatch and most monitors wire one module per 4 jars; a communication gap loses a whole module.
 JARS_PER_MODULE = 4
-SECONDS_PER_YEAR = 365.25 * 86_400.0
 
 # Monitors trend state of health over about a day of float readings (an estimate updated from
 # many ohmic measurements, not a reading).

@@ -25,12 +25,12 @@ from matplotlib.collections import LineCollection
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
+from battsim.engine.physics import END_OF_LIFE_SOH_PCT
 from battsim.recordings.format import reading
 from battsim.recordings.outputs import OutputError, discard, staging_path
 from battsim.recordings.query import spill_privately
 
 HOT_C = 35  # the operators' alarm level (vrla-facts.md)
-END_OF_LIFE_SOH_PCT = 80.0  # IEEE 1188: replace below 80 % of rated capacity
 # Points per string line: enough to see a day's cycle in a week, few enough to draw fast. State
 # of health changes slowly, and there is a line per jar, so it gets fewer.
 TARGET_POINTS = 1000

@@ -35,6 +35,7 @@ from __future__ import annotations
 import duckdb
 
 from battsim.engine.battery import Mode
+from battsim.engine.physics import END_OF_LIFE_SOH_PCT
 
 # Thresholds of time_above_temperature: 25 °C is the rating temperature of VRLA jars; every 10 °C
 # above it roughly halves their life (vrla-facts.md), so 35 °C is the usual alarm level.
@@ -229,10 +230,6 @@ SELECT timestamp AS ended_at, site_id, string_id, detail->>'state' AS state,
        TRY_CAST(detail->>'passed' AS BOOLEAN) AS passed, CAST(detail->'replace' AS VARCHAR[]) AS replaced
 FROM {db}events WHERE kind = 'capacity_test' AND detail->>'state' IN ('completed', 'aborted')
 ORDER BY ended_at, string_id"""
-
-
-# End of life as the label of remaining-useful-life models: capacity below 80 % of rated (IEEE 1188).
-END_OF_LIFE_SOH_PCT = 80.0
 
 
 def rul_sql(db: str = "", source: str | None = None) -> str:

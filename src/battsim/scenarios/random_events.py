@@ -22,6 +22,7 @@ import numpy as np
 
 from battsim.engine import failures
 from battsim.engine.fleet import entity_rng
+from battsim.engine.physics import SECONDS_PER_YEAR
 from battsim.timeparse import MAX_DURATION_S, parse_duration
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from battsim.scenarios.controller import Scenarios
     from battsim.scenarios.timeline import RandomEntry
 
-SECONDS_PER_YEAR = 365.25 * 86_400.0
 # Typical figures where the timeline gives none: grid outages last 30-90 min (vrla-facts.md); a
 # precision air conditioner fails about once a year and is repaired within a working day.
 DEFAULT_OUTAGE_MIN = "30min"
