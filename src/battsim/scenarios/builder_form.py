@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from battsim.scenarios.catalogue import CATALOGUE
 from battsim.scenarios.controller import ScenarioError, Targets, validate_params
@@ -84,6 +84,11 @@ class Recurring(_Strict):
     starting: date | None = Field(default=None, description="First day (none: the day it is installed).")
     until: date | None = Field(default=None, description="Last day an occurrence may start (none: no end).")
 
+    @field_validator("days")
+    @classmethod
+    def _week_order(cls, days: list[str]) -> list[str]:
+        return [day for day in WEEKDAYS if day in days]  # one form for one rule: MO before SU, each once
+
 
 class AtRandom(_Strict):
     kind: Literal["random"] = "random"
@@ -138,8 +143,7 @@ def _repeat(when: Recurring) -> str:
     if when.every == "weekdays":
         return "FREQ=WEEKLY;BYDAY=" + ",".join(WORKING_DAYS)
     if when.every == "weekly":
-        days = [day for day in WEEKDAYS if day in when.days]
-        return "FREQ=WEEKLY;BYDAY=" + ",".join(days) if days else "weekly"
+        return "FREQ=WEEKLY;BYDAY=" + ",".join(when.days) if when.days else "weekly"
     return f"FREQ=MONTHLY;BYMONTHDAY={when.day_of_month}" if when.day_of_month else "monthly"
 
 
@@ -213,7 +217,7 @@ def form_entries(form: TimelineForm) -> list[tuple[int, str, dict]]:
     """Each form event's (index in the form, "event" or "random", table), checked (FormError otherwise)."""
     try:
         ZoneInfo(form.timezone)
-    except (ValueError, OSError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise FormError(("timezone",), f"{form.timezone!r} is not an IANA time zone (e.g. Asia/Bangkok, "
                         "Europe/Berlin, UTC)") from None
     entries = []
@@ -276,8 +280,10 @@ def _check_end(event: ScheduledEvent, zone: ZoneInfo, since: datetime, loc: tupl
                                   time(), tzinfo=zone) + timedelta(days=1)
     if not starts:
         raise FormError((*loc, "when", "until"), f"{until}: the repeat ends before its first occurrence")
-    if event.duration_s is not None and starts[-1] + timedelta(seconds=event.duration_s) > end_of_day:
-        ends = starts[-1] + timedelta(seconds=event.duration_s)
+    # Elapsed time, in UTC: within one zone aware arithmetic is wall-clock arithmetic.
+    ends = starts[-1].astimezone(UTC) + timedelta(seconds=event.duration_s or 0)
+    if event.duration_s is not None and ends > end_of_day:
+        ends = ends.astimezone(zone)
         raise FormError((*loc, "duration"), f"{event.entry.duration} runs past the end of the repeat (until {until}): "
                         f"the last occurrence, {starts[-1].isoformat()}, would end {ends.isoformat()}")
 

@@ -54,10 +54,16 @@ def _local(start: datetime, end: datetime | None, zones: list[tuple[str, list[st
     return rows
 
 
+def _end(start: datetime, duration_s: float | None) -> datetime | None:
+    """When an occurrence ends: ``duration_s`` of elapsed time, as the clock counts it (aware arithmetic within one
+    zone is wall-clock arithmetic, an hour short across a DST change)."""
+    return start.astimezone(UTC) + timedelta(seconds=duration_s) if duration_s is not None else None
+
+
 def _current(event: ScheduledEvent, zone: ZoneInfo, since: datetime, installed: datetime) -> Iterator[datetime]:
     """The event's occurrences that are not over at ``since`` (as installing it at ``installed`` would play them)."""
     for moment in event.occurrences(zone, installed):
-        end = moment + timedelta(seconds=event.duration_s) if event.duration_s is not None else None
+        end = _end(moment, event.duration_s)
         if moment >= since or (end is not None and end > since):
             yield moment
 
@@ -75,7 +81,7 @@ def occurrences(timeline: Timeline, fleet: Fleet, since: datetime, count: int = 
         streams.append((moment, number, event, sites) for moment in _current(event, zone, since, installed))
     rows = []
     for moment, _, event, sites in islice(heapq.merge(*streams, key=lambda item: (item[0], item[1])), count):
-        end = moment + timedelta(seconds=event.duration_s) if event.duration_s is not None else None
+        end = _end(moment, event.duration_s)
         rows.append({
             "label": event.label, "scenario": event.entry.scenario, "action": event.entry.action,
             "targets": event.entry.targets() or {"sites": "all"},
