@@ -8,20 +8,26 @@ all get whole, consistent ticks.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from pymodbus.client import ModbusTcpClient
+from typer.testing import CliRunner
 
 from battsim.devices.modbus import modbus_listener
 from battsim.devices.register_map import MAP_VERSION, MISSING, fields, map_csv, markdown, rows
 from battsim.devices.snapshot import DeviceHub
 from battsim.engine.battery import MODE_NAMES
+from battsim.service import cli
 from battsim.service.live import DEFAULT_SLOT
-from test_service_helpers import WAIT_S, free_port, next_of, serve, wait_until
+from test_service_helpers import WAIT_S, battsim_command, free_port, json_once_listening, next_of, serve, wait_until
 
 START = {"preset": "thailand-9x24", "interval_seconds": 5, "speed": 60, "seed": 3,
          "start": "2026-04-01T06:00:00+07:00"}
@@ -276,8 +282,6 @@ def test_the_map_is_served_as_csv_and_json_and_the_docs_are_current(world):
     assert as_json["map_version"] == MAP_VERSION and as_json["rows"] == rows()
     refused = server.http.get("/api/v1/modbus/map?format=xml")
     assert refused.status_code == 422 and "format" in refused.text
-    from pathlib import Path
-
     docs = Path(__file__).resolve().parents[1] / "docs" / "modbus-map.md"
     assert docs.read_text() == markdown() + "\n", "docs/modbus-map.md is stale: run python tools/modbus_map.py"
 
@@ -299,3 +303,43 @@ def test_no_simulation_no_answer(tmp_path):
             assert exception_of(client.read_input_registers(0, count=2, device_id=1)) == 11
         finally:
             client.close()
+
+
+def test_battsim_serve_modbus_port_serves_the_boot_fleet(tmp_path):
+    port, modbus_port = free_port(), free_port()
+    process = subprocess.Popen(
+        battsim_command() + ["serve", "--port", str(port), "--data-dir", str(tmp_path), "--preset", "single-string",
+                             "--speed", "60", "--no-random-outages"],
+        env={**os.environ, "BATTSIM_MODBUS_PORT": str(modbus_port)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: json_once_listening(process, f"http://127.0.0.1:{port}/health"))
+        client = ModbusTcpClient("127.0.0.1", port=modbus_port, timeout=WAIT_S)
+        assert client.connect()
+        try:
+            answer = wait_until(lambda: (a := client.read_input_registers(0, count=16, device_id=1)) and not a.isError()
+                                and a)
+            assert answer.registers[ADDRESS["jar_count"]] == JARS
+        finally:
+            client.close()
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert f"127.0.0.1:{modbus_port}, unit id n = the fleet's string n" in output, output
+
+
+@pytest.mark.parametrize(("flags", "named", "says"), [
+    (["--modbus-port", "70000"], "--modbus-port", "outside 1-65535"),
+    (["--modbus-port", "{busy}"], "--modbus-host/--modbus-port", "cannot listen on 127.0.0.1:"),
+    (["--modbus-port", "{free}", "--modbus-host", "0.0.0.0"], "--modbus-host", "pass --insecure"),
+])
+def test_serve_refuses_bad_modbus_flags_naming_them(tmp_path, flags, named, says):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = [flag.format(busy=busy.getsockname()[1], free=free_port()) for flag in flags]
+        result = CliRunner().invoke(cli.app, ["serve", "--port", str(free_port()), "--data-dir", str(tmp_path), *args])
+    assert result.exit_code == 2, result.output
+    assert f"error: {named}:" in result.output and says in result.output, result.output

@@ -45,6 +45,14 @@ def serve(
              "address (all interfaces' for 0.0.0.0), localhost, 127.0.0.1, [::1].")] = None,
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="Listen beyond loopback without a token (anyone who can reach the port can drive it).")] = False,
+    modbus_port: Annotated[int | None, typer.Option(
+        envvar="BATTSIM_MODBUS_PORT", show_envvar=True,
+        help="Serve the live fleet as a battery monitor over Modbus TCP on this port (one unit id per string; map at "
+             "GET /api/v1/modbus/map). Off by default.", show_default=False)] = None,
+    modbus_host: Annotated[str, typer.Option(
+        envvar="BATTSIM_MODBUS_HOST", show_envvar=True,
+        help="Address the Modbus server listens on; Modbus has no authentication, so beyond loopback it needs "
+             "--insecure.")] = "127.0.0.1",
 ) -> None:
     """Serve the REST and WebSocket API and the dashboard; every live reading is recorded in --data-dir."""
     from battsim.service.security import SecurityError, access_policy, check_exposure, listening_socket, served_hosts, url_host
@@ -63,6 +71,7 @@ def serve(
     timelines = with_random_outages(load_timelines(timeline or [], spec, seed), random_outages) if spec is not None else []
     if not 1 <= port <= 65535:
         fail("--port", f"{port} is outside 1-65535")
+    listeners, attachments, modbus_line = _modbus(modbus_host, modbus_port, insecure)
     if not 1 <= interval <= 60:
         fail("--interval", f"{interval} is outside 1-60 seconds")
     if not 0 < speed <= 1e6:
@@ -88,7 +97,7 @@ def serve(
     from battsim.service.limits import MAX_WS_MESSAGE_BYTES
 
     web = create_app(data_dir, boot_name, interval_s=interval, speed=speed, seed=seed, access=access, fleet=spec,
-                     timelines=timelines, backfill_s=backfill_s)
+                     timelines=timelines, backfill_s=backfill_s, attachments=attachments, listeners=listeners)
     try:  # bound now: the banner shows the real address, and a port in use is an error, not a traceback
         sock = listening_socket(host, port)
     except OSError as error:
@@ -110,6 +119,7 @@ def serve(
         ("WebSocket", f"ws://{base.removeprefix('http://')}/api/v1/ws/telemetry"),
         ("token", "required on every request (Authorization: Bearer <token>)" if access.token else "none"),
         ("recordings", str(data_dir.resolve())),
+        *([("Modbus TCP", f"{modbus_line}; map: {base}/api/v1/modbus/map")] if modbus_line else []),
         ("running", f"{boot_name or spec.name} (interval {interval} s, speed {speed:g}x, seed {seed})"
          + "".join(f", timeline {t.source}" for t in timelines)
          + (f", back-filling {backfill} first" if backfill_s else "") if spec is not None else
@@ -121,3 +131,32 @@ def serve(
     server.run(sockets=[sock])
     if not server.started:
         raise typer.Exit(code=3)  # the app did not start (its error is logged above); uvicorn.run exits 3 too
+
+
+def _modbus(host: str, port: int | None, insecure: bool):
+    """The Modbus TCP listener and the attachment that feeds it (none without a port), and the banner's line."""
+    if port is None:
+        return [], [], None
+    from battsim.service.security import SecurityError, is_loopback, listening_socket
+
+    if not 1 <= port <= 65535:
+        fail("--modbus-port", f"{port} is outside 1-65535")
+    try:
+        loopback = is_loopback(host)
+    except SecurityError as error:
+        fail("--modbus-host", str(error))
+    if not loopback and not insecure:
+        fail("--modbus-host", f"Modbus has no authentication: listening on {host or 'all interfaces'} lets any machine "
+                              "that reaches the port read the fleet and start tests; pass --insecure to do it anyway")
+    if not loopback:
+        console.print(f"[yellow]warning:[/yellow] Modbus on {host or 'all interfaces'}:{port}: other machines can read "
+                      "the fleet and start tests (Modbus has no authentication)", soft_wrap=True, highlight=False)
+    try:  # a port in use is a clear error now, not a traceback once the app starts
+        listening_socket(host, port).close()
+    except OSError as error:
+        fail("--modbus-host/--modbus-port", f"cannot listen on {host}:{port}: {error.strerror or error}")
+    from battsim.devices.modbus import modbus_listener
+    from battsim.devices.snapshot import DeviceHub
+
+    hub = DeviceHub()
+    return [lambda: modbus_listener(hub, host, port)], [hub], f"{host}:{port}, unit id n = the fleet's string n"
