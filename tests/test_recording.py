@@ -13,9 +13,12 @@ import pytest
 from tests.helpers import make_recording
 
 from battsim.engine.fleet import get_preset
+from battsim.engine.readings import READING_COLUMNS
 from battsim.engine.world import DEFAULT_START
 from battsim.recordings import NotARecordingError, open_recording
 from battsim.recordings.batch import BatchRun, record_run
+from battsim.recordings.schema import TABLES
+from battsim.recordings.views import VIEW_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +44,23 @@ def test_tables_and_views_of_the_contract(day_recording):
         kind = con.execute("SELECT data_type FROM information_schema.columns "
                            "WHERE table_name = 'reading_samples' AND column_name = 'timestamp'").fetchone()[0]
         assert kind == "TIMESTAMP WITH TIME ZONE"
+
+
+def test_the_file_documents_itself_every_table_column_and_view_has_a_comment(day_recording):
+    """Any DuckDB client reads what each column means from the file (schema.TABLES is the one declaration)."""
+    with duckdb.connect(str(day_recording), read_only=True) as con:
+        tables = dict(con.execute("SELECT table_name, comment FROM duckdb_tables()").fetchall())
+        columns = con.execute("SELECT table_name, column_name, comment FROM duckdb_columns() "
+                              "WHERE table_name IN (SELECT table_name FROM duckdb_tables())").fetchall()
+        views = dict(con.execute("SELECT view_name, comment FROM duckdb_views() WHERE NOT internal").fetchall())
+    assert set(tables) == set(TABLES) and all(tables.values())
+    assert {(table, column) for table, column, _ in columns} == {
+        (name, column.name) for name, table in TABLES.items() for column in table.columns}
+    undocumented = [(table, column) for table, column, comment in columns if not comment]
+    assert not undocumented
+    assert {"readings", *VIEW_NAMES} <= set(views) and all(views[name] for name in ("readings", *VIEW_NAMES))
+    described = {column: comment for table, column, comment in columns if table == "reading_samples"}
+    assert described["voltage_v"] == READING_COLUMNS["voltage_v"][1]
 
 
 def test_values_are_physically_plausible_on_float(day_recording):

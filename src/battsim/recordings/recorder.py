@@ -126,13 +126,15 @@ class Recorder:
         for statement in create_statements():
             con.execute(statement)
         con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, 0, 0, 0, ?)",
+            'INSERT INTO runs (id, seed, config, start, "end", interval_s, status, version, format_version, preset, '
+            "readings, ticks, wall_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, 0, 0, 0, ?)",
             [self.run_id, info.seed, json.dumps(info.config, default=str), info.start, info.end, info.interval_s,
              __version__, FORMAT_VERSION, info.preset, datetime.now(UTC)],
         )
         spec = fleet.spec
         con.executemany(
-            "INSERT INTO sites VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sites (site_key, site_id, name, timezone, longitude_deg, load_kw_per_string, room_setpoint_c) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [[i, s.site_id, s.name, s.timezone, s.longitude_deg, s.load_kw_per_string, s.room_setpoint_c]
              for i, s in enumerate(spec.sites)],
         )
@@ -152,18 +154,20 @@ class Recorder:
             "rack_offset_c": fleet.rack_offset_c,
         })
         con.register("new_batteries", table)
-        con.execute("INSERT INTO batteries SELECT *, NULL, NULL, NULL, NULL FROM new_batteries")
+        con.execute("INSERT INTO batteries BY NAME SELECT * FROM new_batteries")  # installed_at, replace*: NULL
         con.unregister("new_batteries")
         starts = np.flatnonzero(np.diff(fleet.battery_string, prepend=-1))
         jars = np.diff(np.append(starts, fleet.size))
         rated_ah = np.add.reduceat(capacity * fleet.capacity_spread, starts) / jars
         con.executemany(
-            "INSERT INTO strings VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO strings (string_key, string_id, site_id, jars, rated_capacity_ah, current_full_scale_a) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             [[i, string_id, fleet.site_ids[fleet.string_site[i]], int(jars[i]), float(rated_ah[i]),
               float(current_full_scale_a(rated_ah[i]))] for i, string_id in enumerate(fleet.string_ids)],
         )
         if scenario_names:
-            con.executemany("INSERT INTO scenario_catalogue VALUES (?, ?)", list(enumerate(scenario_names)))
+            con.executemany("INSERT INTO scenario_catalogue (bit, scenario) VALUES (?, ?)",
+                            list(enumerate(scenario_names)))
         con.commit()
 
     # ------------------------------------------------------------------------------ sink
@@ -265,7 +269,7 @@ class Recorder:
             "detail": [e.detail_json() for e in events],
         })
         cursor.register("new_events", table)
-        cursor.execute("INSERT INTO events SELECT * FROM new_events")
+        cursor.execute("INSERT INTO events BY NAME SELECT * FROM new_events")
         cursor.unregister("new_events")
         for event in events:
             if event.kind == JAR_REPLACED:
@@ -276,8 +280,10 @@ class Recorder:
         """A jar replaced after a failed capacity test: the new jar's row, and the old one's end of service."""
         detail, at = event.detail, EPOCH + timedelta(microseconds=event.timestamp_us)
         cursor.execute(
-            "INSERT INTO batteries SELECT ?, ?, site_id, string_id, position, model, ?, ?, ?, 100.0, rack_offset_c, ?, "
-            "battery_id, NULL, NULL FROM batteries WHERE battery_id = ?",
+            "INSERT INTO batteries (battery_key, battery_id, site_id, string_id, position, model, profile, capacity_ah, "
+            "baseline_resistance_mohm, initial_soh_pct, rack_offset_c, installed_at, replaces) "
+            "SELECT ?, ?, site_id, string_id, position, model, ?, ?, ?, 100.0, rack_offset_c, ?, battery_id "
+            "FROM batteries WHERE battery_id = ?",
             [detail["battery_key"], event.battery_id, detail["profile"], detail["capacity_ah"],
              detail["baseline_resistance_mohm"], at, detail["replaces"]])
         cursor.execute("UPDATE batteries SET replaced_at = ?, replaced_by = ? WHERE battery_id = ?",

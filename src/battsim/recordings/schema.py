@@ -1,4 +1,7 @@
-"""The recording file format: one DuckDB file per run. This module *is* the contract.
+"""The recording file format: one DuckDB file per run. This module *is* the contract: :data:`TABLES` declares
+every table and column with its meaning, and generates the CREATE statements and a ``COMMENT ON`` for each table
+and column, so the file documents itself to any DuckDB client (``SELECT table_name, column_name, comment FROM
+duckdb_columns()``). Every reader checks ``runs.format_version`` first (:mod:`battsim.recordings.format`).
 
 Tables
     runs             one row: id, seed, config (JSON), start, end, interval_s, status
@@ -28,7 +31,7 @@ Tables
     scenario_catalogue  bit, scenario: which bit of scenario_mask is which scenario
 Views
     readings         reading_samples joined to batteries: battery_id, site_id, string_id and mode by
-                     name, measured NaN shown as NULL (sensor dropout, communication gap)
+                     name
     daily_battery_summary, soh_trend, time_above_temperature, outage_autonomy, alarms,
     jar_string_readings, capacity_tests, rul
                      the analysis views, defined in :mod:`battsim.recordings.views`
@@ -42,39 +45,133 @@ string_readings.true_room_c + batteries.rack_offset_c, shown as true_ambient_c i
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from battsim.engine.battery import MODE_NAMES
 from battsim.engine.readings import OHMIC_TEST_COLUMNS, READING_COLUMNS, STRING_COLUMNS
-from battsim.recordings.views import view_statements
+from battsim.recordings.views import VIEW_DESCRIPTIONS, view_statements
 
 FORMAT_VERSION = 2
+
+
+class Column(NamedTuple):
+    name: str
+    sql_type: str  # with its constraint, e.g. "VARCHAR UNIQUE"
+    description: str
+
+
+class Table(NamedTuple):
+    description: str
+    columns: tuple[Column, ...]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
 
 _SQL_TYPES = {
     "int64": "BIGINT", "uint16": "USMALLINT", "float32": "FLOAT", "uint8": "UTINYINT", "uint32": "UINTEGER",
 }
+_TICK_TIME = "Tick time (TIMESTAMPTZ, stored in UTC)"
 
 
-def _sql_columns(spec: dict[str, tuple[type, str]]) -> list[tuple[str, str]]:
-    columns = [("timestamp", "TIMESTAMPTZ")]
-    for name, (dtype, _) in spec.items():
+def _from_reading_spec(spec: dict[str, tuple[type, str]]) -> tuple[Column, ...]:
+    """A narrow table's columns from the engine's column spec: microseconds become a TIMESTAMPTZ ``timestamp``."""
+    columns = [Column("timestamp", "TIMESTAMPTZ", _TICK_TIME)]
+    for name, (dtype, description) in spec.items():
         if name != "timestamp_us":
-            columns.append((name, _SQL_TYPES[dtype.__name__]))
-    return columns
+            columns.append(Column(name, _SQL_TYPES[dtype.__name__], description))
+    return tuple(columns)
+
+
+TABLES: dict[str, Table] = {
+    "runs": Table("One row: the run this file records", (
+        Column("id", "VARCHAR PRIMARY KEY", "Run id, 12 hex digits, new for every recording"),
+        Column("seed", "BIGINT", "Random seed: the same seed and config give the same readings"),
+        Column("config", "JSON", "What the run was asked for (fleet, interval, timelines, ...) as JSON"),
+        Column("start", "TIMESTAMPTZ", "Virtual start of the run"),
+        Column("end", "TIMESTAMPTZ", "Virtual end asked for (NULL for a live run, which ends when stopped)"),
+        Column("interval_s", "INTEGER", "Seconds between ticks"),
+        Column("status", "VARCHAR", "running while written, complete when closed cleanly, incomplete when "
+                                    "interrupted; a file whose writer died still says running (read as incomplete)"),
+        Column("version", "VARCHAR", "battsim version that wrote the file"),
+        Column("format_version", "INTEGER", "Version of this format (FORMAT_VERSION); readers check it first"),
+        Column("preset", "VARCHAR", "Fleet preset name, NULL for a fleet file"),
+        Column("readings", "BIGINT", "Rows written to reading_samples"),
+        Column("ticks", "BIGINT", "Ticks written"),
+        Column("wall_seconds", "DOUBLE", "Wall-clock seconds the run took"),
+        Column("created_at", "TIMESTAMPTZ", "Wall-clock time the file was created"),
+    )),
+    "sites": Table("The fleet's sites", (
+        Column("site_key", "USMALLINT PRIMARY KEY", "Index of the site"),
+        Column("site_id", "VARCHAR UNIQUE", "Site id, e.g. BKK_DC1"),
+        Column("name", "VARCHAR", "Human-readable site name"),
+        Column("timezone", "VARCHAR", "IANA time zone of the site: local days and local times are in it"),
+        Column("longitude_deg", "DOUBLE", "Longitude, degrees east (shifts the outdoor daily cycle)"),
+        Column("load_kw_per_string", "DOUBLE", "Load each string carries on battery, kW"),
+        Column("room_setpoint_c", "DOUBLE", "Battery-room HVAC set point, °C"),
+    )),
+    "batteries": Table("Every jar that was in service, including replacements (one row per jar, not per slot)", (
+        Column("battery_key", "USMALLINT PRIMARY KEY", "Index of the jar: reading_samples.battery_key"),
+        Column("battery_id", "VARCHAR UNIQUE", "Jar id, e.g. BKK_DC1_SYS01_STR01_BAT003"),
+        Column("site_id", "VARCHAR", "Site of the jar"),
+        Column("string_id", "VARCHAR", "Series string of the jar"),
+        Column("position", "INTEGER", "Place in the string, 1 at the positive end"),
+        Column("model", "VARCHAR", "Battery model (block type)"),
+        Column("profile", "VARCHAR", "Ageing profile: healthy, accelerated or failing"),
+        Column("capacity_ah", "DOUBLE", "Capacity of this jar when new, Ah (C10, with its manufacturing spread)"),
+        Column("baseline_resistance_mohm", "DOUBLE", "Ohmic resistance of this jar when new, mΩ"),
+        Column("initial_soh_pct", "DOUBLE", "State of health at the start, %"),
+        Column("rack_offset_c", "DOUBLE", "The air beside the jar minus the room's, by its place in the rack, K"),
+        Column("installed_at", "TIMESTAMPTZ", "When a replacement jar went in; NULL: there at the start"),
+        Column("replaces", "VARCHAR", "The battery_id this jar replaced"),
+        Column("replaced_at", "TIMESTAMPTZ", "When this jar was replaced after a failed capacity test; NULL while "
+                                             "in service"),
+        Column("replaced_by", "VARCHAR", "The battery_id that replaced it"),
+    )),
+    "strings": Table("The series strings", (
+        Column("string_key", "USMALLINT PRIMARY KEY", "Index of the string: string_readings.string_key"),
+        Column("string_id", "VARCHAR UNIQUE", "String id"),
+        Column("site_id", "VARCHAR", "Site of the string"),
+        Column("jars", "INTEGER", "Jars in series"),
+        Column("rated_capacity_ah", "DOUBLE", "Rated capacity (C10, mean of its jars), Ah"),
+        Column("current_full_scale_a", "DOUBLE", "Range of the string's Hall current sensor, A"),
+    )),
+    "reading_samples": Table("The readings, one row per jar per tick, narrow: measured values (NULL where the "
+                             "monitor had none), then ground truth; the readings view names the jars",
+                             _from_reading_spec(READING_COLUMNS)),
+    "string_readings": Table("What the monitor measured per string per tick", _from_reading_spec(STRING_COLUMNS)),
+    "ohmic_tests": Table("One row per jar per ohmic test", _from_reading_spec(OHMIC_TEST_COLUMNS)),
+    "events": Table("What happened: scenarios, outages, alarms, failures, tests, replacements", (
+        Column("timestamp", "TIMESTAMPTZ", "Virtual time of the event"),
+        Column("kind", "VARCHAR", "Event kind, e.g. scenario_applied, grid_outage_start, alarm_raised"),
+        Column("site_id", "VARCHAR", "Site it concerns, or NULL"),
+        Column("string_id", "VARCHAR", "String it concerns, or NULL"),
+        Column("battery_id", "VARCHAR", "Jar it concerns, or NULL"),
+        Column("detail", "JSON", "Kind-specific detail as JSON"),
+    )),
+    "scenario_catalogue": Table("Which bit of reading_samples.scenario_mask is which scenario", (
+        Column("bit", "UTINYINT", "Bit number in scenario_mask"),
+        Column("scenario", "VARCHAR", "Scenario name"),
+    )),
+}
 
 
 def reading_sample_columns() -> list[tuple[str, str]]:
-    return _sql_columns(READING_COLUMNS)
+    return [(column.name, column.sql_type) for column in TABLES["reading_samples"].columns]
 
 
 def string_reading_columns() -> list[tuple[str, str]]:
-    return _sql_columns(STRING_COLUMNS)
+    return [(column.name, column.sql_type) for column in TABLES["string_readings"].columns]
 
 
 def ohmic_test_columns() -> list[tuple[str, str]]:
-    return _sql_columns(OHMIC_TEST_COLUMNS)
+    return [(column.name, column.sql_type) for column in TABLES["ohmic_tests"].columns]
 
 
-_MEASURED = ("voltage_v", "current_a", "temperature_c", "internal_resistance_mohm")
 _MODE_LIST = "[" + ", ".join(f"'{name}'" for name in MODE_NAMES) + "]"
+READINGS_VIEW_DESCRIPTION = ("reading_samples with battery_id, site_id, string_id and the mode by name: the table "
+                             "to query readings from")
 
 
 def _readings_view() -> str:
@@ -82,9 +179,7 @@ def _readings_view() -> str:
     for name, _ in reading_sample_columns():
         if name in ("timestamp", "battery_key"):
             continue
-        if name in _MEASURED:
-            selected.append(f"CASE WHEN isnan(r.{name}) THEN NULL ELSE r.{name} END AS {name}")
-        elif name == "mode":
+        if name == "mode":
             selected.append(f"{_MODE_LIST}[r.mode + 1] AS mode")
         else:
             selected.append(f"r.{name}")
@@ -95,30 +190,23 @@ def _readings_view() -> str:
     )
 
 
-def _table(name: str, columns: list[tuple[str, str]]) -> str:
-    return f"CREATE TABLE {name} (" + ", ".join(f'"{column}" {sql_type}' for column, sql_type in columns) + ")"
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _table_statements(name: str, table: Table) -> list[str]:
+    columns = ", ".join(f'"{column.name}" {column.sql_type}' for column in table.columns)
+    return [f"CREATE TABLE {name} ({columns})", f"COMMENT ON TABLE {name} IS {_literal(table.description)}",
+            *(f'COMMENT ON COLUMN {name}."{column.name}" IS {_literal(column.description)}'
+              for column in table.columns)]
 
 
 def create_statements() -> list[str]:
+    """Everything a new recording's file is made of, in order: tables, their comments, the views."""
     return [
-        """CREATE TABLE runs (id VARCHAR PRIMARY KEY, seed BIGINT, config JSON, start TIMESTAMPTZ,
-           "end" TIMESTAMPTZ, interval_s INTEGER, status VARCHAR, version VARCHAR, format_version INTEGER,
-           preset VARCHAR, readings BIGINT, ticks BIGINT, wall_seconds DOUBLE, created_at TIMESTAMPTZ)""",
-        """CREATE TABLE sites (site_key USMALLINT PRIMARY KEY, site_id VARCHAR UNIQUE, name VARCHAR,
-           timezone VARCHAR, longitude_deg DOUBLE, load_kw_per_string DOUBLE, room_setpoint_c DOUBLE)""",
-        """CREATE TABLE batteries (battery_key USMALLINT PRIMARY KEY, battery_id VARCHAR UNIQUE,
-           site_id VARCHAR, string_id VARCHAR, position INTEGER, model VARCHAR, profile VARCHAR,
-           capacity_ah DOUBLE, baseline_resistance_mohm DOUBLE, initial_soh_pct DOUBLE, rack_offset_c DOUBLE,
-           installed_at TIMESTAMPTZ,
-           replaces VARCHAR, replaced_at TIMESTAMPTZ, replaced_by VARCHAR)""",
-        """CREATE TABLE strings (string_key USMALLINT PRIMARY KEY, string_id VARCHAR UNIQUE, site_id VARCHAR,
-           jars INTEGER, rated_capacity_ah DOUBLE, current_full_scale_a DOUBLE)""",
-        _table("reading_samples", reading_sample_columns()),
-        _table("string_readings", string_reading_columns()),
-        _table("ohmic_tests", ohmic_test_columns()),
-        """CREATE TABLE events (timestamp TIMESTAMPTZ, kind VARCHAR, site_id VARCHAR, string_id VARCHAR,
-           battery_id VARCHAR, detail JSON)""",
-        "CREATE TABLE scenario_catalogue (bit UTINYINT, scenario VARCHAR)",
+        *(statement for name, table in TABLES.items() for statement in _table_statements(name, table)),
         _readings_view(),
+        f"COMMENT ON VIEW readings IS {_literal(READINGS_VIEW_DESCRIPTION)}",
         *view_statements(),  # the analysis views (recordings/views.py)
+        *(f"COMMENT ON VIEW {name} IS {_literal(text)}" for name, text in VIEW_DESCRIPTIONS.items()),
     ]

@@ -22,8 +22,8 @@ Examples (``battsim query run.duckdb "..."``)::
     SELECT battery_id, day, true_soh_pct, days_to_end_of_life, censored FROM rul WHERE NOT censored LIMIT 10
 
 "Local day" is the calendar day in the site's own time zone (``sites.timezone``), so DST days have 23
-or 25 hours of readings. Sensor dropouts (NaN in ``reading_samples``, NULL in ``readings``) are
-skipped by the aggregates.
+or 25 hours of readings. Sensor dropouts (NULL in ``reading_samples`` and ``readings``) are skipped by
+the aggregates.
 
 The SQL of the per-day views is written over a *samples source* so that
 :class:`~battsim.recordings.recording.Recording` can narrow the scan (time, jar keys) before it
@@ -270,6 +270,17 @@ _BUILDERS = {
     "rul": rul_sql,
 }
 VIEW_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+# Written into every recording as COMMENT ON VIEW (see the module's docstring for the columns).
+VIEW_DESCRIPTIONS: dict[str, str] = {
+    "daily_battery_summary": "Min, max and mean voltage, temperature and current per jar per local day",
+    "soh_trend": "State of health and resistance per jar per local day, measured beside true",
+    "time_above_temperature": "Hours a jar's measured temperature spent above 25, 30, 35 and 40 °C per local day",
+    "outage_autonomy": "Per outage and string: duration, minimum voltage, Ah delivered, low-voltage disconnect",
+    "alarms": "Each alarm raised, when (and whether) it cleared, and for how long it was active",
+    "jar_string_readings": "Each jar's readings beside its string's channels at the same tick and the air beside it",
+    "capacity_tests": "Each capacity test of a string: when, Ah delivered, capacity %, passed, jars replaced",
+    "rul": "Per jar and local day: days to end of life (true SOH below 80 %), censored when the readings end first",
+}
 
 
 def view_sql(name: str, db: str = "") -> str:
