@@ -98,3 +98,71 @@ class PostgresCluster:
 
     def stop(self) -> None:
         self._as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"])
+
+
+MOSQUITTO = Path("/usr/sbin/mosquitto")
+
+
+class MosquittoBroker:
+    """Debian's mosquitto on 127.0.0.1 on a free port, config, persistence and log in ``root`` (a temp dir).
+
+    ``users`` {name: password} turns anonymous access off; ``tls`` (ca, cert, key paths) adds a TLS listener on
+    ``tls_port``. ``stop()`` ends it with SIGTERM, which saves its persistent sessions; ``start()`` (again) brings
+    it back on the same ports, sessions and queued messages restored."""
+
+    def __init__(self, root: Path, users: dict[str, str] | None = None, tls: tuple[Path, Path, Path] | None = None):
+        if not MOSQUITTO.exists():
+            raise RuntimeError(f"{MOSQUITTO} is missing: `make test` installs mosquitto (target system-packages)")
+        self.root = root
+        self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        lines = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {root}/",
+                 f"log_dest file {root}/log", "log_type all", "user root", "max_queued_messages 1000000"]
+        if users:
+            passwords = root / "passwords"
+            for index, (name, password) in enumerate(users.items()):
+                subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if index == 0 else []), str(passwords), name,
+                                password], check=True, capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines.append("allow_anonymous true")
+        if tls:
+            ca, cert, key = tls
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
+        self.config = root / "mosquitto.conf"
+        self.config.write_text("per_listener_settings false\n" + "\n".join(lines) + "\n")
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([str(MOSQUITTO), "-c", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        for _ in range(200):  # up to 10 s
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited {self.process.returncode}: {(self.root / 'log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                threading.Event().wait(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def self_signed_certificates(root: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 signed by it, made with openssl: (ca, cert, key)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=root)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=battsim test CA",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out",
+            "server.csr")
+    (root / "san.ext").write_text("subjectAltName = IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days",
+            "2", "-extfile", "san.ext", "-out", "server.crt")
+    return root / "ca.crt", root / "server.crt", root / "server.key"

@@ -43,6 +43,9 @@ class BatchRun:
     configure_world: list[Callable[[World], None]] = field(default_factory=list)
     timelines: list[Timeline] = field(default_factory=list)  # installed in order; they merge
     config_extra: dict = field(default_factory=dict)
+    # battsim.sinks configs fed every reading and event (alarms too) besides the recording; a back-fill waits for
+    # a slow sink rather than dropping, so the run delivers everything (and goes at the slowest sink's pace)
+    sinks: list = field(default_factory=list)
 
     @property
     def span_s(self) -> float:
@@ -70,6 +73,7 @@ class RunSummary:
     ticks: int
     virtual_span_s: float
     wall_s: float
+    sinks: tuple[dict, ...] = ()  # each sink's status at the end (sent, dropped, ...)
 
     @property
     def readings_per_s(self) -> float:
@@ -126,8 +130,15 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
     began = time.perf_counter()
     failure: BaseException | None = None
     world: World | None = None
+    sinks = None
     try:
-        sink = AlarmingSink(recorder, fleet) if run.alarms else recorder
+        sink = recorder
+        if run.sinks:
+            from battsim.sinks import FanOut  # not at the top: the sinks' encoding imports recordings
+
+            sinks = FanOut.build(run.sinks, fleet, wait=True)
+            sink = FanOut([recorder, sinks])
+        sink = AlarmingSink(sink, fleet) if run.alarms else sink
         world = World(fleet, sink, seed=run.seed, start=run.start, interval_s=run.interval_s,
                       batch_rows=run.batch_rows)
         if run.timelines:
@@ -145,6 +156,8 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
         world.flush()
     except BaseException as error:
         failure = error
+    if sinks is not None:
+        sinks.close()  # delivers what is queued: part of the run
     wall_s = time.perf_counter() - began
     try:
         recorder.close(status="complete" if failure is None else "incomplete", wall_seconds=wall_s)
@@ -154,7 +167,7 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
         if staged != run.out:
             replace_file(staged, run.out)
         return RunSummary(run.out, recorder.run_id, recorder.readings_written, recorder.ticks_written, run.span_s,
-                          wall_s)
+                          wall_s, tuple(sinks.status()) if sinks is not None else ())
     kept = keep_partial(staged, run.out)
     # DuckDB turns a SIGINT that lands inside a query into its own InterruptException.
     if isinstance(failure, (KeyboardInterrupt, duckdb.InterruptException)):

@@ -47,8 +47,10 @@ from battsim.service.routes_devices import devices_router
 from battsim.service.routes_history import history_router
 from battsim.service.routes_query import query_router
 from battsim.service.routes_replay import replay_router
+from battsim.service.routes_sinks import sinks_attachment, sinks_router
 from battsim.service.routes_timeline import timeline_router
 from battsim.service.security import AccessPolicy, Guard
+from battsim.sinks import SinkConfig
 from battsim.timeparse import MAX_DURATION_S
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -286,7 +288,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
                access: AccessPolicy | None = None, fleet: FleetSpec | None = None,
                timelines: Sequence[Timeline] = (), backfill_s: float = 0.0,
                attachments: Sequence[Attach] = (),
-               listeners: Sequence[Callable[[], AbstractAsyncContextManager]] = ()) -> FastAPI:
+               listeners: Sequence[Callable[[], AbstractAsyncContextManager]] = (),
+               sinks: Sequence[SinkConfig] = ()) -> FastAPI:
     """The battsim service. ``preset`` starts that fleet at boot; recordings go to ``data_dir``.
 
     ``fleet`` boots that fleet instead (``preset`` then only names it), with ``timelines`` (loaded and
@@ -294,6 +297,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     first runs that much history before now at batch speed (``battsim serve --backfill``). ``attachments``
     are made for every session that starts and fed all it produces (see :class:`~battsim.service.live.Attached`).
     ``listeners`` are entered when the app starts and exited after its sessions stop (the Modbus and SNMP agents).
+    ``sinks`` (battsim.sinks configs) are built for every session, beside its Prometheus metrics (GET /metrics,
+    GET /api/v1/sinks).
 
     ``broadcaster`` overrides the WebSocket fan-out settings (see :class:`~battsim.service.broadcast.Broadcaster`);
     ``access`` says who may talk to the server (default: this machine only, no token; see
@@ -301,7 +306,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     """
     if fleet is None and preset is not None:
         fleet = get_preset(preset)  # refuse an unknown preset now, not at boot
-    sessions = Sessions(Path(data_dir), broadcaster or {}, attachments=attachments)
+    sessions = Sessions(Path(data_dir), broadcaster or {}, attachments=[*attachments, sinks_attachment(sinks)])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -341,6 +346,7 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     app.include_router(query_router(data_dir))
     app.include_router(history_router(data_dir, sessions))  # recent history for the dashboard (issue 16)
     app.include_router(devices_router())  # the Modbus register map (issue 19)
+    app.include_router(sinks_router(sessions))  # GET /api/v1/sinks, GET /metrics (issue 17)
     app.include_router(timeline_router(sessions))  # timelines: install, preview, the builder's form (issue 24)
 
     endpoints = {
@@ -367,6 +373,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         "replay": f"POST {API}/replay/start|pause|resume|stop|seek|speed, GET {API}/replay/status",
         "replay_telemetry": f"WS {API}/ws/replay",
         "query": f"POST {API}/query",
+        "sinks": f"GET {API}/sinks",
+        "metrics": "GET /metrics",
     }
 
     def running(status_code: int = 409):

@@ -28,6 +28,7 @@ from battsim.service.fleet_options import RANDOM_OUTAGES_HELP, load_timelines, p
 from battsim.service.lab_cli import fleet_with_model_file, lab_app
 from battsim.service.replay_cli import replay
 from battsim.service.serve_cli import serve
+from battsim.service.sink_options import sink_configs, sink_summary
 from battsim.service.terminal import console, fail, print_summary, stdout
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Simulate stationary VRLA battery fleets.")
@@ -69,6 +70,18 @@ def run(
         "the files merge.")] = None,
     alarms: Annotated[bool, typer.Option(help="Evaluate the alarm rules and record their events.")] = True,
     random_outages: Annotated[bool, typer.Option(help=RANDOM_OUTAGES_HELP)] = True,
+    sink_file: Annotated[Path | None, typer.Option(
+        "--sink-file", help="TOML file of \\[\\[sink]] sections: also deliver every reading to these (MQTT, webhook, "
+        "PostgreSQL); the run waits for a slow sink rather than dropping.")] = None,
+    webhook: Annotated[list[str] | None, typer.Option(
+        "--webhook", metavar="URL", help="Also POST readings to this URL; repeatable.")] = None,
+    mqtt: Annotated[list[str] | None, typer.Option(
+        "--mqtt", metavar="URL", help="Also publish readings to this broker: mqtt://user:pass@host:port/prefix?qos=1 "
+        "(all but the host optional; mqtts:// for TLS); "
+        "repeatable.")] = None,
+    postgres: Annotated[list[str] | None, typer.Option(
+        "--postgres", metavar="DSN", help="Also COPY readings into this database's telemetry table (created if missing): a libpq "
+        "DSN or postgresql:// URL; repeatable.")] = None,
 ) -> None:
     """Simulate a fleet over virtual time as fast as possible and record every reading."""
     spec, preset_name = resolve_fleet(preset, fleet)
@@ -95,6 +108,7 @@ def run(
             fail("--days", f"{days} is more than 100 years")
         end = begin + timedelta(days=days)
     timelines = with_random_outages(load_timelines(timeline or [], spec, seed), random_outages)
+    sinks = sink_configs(sink_file, webhook, mqtt, postgres)
     try:
         check_out(out, overwrite, inputs=[p for p in [fleet, model_file, *(Path(t) for t in timeline or [])]
                                           if p and p.exists()])
@@ -103,7 +117,7 @@ def run(
 
     batch = BatchRun(fleet=spec, out=out, seed=seed, start=begin, end=end, interval_s=interval,
                      preset=preset_name, overwrite=overwrite, batch_rows=batch_rows, timelines=timelines,
-                     alarms=alarms)
+                     alarms=alarms, sinks=sinks)
     span_s = batch.span_s
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[virtual]}"),
@@ -148,6 +162,7 @@ def run(
         ("virtual span", f"{begin.isoformat()} → {end.isoformat()} ({span_s / 86400:g} days)"),
         ("wall time", f"{summary.wall_s:.2f} s"),
         ("rate", f"{summary.readings_per_s:,.0f} readings/s"),
+        *sink_summary(summary.sinks),
         ("try", f"battsim query {summary.path} \"SELECT site_id, mode, count(*) FROM readings GROUP BY ALL\""),
     ])
 

@@ -11,6 +11,7 @@ import typer
 from battsim.engine.fleet import PRESETS
 from battsim.scenarios.default_outages import with_random_outages
 from battsim.service.fleet_options import RANDOM_OUTAGES_HELP, load_timelines, resolve_fleet
+from battsim.service.sink_options import sink_configs
 from battsim.service.terminal import console, fail, print_summary
 
 
@@ -45,6 +46,19 @@ def serve(
              "address (all interfaces' for 0.0.0.0), localhost, 127.0.0.1, [::1].")] = None,
     insecure: Annotated[bool, typer.Option(
         "--insecure", help="Listen beyond loopback without a token (anyone who can reach the port can drive it).")] = False,
+    sink_file: Annotated[Path | None, typer.Option(
+        "--sink-file", envvar="BATTSIM_SINK_FILE", show_envvar=True,
+        help="TOML file of \\[\\[sink]] sections: every live session also delivers its readings to these (MQTT, "
+             "webhook, PostgreSQL); state at GET /api/v1/sinks.")] = None,
+    webhook: Annotated[list[str] | None, typer.Option("--webhook", metavar="URL", help="Also POST live readings to this URL; "
+                                                      "repeatable.")] = None,
+    mqtt: Annotated[list[str] | None, typer.Option(
+        "--mqtt", metavar="URL", help="Also publish live readings to this broker: mqtt://user:pass@host:port/prefix?qos=1 "
+        "(all but the host optional; mqtts:// for TLS); "
+        "repeatable.")] = None,
+    postgres: Annotated[list[str] | None, typer.Option(
+        "--postgres", metavar="DSN", help="Also COPY live readings into this database's telemetry table (created if missing); "
+        "repeatable.")] = None,
     modbus_port: Annotated[int | None, typer.Option(
         envvar="BATTSIM_MODBUS_PORT", show_envvar=True,
         help="Serve the live fleet as a battery monitor over Modbus TCP on this port (one unit id per string; map at "
@@ -74,6 +88,7 @@ def serve(
     listeners, attachments, modbus_line = _modbus(modbus_host, modbus_port, insecure)
     if not 1 <= interval <= 60:
         fail("--interval", f"{interval} is outside 1-60 seconds")
+    sinks = sink_configs(sink_file, webhook, mqtt, postgres)
     if not 0 < speed <= 1e6:
         fail("--speed", f"{speed} must be more than 0 and at most 1000000")
     if backfill is not None and spec is None:
@@ -97,7 +112,8 @@ def serve(
     from battsim.service.limits import MAX_WS_MESSAGE_BYTES
 
     web = create_app(data_dir, boot_name, interval_s=interval, speed=speed, seed=seed, access=access, fleet=spec,
-                     timelines=timelines, backfill_s=backfill_s, attachments=attachments, listeners=listeners)
+                     timelines=timelines, backfill_s=backfill_s, attachments=attachments, listeners=listeners,
+                     sinks=sinks)
     try:  # bound now: the banner shows the real address, and a port in use is an error, not a traceback
         sock = listening_socket(host, port)
     except OSError as error:
@@ -119,6 +135,9 @@ def serve(
         ("WebSocket", f"ws://{base.removeprefix('http://')}/api/v1/ws/telemetry"),
         ("token", "required on every request (Authorization: Bearer <token>)" if access.token else "none"),
         ("recordings", str(data_dir.resolve())),
+        *([("sinks", ", ".join(f"{config.name} ({config.kind})" for config in sinks) + f"; state: {base}/api/v1/sinks")]
+          if sinks else []),
+        ("metrics", f"{base}/metrics"),
         *([("Modbus TCP", f"{modbus_line}; map: {base}/api/v1/modbus/map")] if modbus_line else []),
         ("running", f"{boot_name or spec.name} (interval {interval} s, speed {speed:g}x, seed {seed})"
          + "".join(f", timeline {t.source}" for t in timelines)

@@ -7,12 +7,13 @@ from battsim.sinks.config import (
     SinkConfig,
     SinkConfigError,
     WebhookConfig,
-    from_flags,
     load_sink_file,
     parse_sinks,
+    sinks_from_options,
 )
 from battsim.sinks.fanout import FanOut, Sink, build_sink
 from battsim.sinks.worker import SinkCounters, SinkWorker
 
 __all__ = ["FanOut", "MqttConfig", "PostgresConfig", "Sink", "SinkConfig", "SinkConfigError", "SinkCounters",
-           "SinkWorker", "WebhookConfig", "build_sink", "from_flags", "load_sink_file", "parse_sinks"]
+           "SinkWorker", "WebhookConfig", "build_sink", "load_sink_file", "parse_sinks",
+           "sinks_from_options"]

@@ -4,6 +4,7 @@ error names the section, the field and what is allowed."""
 from __future__ import annotations
 
 import dataclasses
+import ssl
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,12 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 
 class SinkConfigError(ValueError):
-    """A sink section is wrong; the message names the section, the field and what is allowed."""
+    """A sink section is wrong; the message names the section, the field and what is allowed, ``flag`` the
+    command-line flag it came from."""
+
+    def __init__(self, message: str, flag: str = "--sink-file"):
+        super().__init__(message)
+        self.flag = flag
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class MqttConfig:
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
-    buffer_messages: int = 100_000  # messages published but not yet acknowledged (QoS 1) or written (QoS 0)
+    buffer_messages: int = 50_000  # messages published, not yet acknowledged (QoS 1) or written (QoS 0)
     queue_batches: int = 64
     homeassistant: bool = False
     discovery_prefix: str = "homeassistant"
@@ -70,7 +76,7 @@ _KINDS: dict[str, type] = {"webhook": WebhookConfig, "mqtt": MqttConfig, "postgr
 # Lower bounds of numeric fields (a field not here has none); allowed values of the fields that have a list.
 _LOW = {"batch_rows": 1, "timeout_s": 0.001, "max_retries": 0, "backoff_s": 0, "queue_batches": 1, "port": 1,
         "keepalive_s": 5, "reconnect_min_s": 0.01, "reconnect_max_s": 0.01, "buffer_messages": 1, "connections": 1}
-_HIGH = {"port": 65535, "connections": 16}
+_HIGH = {"port": 65535, "connections": 16, "buffer_messages": 60_000}  # below MQTT's 65,535 message ids
 _CHOICES = {"per": ("jar", "string"), "qos": (0, 1)}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
@@ -162,6 +168,8 @@ def _mqtt_checks(where: str, values: dict) -> None:
     for name in ("ca_file", "cert_file", "key_file"):
         if name in values and not Path(values[name]).is_file():
             raise SinkConfigError(f"{where}: '{name}' {values[name]!r} is not a readable file")
+    if any(name in values for name in ("ca_file", "cert_file", "key_file")):
+        _tls_files(where, values)
     if ("cert_file" in values) != ("key_file" in values):
         raise SinkConfigError(f"{where}: 'cert_file' and 'key_file' go together (a client certificate and its key)")
     if any(name in values for name in ("ca_file", "cert_file")) and values.get("tls") is False:
@@ -176,6 +184,21 @@ def _mqtt_checks(where: str, values: dict) -> None:
         raise SinkConfigError(f"{where}: 'homeassistant' discovery needs per = \"jar\" (a sensor per jar)")
     if values.get("reconnect_max_s", 30.0) < values.get("reconnect_min_s", 0.5):
         raise SinkConfigError(f"{where}: 'reconnect_max_s' must be at least 'reconnect_min_s'")
+
+
+def _tls_files(where: str, values: dict) -> None:
+    """Load the CA and the client certificate now, so a wrong file is refused here, not at the first connect."""
+    try:
+        context = ssl.create_default_context(cafile=values.get("ca_file"))
+    except (ssl.SSLError, OSError) as error:
+        raise SinkConfigError(f"{where}: 'ca_file' {values.get('ca_file')!r} is not a PEM CA certificate: "
+                              f"{error}") from None
+    if "cert_file" in values and "key_file" in values:
+        try:
+            context.load_cert_chain(values["cert_file"], values["key_file"])
+        except (ssl.SSLError, OSError) as error:
+            raise SinkConfigError(f"{where}: 'cert_file'/'key_file' are not a PEM certificate and its key: "
+                                  f"{error}") from None
 
 
 def parse_sinks(document: dict) -> list[SinkConfig]:
@@ -197,24 +220,31 @@ def unique_names(configs: list[SinkConfig]) -> list[SinkConfig]:
 
 
 def load_sink_file(path: Path) -> list[SinkConfig]:
+    """The `[[sink]]` sections of a TOML file; errors name the file, the section and the field."""
     try:
         document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return parse_sinks(document)
     except OSError as error:
-        raise SinkConfigError(f"--sink-file: cannot read {path}: {error.strerror}") from None
+        raise SinkConfigError(f"cannot read {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
-        raise SinkConfigError(f"--sink-file: {path} is not valid TOML: {error}") from None
+        raise SinkConfigError(f"{path} is not valid TOML: {error}") from None
     except UnicodeDecodeError:
-        raise SinkConfigError(f"--sink-file: {path} is not UTF-8 text") from None
-    return parse_sinks(document)
+        raise SinkConfigError(f"{path} is not UTF-8 text") from None
+    except SinkConfigError as error:
+        raise SinkConfigError(f"{path}: {error}") from None
 
 
-def from_flags(webhook: list[str] = (), mqtt: list[str] = (), postgres: list[str] = ()) -> list[SinkConfig]:
-    """Sinks from the convenience flags (defaults for everything but the address)."""
-    configs: list[SinkConfig] = []
-    for url in webhook:
-        configs.append(_section("--webhook", {"kind": "webhook", "url": url}))
-    for url in mqtt:
-        configs.append(_section("--mqtt", {"kind": "mqtt", "url": url}))
-    for dsn in postgres:
-        configs.append(_section("--postgres", {"kind": "postgres", "dsn": dsn, "create": True}))
-    return configs
+def sinks_from_options(sink_file: Path | None = None, webhook: list[str] | None = None, mqtt: list[str] | None = None,
+                       postgres: list[str] | None = None) -> list[SinkConfig]:
+    """The sinks of ``--sink-file`` then of the convenience flags (defaults for everything but the address;
+    ``--postgres`` creates the tables). A SinkConfigError's ``flag`` says which flag was wrong."""
+    configs: list[SinkConfig] = load_sink_file(sink_file) if sink_file is not None else []
+    for flag, kind, field_name, values, extra in (("--webhook", "webhook", "url", webhook, {}),
+                                                  ("--mqtt", "mqtt", "url", mqtt, {}),
+                                                  ("--postgres", "postgres", "dsn", postgres, {"create": True})):
+        for value in values or ():
+            try:
+                configs.append(_section(flag, {"kind": kind, field_name: value, **extra}))
+            except SinkConfigError as error:
+                raise SinkConfigError(str(error).removeprefix(f"{flag}: "), flag) from None
+    return unique_names(configs)

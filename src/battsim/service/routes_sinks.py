@@ -1,0 +1,84 @@
+"""The live sessions' sinks over HTTP (issue 17).
+
+    GET /api/v1/sinks   each sink of the running (or last) simulation: name, kind, state, queued, sent, retried,
+                        dropped (readings), last_error; ``{"running": bool, "sinks": [...]}``
+    GET /metrics        Prometheus text: the last tick's per-jar and per-string gauges, tick and reading counters,
+                        and each sink's counters (battsim.sinks.prometheus)
+
+Each session gets a :class:`SessionSinks` attachment (made by :func:`sinks_attachment`): its configured sinks
+and its Prometheus metrics, fed the live ticks only. Back-filled ticks (``serve --backfill``) are not sent to the
+sinks, as they are not sent to the WebSocket: a back-fill into a database is ``battsim run --postgres``'s job."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Response
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from battsim.engine.readings import ReadingBatch
+from battsim.engine.world import Event
+from battsim.service.live import DEFAULT_SLOT, Attach, LiveSession, Sessions
+from battsim.sinks import FanOut, SinkConfig
+from battsim.sinks.prometheus import Collector, FleetMetrics
+
+API = "/api/v1"
+
+
+class SessionSinks:
+    """One session's sinks and metrics, as one attachment."""
+
+    def __init__(self, session: LiveSession, configs: Sequence[SinkConfig]):
+        self.session = session
+        self.metrics = FleetMetrics(session.fleet)
+        self.sinks = FanOut.build(configs, session.fleet)
+
+    def readings(self, batch: ReadingBatch) -> None:
+        backfill = self.session.backfill
+        if backfill is None or backfill.done:
+            self.metrics.readings(batch)
+            self.sinks.readings(batch)
+
+    def event(self, event: Event) -> None:
+        self.metrics.event(event)
+        self.sinks.event(event)
+
+    def close(self) -> None:
+        self.sinks.close()
+
+
+def sinks_attachment(configs: Sequence[SinkConfig]) -> Attach:
+    """What create_app gives every session: its sinks (``configs``, possibly none) and its metrics."""
+    return lambda session: SessionSinks(session, configs)
+
+
+def _attached(sessions: Sessions) -> SessionSinks | None:
+    session = sessions.slot(DEFAULT_SLOT).session
+    if session is None:
+        return None
+    return next((attached for attached in session.attached if isinstance(attached, SessionSinks)), None)
+
+
+def sinks_router(sessions: Sessions) -> APIRouter:
+    router = APIRouter(tags=["sinks"])
+    registry = CollectorRegistry(auto_describe=False)
+
+    def sources():
+        attached = _attached(sessions)
+        return (None, []) if attached is None else (attached.metrics, attached.sinks.status())
+
+    registry.register(Collector(sources))
+
+    @router.get(f"{API}/sinks", summary="Each sink's state and counters")
+    def sinks() -> dict:
+        attached = _attached(sessions)
+        session = sessions.slot(DEFAULT_SLOT).session
+        return {"running": bool(session is not None and session.running),
+                "sinks": [] if attached is None else attached.sinks.status()}
+
+    @router.get("/metrics", summary="Prometheus metrics of the live simulation and its sinks")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
