@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from battsim.recordings import open_recording
-from battsim.service.broadcast import WIRE_NUMBERS
+from battsim.wire import WIRE_NUMBERS
 from test_service_helpers import WAIT_S, next_of, reading_of, receive, serve, wait_until
 
 # The seed document's curl bodies, verbatim.

@@ -14,7 +14,8 @@ import math
 
 import duckdb
 
-from battsim.recordings.player import ReplaySource, iso_utc
+from battsim.recordings.player import ReplaySource
+from battsim.wire import iso_utc
 
 # The window a dashboard asks for by default, and the most it may ask for.
 DEFAULT_WINDOW_S = 3600.0

@@ -52,7 +52,9 @@ from battsim.recordings.format import (
     connect_read_only,
     reading,
 )
+from battsim.scale import shardset
 from battsim.timeparse import parse_duration
+from battsim.wire import WIRE_NUMBERS, iso_utc
 
 SPEED_MIN = 0.01
 SPEED_MAX = 100_000.0
@@ -78,12 +80,6 @@ FOLLOW_POLL_S = 0.1
 # States in which frames go out as they fall due.
 MOVING = ("playing", "following")
 
-# (column, decimals) of a reading's numbers on the wire, in order. The same as the live telemetry
-# (service/broadcast.py WIRE_NUMBERS, kept equal by a test): the original service's rounding.
-WIRE_NUMBERS = (
-    ("voltage_v", 3), ("current_a", 3), ("temperature_c", 2), ("internal_resistance_mohm", 3),
-    ("soh_pct", 2), ("soc_pct", 2), ("ambient_c", 2),
-)
 
 
 class UnreadableRecordingError(NotARecordingError):
@@ -166,10 +162,6 @@ def _quoted(value) -> str:
 
 def _instant(timestamp_us: int) -> datetime:
     return EPOCH + timedelta(microseconds=int(timestamp_us))
-
-
-def iso_utc(timestamp_us: int) -> str:
-    return _instant(timestamp_us).isoformat()
 
 
 # ------------------------------------------------------------------------------------------ source
@@ -288,8 +280,11 @@ class ReplaySource:
     @classmethod
     def open(cls, path: str | Path) -> ReplaySource:
         """Open a recording file read-only (it must not be being written by another process)."""
-        connection = connect_read_only(
-            path, busy="being written by another process; replay it through the server that records it")
+        if Path(path).is_dir():  # a shard set (battsim run --workers): its parts as one recording
+            connection = shardset.open_shard_set(path)
+        else:
+            connection = connect_read_only(
+                path, busy="being written by another process; replay it through the server that records it")
         # DuckDB keeps the blocks it has read cached up to its memory limit (80 % of RAM by default):
         # a replay reads each block once, so cap it and memory stays flat for a recording of any size.
         connection.execute(f"SET memory_limit = '{REPLAY_MEMORY_LIMIT}'")

@@ -32,36 +32,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from battsim.engine.battery import MODE_NAMES
 from battsim.engine.fleet import Fleet
+from battsim.wire import WIRE_NUMBERS, format_numbers, iso_utc
 
 log = logging.getLogger(__name__)
 
 # Close codes (RFC 6455 §7.4.1): 1008 policy violation (too slow to keep up), 1011 server error.
 CLOSE_TOO_SLOW = 1008
-
-# (column, decimals) of the numeric fields of a reading on the wire, in order: the original's
-# rounding, 3 decimals for V, A and mΩ and 2 for °C and %.
-WIRE_NUMBERS = (
-    ("voltage_v", 3), ("current_a", 3), ("temperature_c", 2), ("internal_resistance_mohm", 3),
-    ("soh_pct", 2), ("soc_pct", 2), ("ambient_c", 2),
-)
-
-
-def iso_utc(timestamp_us: int) -> str:
-    """ISO 8601 with offset, UTC, as readings carry it on the wire."""
-    return datetime.fromtimestamp(timestamp_us / 1e6, tz=UTC).isoformat()
-
-
-def format_numbers(values: np.ndarray, decimals: int) -> np.ndarray:
-    """JSON number strings of ``values`` rounded to ``decimals`` (``null`` for NaN).
-
-    Measured values are quantised, so a tick has few distinct values: format those and index.
-    """
-    rounded = np.round(values.astype(np.float64), decimals)
-    distinct, where = np.unique(rounded, return_inverse=True)
-    text = distinct.astype("U32")
-    text[np.isnan(distinct)] = "null"
-    return text[where]
-
 
 @dataclass(frozen=True)
 class ReadingFilter:

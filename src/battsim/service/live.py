@@ -53,8 +53,9 @@ from battsim.scenarios import (
     load_timeline,
     shipped_timelines,
 )
-from battsim.service.broadcast import AlertFrame, Broadcaster, MessageFrame, TelemetryEncoder, iso_utc
+from battsim.service.broadcast import AlertFrame, Broadcaster, MessageFrame, TelemetryEncoder
 from battsim.timeparse import parse_duration
+from battsim.wire import iso_utc
 
 log = logging.getLogger(__name__)
 
