@@ -13,6 +13,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -343,3 +344,16 @@ def test_serve_refuses_bad_modbus_flags_naming_them(tmp_path, flags, named, says
         result = CliRunner().invoke(cli.app, ["serve", "--port", str(free_port()), "--data-dir", str(tmp_path), *args])
     assert result.exit_code == 2, result.output
     assert f"error: {named}:" in result.output and says in result.output, result.output
+
+
+def test_the_poller_example_reads_every_string(world):
+    """examples/modbus_poller.py, as the README runs it, against the running fleet."""
+    _, _, port, _ = world
+    example = Path(__file__).resolve().parents[1] / "examples" / "modbus_poller.py"
+    result = subprocess.run([sys.executable, str(example), "--port", str(port)], capture_output=True, text=True,
+                            timeout=WAIT_S)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 9, result.stdout
+    assert lines[BKK_UNIT - 1].startswith(f"unit   {BKK_UNIT} BKK_DC1_SYS01_STR01")
+    assert all(" V " in line and "jars 1" in line for line in lines), result.stdout
