@@ -21,6 +21,7 @@ import duckdb
 
 from battsim.recordings.digest import IGNORED_COLUMNS, quote, stored_tables, table_columns, table_digest
 from battsim.recordings.format import RecordingBusyError, check_recording, open_error
+from battsim.scale import shardset
 
 # How rows of a table are paired; a table not listed pairs rows by the order of all their values.
 # Readings are compared through the readings view, which names jars by battery_id.
@@ -76,6 +77,9 @@ def attached(paths: Mapping[str, str | Path]) -> Iterator[duckdb.DuckDBPyConnect
         connection.execute("SET TimeZone = 'UTC'")
         for alias, path in paths.items():
             path = Path(path)
+            if path.is_dir():  # a shard set (battsim run --workers): its parts as one recording
+                shardset.attach_shard_set(connection, path, alias)
+                continue
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such recording")
             try:

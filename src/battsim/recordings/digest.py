@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from battsim.scale import shardset
+
 # Columns that say which run or when it was made, never what it simulated (see the module docstring).
 IGNORED_COLUMNS = {"runs": ("id", "created_at", "wall_seconds", "version")}
 DIGEST_FORMAT = 1  # bump when the row text or the combination changes: golden files then say so
@@ -60,7 +62,9 @@ def quote(name: str) -> str:
 
 
 def stored_tables(connection: duckdb.DuckDBPyConnection, catalog: str | None = None) -> list[str]:
-    """The recording's base tables (not its views), by name."""
+    """The recording's base tables (not its views), by name; of a shard set, its parts' tables."""
+    if shardset.shard_set_catalog(connection, catalog):
+        catalog = shardset.part_catalogs(connection, catalog)[0]
     rows = connection.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema = 'main' "
         "AND table_catalog = coalesce(?, current_database()) ORDER BY table_name", [catalog]).fetchall()
@@ -83,13 +87,22 @@ def _field_text(column: str, sql_type: str) -> str:
 
 
 def table_digest(connection: duckdb.DuckDBPyConnection, table: str, catalog: str | None = None) -> TableDigest:
-    columns = table_columns(connection, table, catalog)
+    """The digest of one table; of a shard set, over the rows of every part's table as they are stored
+    (the sums simply add up), so a set's digest depends on its parts, which depend on the fleet and the
+    part size, never on the number of workers (scale/plan.py)."""
+    catalogs = [catalog]
+    if shardset.shard_set_catalog(connection, catalog):
+        catalogs = shardset.part_catalogs(connection, catalog)
+    columns = table_columns(connection, table, catalogs[0])
     row_text = f" || {_SEPARATOR} || ".join(_field_text(name, kind) for name, kind in columns) or "''"
-    source = f"{quote(catalog)}.main.{quote(table)}" if catalog else quote(table)
-    # Two 64-bit halves of each row's MD5, summed exactly (HUGEINT holds 2^64 rows' worth).
-    rows, upper, lower = connection.execute(
-        f"SELECT count(*), coalesce(sum(md5_number_upper(t)::HUGEINT), 0), coalesce(sum(md5_number_lower(t)::HUGEINT), 0) "
-        f"FROM (SELECT {row_text} AS t FROM {source})").fetchall()[0]
+    rows = upper = lower = 0
+    for part in catalogs:
+        source = f"{quote(part)}.main.{quote(table)}" if part else quote(table)
+        # Two 64-bit halves of each row's MD5, summed exactly (HUGEINT holds 2^64 rows' worth).
+        counted = connection.execute(
+            f"SELECT count(*), coalesce(sum(md5_number_upper(t)::HUGEINT), 0), coalesce(sum(md5_number_lower(t)::HUGEINT), 0) "
+            f"FROM (SELECT {row_text} AS t FROM {source})").fetchall()[0]
+        rows, upper, lower = rows + counted[0], upper + counted[1], lower + counted[2]
     header = ",".join(f"{name}:{kind}" for name, kind in columns)
     return TableDigest(rows, hashlib.sha256(f"{header}\n{rows}\n{upper}\n{lower}".encode()).hexdigest())
 

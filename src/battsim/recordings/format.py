@@ -126,7 +126,13 @@ def connect_read_only(path: str | Path, busy: str = "it is being written; read i
 
 
 def verify_recording(path: str | Path) -> None:
-    """Open ``path`` read-only and :func:`check_recording` it; raises as :func:`connect_read_only` does."""
+    """Open ``path`` read-only and :func:`check_recording` it; raises as :func:`connect_read_only` does.
+    A directory is checked as a shard set (its manifest and every part written)."""
+    if Path(path).is_dir():
+        from battsim.scale.shardset import open_shard_set  # scale reads recordings through this module
+
+        open_shard_set(path).close()
+        return
     connection = connect_read_only(path)
     try:
         check_recording(connection, path)

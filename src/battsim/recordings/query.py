@@ -31,6 +31,7 @@ import numpy as np
 from battsim.recordings.format import RecordingBusyError, check_recording, open_error
 from battsim.recordings.presentation import columns_of, json_value, present_json_row, present_row
 from battsim.recordings.views import VIEW_NAMES, missing_views, view_sql
+from battsim.scale import shardset
 
 FORMATS = ("table", "csv", "json", "parquet")
 # Catalog names DuckDB reserves, which a run may not be attached under.
@@ -84,6 +85,9 @@ def attach_recording(connection: duckdb.DuckDBPyConnection, path: str | Path, al
     of views: one per table of the file, plus the analysis views reading the file's tables.
     """
     path = Path(path)
+    if path.is_dir():  # a shard set (battsim run --workers): its parts as one recording
+        shardset.attach_shard_set(connection, path, alias)
+        return
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such recording")
     _attach(connection, path, alias)

@@ -19,6 +19,7 @@ import polars as pl
 
 from battsim.recordings import views
 from battsim.recordings.format import NotARecordingError, check_recording, open_error
+from battsim.scale import shardset
 
 __all__ = ["NotARecordingError", "Recording", "RunMetadata", "open_recording"]
 
@@ -42,6 +43,9 @@ class Recording:
 
     def __init__(self, path: str | Path, read_only: bool = True):
         self.path = Path(path)
+        if self.path.is_dir():  # a shard set (battsim run --workers): its parts as one recording
+            self.connection = shardset.open_shard_set(self.path)
+            return
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such recording")
         try:
@@ -122,7 +126,7 @@ class Recording:
     def outage_autonomy(self, start=None, end=None, sites=None, strings=None) -> pl.DataFrame:
         """Outages (one row per outage and string) that started in ``[start, end)``."""
         where, params = self._filters(start, end, sites, None, strings, time_column="start")
-        return self.sql(f"SELECT * FROM ({views.outage_autonomy_sql()}){where} ORDER BY start, string_id", params)
+        return self.sql(f"SELECT * FROM {self._view('outage_autonomy')}{where} ORDER BY start, string_id", params)
 
     def alarms(self, start=None, end=None, sites=None, batteries=None, strings=None,
                rules: list[str] | None = None) -> pl.DataFrame:
@@ -131,7 +135,12 @@ class Recording:
         if rules:
             where += (" AND " if where else " WHERE ") + "rule IN (SELECT unnest(?))"
             params.append(list(rules))
-        return self.sql(f"SELECT * FROM ({views.alarms_sql()}){where} ORDER BY raised_at, rule, battery_id", params)
+        return self.sql(f"SELECT * FROM {self._view('alarms')}{where} ORDER BY raised_at, rule, battery_id", params)
+
+    def _view(self, name: str) -> str:
+        """An analysis view to select from: the file's own SQL (a file may predate the view), or, for a shard
+        set, the set's view (the parts' own, which go by each part's event order)."""
+        return name if shardset.shard_set_catalog(self.connection) else f"({views.view_sql(name)})"
 
     def _per_day(self, view_sql, start, end, sites, batteries, strings) -> pl.LazyFrame:
         when, params = self._filters(start, end, None, None, None)

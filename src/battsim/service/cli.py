@@ -21,6 +21,7 @@ from battsim.engine.fleet import PRESETS
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, RecordingWriteError, RunInterrupted, record_run
 from battsim.recordings.outputs import OutputError, check_out
+from battsim.scale.plan import DEFAULT_PART_JARS
 from battsim.scenarios import CATALOGUE, load_timeline, shipped_timelines
 from battsim.scenarios.default_outages import with_random_outages
 from battsim.service.digest_cli import diff, hash_command
@@ -28,6 +29,7 @@ from battsim.service.fleet_options import RANDOM_OUTAGES_HELP, load_timelines, p
 from battsim.service.lab_cli import fleet_with_model_file, lab_app
 from battsim.service.replay_cli import replay
 from battsim.service.serve_cli import serve
+from battsim.service.shards_cli import check_shard_options, run_sharded
 from battsim.service.sink_options import sink_configs, sink_summary
 from battsim.service.terminal import console, fail, print_summary, stdout
 
@@ -82,6 +84,15 @@ def run(
     postgres: Annotated[list[str] | None, typer.Option(
         "--postgres", metavar="DSN", help="Also COPY readings into this database's telemetry table (created if missing): a libpq "
         "DSN or postgresql:// URL; repeatable.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Run the fleet as parts of whole sites in this many worker processes; --out is then a directory "
+        "(part-000.duckdb … and a manifest) that every reader opens as one recording.")] = None,
+    part_jars: Annotated[int, typer.Option(
+        help="With --workers or --engine ray: most jars in one part. The parts, and so the readings, depend on "
+        "this and the fleet, never on the number of workers.")] = DEFAULT_PART_JARS,
+    engine: Annotated[str, typer.Option(help="processes (--workers on this machine) or ray (Ray tasks).")] = "processes",
+    address: Annotated[str | None, typer.Option(
+        help="With --engine ray: the cluster's address (e.g. 127.0.0.1:6379); default a local Ray.")] = None,
 ) -> None:
     """Simulate a fleet over virtual time as fast as possible and record every reading."""
     spec, preset_name = resolve_fleet(preset, fleet)
@@ -109,6 +120,16 @@ def run(
         end = begin + timedelta(days=days)
     timelines = with_random_outages(load_timelines(timeline or [], spec, seed), random_outages)
     sinks = sink_configs(sink_file, webhook, mqtt, postgres)
+    sharded = workers is not None or engine != "processes"
+    if sharded:
+        check_shard_options(workers, part_jars, engine, address)
+        if sinks:
+            fail("--workers", "sinks (--sink-file, --webhook, --mqtt, --postgres) are not delivered from shard "
+                 "workers yet; run without --workers to feed them")
+        run_sharded(BatchRun(fleet=spec, out=out, seed=seed, start=begin, end=end, interval_s=interval,
+                             preset=preset_name, overwrite=overwrite, batch_rows=batch_rows, timelines=timelines,
+                             alarms=alarms), workers, part_jars, engine, address, progress)
+        return
     try:
         check_out(out, overwrite, inputs=[p for p in [fleet, model_file, *(Path(t) for t in timeline or [])]
                                           if p and p.exists()])
