@@ -126,3 +126,22 @@ def test_bad_postgres_sections_name_the_field(section, message):
     with pytest.raises(SinkConfigError) as error:
         parse_sinks({"sink": [section]})
     assert message in str(error.value)
+
+
+def test_battsim_run_backfills_the_original_table(dsn, tmp_path):
+    from typer.testing import CliRunner
+
+    from battsim.recordings import open_recording
+    from battsim.service.cli import app
+
+    out = tmp_path / "run.duckdb"
+    result = CliRunner().invoke(app, ["run", "--preset", "single-string", "--days", "1", "--out", str(out),
+                                      "--postgres", dsn, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    with open_recording(out) as recording:
+        recorded = recording.sql("SELECT count(*) FILTER (WHERE isfinite(voltage_v) AND isfinite(temperature_c)) "
+                                 "AS n FROM readings")["n"][0]
+    with psycopg.connect(dsn) as connection:
+        written, jars = connection.execute("SELECT count(*), count(DISTINCT battery_id) FROM telemetry").fetchone()
+    assert written == recorded and jars == 24
+    assert "sink postgres" in result.output and " 0 dropped" in result.output

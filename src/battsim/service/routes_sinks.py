@@ -17,6 +17,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from battsim.engine.maintenance import JAR_REPLACED
 from battsim.engine.readings import ReadingBatch
 from battsim.engine.world import Event
 from battsim.service.live import DEFAULT_SLOT, Attach, LiveSession, Sessions
@@ -34,15 +35,20 @@ class SessionSinks:
         self.metrics = FleetMetrics(session.fleet)
         self.sinks = FanOut.build(configs, session.fleet)
 
+    @property
+    def live(self) -> bool:
+        return self.session.backfill is None or self.session.backfill.done
+
     def readings(self, batch: ReadingBatch) -> None:
-        backfill = self.session.backfill
-        if backfill is None or backfill.done:
+        if self.live:
             self.metrics.readings(batch)
             self.sinks.readings(batch)
 
     def event(self, event: Event) -> None:
         self.metrics.event(event)
-        self.sinks.event(event)
+        # A back-fill's alarms and outages are history, like its readings; a replaced jar's new id is needed later.
+        if self.live or event.kind == JAR_REPLACED:
+            self.sinks.event(event)
 
     def close(self) -> None:
         self.sinks.close()

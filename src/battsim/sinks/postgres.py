@@ -132,7 +132,7 @@ class PostgresSink:
                 with self._schema_lock, connection.transaction():
                     if self._inserted == 0:
                         connection.execute(SCHEMA_SQL)
-                    _insert_batteries(connection, battery_ids[self._inserted:])  # the fleet's, then replacements
+                    insert_batteries(connection, battery_ids[self._inserted:])  # the fleet's, then replacements
                 self._inserted = len(battery_ids)  # committed
             with connection.transaction(), connection.cursor().copy(COPY_SQL) as copy:
                 copy.write(text)
@@ -143,7 +143,7 @@ class PostgresSink:
             self.skipped += skipped
 
 
-def _insert_batteries(connection: psycopg.Connection, battery_ids) -> None:
+def insert_batteries(connection: psycopg.Connection, battery_ids) -> None:
     connection.execute("CREATE TEMP TABLE IF NOT EXISTS new_battery (battery_id varchar(50))")
     connection.execute("TRUNCATE new_battery")
     with connection.cursor().copy("COPY new_battery (battery_id) FROM STDIN") as copy:
