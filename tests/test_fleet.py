@@ -49,7 +49,7 @@ def test_seed_changes_the_draws():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(FleetFileError, match="thailand-full"):
         get_preset("nope")
-    assert set(PRESETS) == {"thailand-9x24", "thailand-full", "single-string"}
+    assert set(PRESETS) == {"thailand-9x24", "thailand-full", "single-string", "national-telecom"}
 
 
 def test_custom_fleet_and_model_from_toml(tmp_path):

@@ -92,13 +92,39 @@ class SiteSpec(BaseModel):
         return timezone
 
 
+# Most sites one fleet may describe (a template's count included): 200,000 sites of 4-jar strings is
+# well past a national operator's, and the parent of a sharded run holds every SiteSpec.
+MAX_SITES = 200_000
+
+
+class SiteTemplate(SiteSpec):
+    """``count`` sites alike but for their ids, ``{id_prefix}{n}`` (n from 1, zero-padded to count's width)."""
+
+    site_id: str = Field(default="", max_length=0, description="Not given: each site's id is id_prefix + its number.")
+    id_prefix: str = Field(pattern=r"^[A-Za-z0-9_-]{1,30}$", description="Start of each site's id, e.g. 'BTS-'.")
+    count: int = Field(ge=1, le=MAX_SITES, description="How many sites the template stands for.")
+    jars: list[JarSpec] = Field(default_factory=list, max_length=0, description="Not for templates (ids are per jar).")
+
+    def expand(self) -> list[SiteSpec]:
+        # Validated once, as the template; its sites share its values (nothing changes a spec once read).
+        fields = {name: getattr(self, name) for name in SiteSpec.model_fields if name not in ("site_id", "jars")}
+        width = len(str(self.count))
+        return [SiteSpec.model_construct(site_id=f"{self.id_prefix}{n:0{width}d}", jars=[], **fields)
+                for n in range(1, self.count + 1)]
+
+
 class FleetSpec(BaseModel):
-    """A whole fleet: sites (each with its strings) plus any custom battery models."""
+    """A whole fleet: sites (each with its strings) plus any custom battery models.
+
+    ``site_templates`` stand for many like sites each (:class:`SiteTemplate`); they are expanded into
+    ``sites`` (after the listed ones) when the spec is read, so everything downstream sees sites only.
+    """
 
     model_config = ConfigDict(extra="forbid")
     name: str = "custom"
     description: str = ""
-    sites: list[SiteSpec] = Field(min_length=1)
+    sites: list[SiteSpec] = Field(default_factory=list)
+    site_templates: list[SiteTemplate] = Field(default_factory=list, description="Sites as templates × counts.")
     profile_mix: tuple[float, float, float] = Field(
         default=(0.85, 0.12, 0.03), description="Share of healthy, accelerated and failing jars."
     )
@@ -113,6 +139,22 @@ class FleetSpec(BaseModel):
         if any(share < 0 for share in mix) or abs(sum(mix) - 1.0) > 1e-6:
             raise ValueError("profile_mix must be three non-negative shares that sum to 1")
         return mix
+
+    @model_validator(mode="after")
+    def _templates_expanded(self):
+        # A validator may not reassign fields through __setattr__ hooks here; the lists are replaced in place.
+        if self.site_templates:
+            total = len(self.sites) + sum(template.count for template in self.site_templates)
+            if total > MAX_SITES:
+                raise ValueError(f"site_templates: {total:,} sites in all; a fleet has at most {MAX_SITES:,}")
+            expanded = [site for template in self.site_templates for site in template.expand()]
+            self.sites.extend(expanded)
+            self.site_templates.clear()
+        if not self.sites:
+            raise ValueError("sites: give at least one site (or [[site_templates]] with a count)")
+        if len(self.sites) > MAX_SITES:
+            raise ValueError(f"sites: {len(self.sites):,} sites; a fleet has at most {MAX_SITES:,}")
+        return self
 
     @model_validator(mode="after")
     def _ids_unique_and_models_known(self):
@@ -323,3 +365,88 @@ def initial_soh_pct(age_years: np.ndarray, design_life_years: np.ndarray,
     rate along its own trajectory (engine/ageing.py)."""
     linear_fade_pct = ageing.LIFE_POINTS * age_years / design_life_years * population.fade_rate_multiplier
     return np.clip(ageing.soh_after_fade_pct(100.0, linear_fade_pct, population.knee_soh_pct), 60.0, 100.0)
+
+
+# ---------------------------------------------------------------------------------- national-telecom
+# A procedural fleet of a national telecom operator's 48 V DC plants across Thailand's regions.
+# Regions: (site-id prefix, longitude °E, climate, grid outages a year). Rural grids fail more often
+# than Bangkok's (vrla-facts.md: 2-8 a year by region); the climates are THAI_SITES' by region.
+TELECOM_REGIONS = (
+    ("N", 99.0, ClimateSpec(offset_c=-1.5, seasonal_scale=2.2, diurnal_range_c=12.0), 6.0),
+    ("NE", 102.8, ClimateSpec(offset_c=-0.5, seasonal_scale=1.8, diurnal_range_c=10.0), 8.0),
+    ("C", 100.5, ClimateSpec(offset_c=0.0, seasonal_scale=1.0, diurnal_range_c=8.0), 4.0),
+    ("BKK", 100.55, ClimateSpec(offset_c=0.3, seasonal_scale=1.0, diurnal_range_c=7.0), 2.0),
+    ("E", 100.9, ClimateSpec(offset_c=-0.2, seasonal_scale=0.7, diurnal_range_c=7.0), 4.0),
+    ("S", 99.3, ClimateSpec(offset_c=-0.7, seasonal_scale=0.45, diurnal_range_c=7.0), 7.0),
+)
+# A 2 V 500 Ah AGM cell, 24 of which make a 48 V string: 0.22 mΩ (vrla-facts.md, 2 V cells); 15 years'
+# design life, the middle of the 12-20 years 2 V telecom cells are sold with; discharge constants those of
+# the USF12-100A per Ah (the defaults), as no 2 V table is in the reference data.
+TELECOM_CELL = BatteryModel(name="Telecom 2V-500 AGM cell", cells=1, capacity_ah_c10=500.0,
+                            internal_resistance_mohm=0.22, design_life_years=15.0)
+# The mix of 48 V plants, by share of sites: (kind, share, strings, jars a string, model, kW a string,
+# room setpoint °C). A cell site runs two strings of four 12 V blocks in an outdoor cabinet kept warmer
+# (27 °C) to save cooling; a hub four; an exchange two strings of 24 2 V cells in a cooled room. Loads
+# give the autonomy such plants are built for: about 4 h at a cell site (1 kW on 48 V × 100 Ah),
+# 6-8 h at an exchange (3 kW on 48 V × 500 Ah).
+TELECOM_PLANTS = (
+    ("cell", 0.80, 2, 4, "GS GPL12-100", 1.0, 27.0),
+    ("hub", 0.15, 4, 4, "CSB HX12-120", 1.5, 25.0),
+    ("exchange", 0.05, 2, 24, TELECOM_CELL.name, 3.0, 24.0),
+)
+NATIONAL_TELECOM_SITES = 2_000
+
+
+def _telecom_site(number: int) -> SiteSpec:
+    """Site ``number`` of the national-telecom fleet: its region and plant follow from its number alone
+    (a stable hash), so the first N sites are the same whatever N the fleet is scaled to."""
+    draw = stable_key(f"national-telecom:{number}")
+    prefix, longitude, climate, outages = TELECOM_REGIONS[draw % len(TELECOM_REGIONS)]
+    share, plant = (draw >> 8) % 1000 / 1000.0, TELECOM_PLANTS[-1]
+    for candidate in TELECOM_PLANTS:
+        if share < candidate[1]:
+            plant = candidate
+            break
+        share -= candidate[1]
+    kind, _, strings, jars_per_string, model, load_kw, setpoint_c = plant
+    return SiteSpec.model_construct(
+        site_id=f"{prefix}-{kind[:2].upper()}{number:06d}", name=f"{kind} {number}", timezone="Asia/Bangkok",
+        longitude_deg=longitude + ((draw >> 20) % 100 - 50) / 100.0, climate=climate, strings=strings,
+        jars_per_string=jars_per_string, model=model, load_kw_per_string=load_kw, room_setpoint_c=setpoint_c,
+        outages_per_year=outages, ohmic_test_every_days=7, ohmic_test_local_hour=3, comm_gaps_per_module_year=6.0,
+        comm_gap_mean_minutes=30.0, jars=[])
+
+
+def national_telecom(sites: int = NATIONAL_TELECOM_SITES) -> FleetSpec:
+    """The ``national-telecom`` preset with ``sites`` sites (about 11 jars a site on average)."""
+    if not 1 <= sites <= MAX_SITES:
+        raise FleetFileError(f"sites must be 1-{MAX_SITES:,}, not {sites:,}")
+    return FleetSpec(
+        name="national-telecom",
+        description=f"{sites:,} 48 V telecom plants across 6 Thai regions: 80 % cell sites (2 × 4 12 V blocks), "
+                    "15 % hubs (4 × 4), 5 % exchanges (2 × 24 2 V cells).",
+        max_initial_age_years=5.0,
+        models=[TELECOM_CELL],
+        sites=[_telecom_site(number) for number in range(1, sites + 1)],
+    )
+
+
+PRESETS["national-telecom"] = national_telecom()
+# Presets made by a function of the number of sites: --sites N makes them with N sites.
+PROCEDURAL_PRESETS = {"national-telecom": national_telecom}
+
+
+def with_sites(spec: FleetSpec, sites: int) -> FleetSpec:
+    """``spec`` scaled to ``sites`` sites: a procedural preset made with that many; any other fleet its own
+    sites repeated in order (the k-th repeat's ids suffixed ``-k``, from 2), or its first ``sites``."""
+    if not 1 <= sites <= MAX_SITES:
+        raise FleetFileError(f"sites must be 1-{MAX_SITES:,}, not {sites:,}")
+    if spec.name in PROCEDURAL_PRESETS and spec == PRESETS.get(spec.name):
+        return PROCEDURAL_PRESETS[spec.name](sites)
+    base = spec.sites
+    if any(site.jars for site in base) and sites > len(base):
+        raise FleetFileError("sites: a fleet with named jars ([[sites.jars]]) cannot be repeated (jar ids are unique)")
+    scaled = [base[i % len(base)] if i < len(base) else
+              base[i % len(base)].model_copy(update={"site_id": f"{base[i % len(base)].site_id}-{i // len(base) + 1}"})
+              for i in range(sites)]
+    return spec.model_copy(update={"sites": scaled})

@@ -6,13 +6,14 @@
      "config": {…the run's configuration, as a single recording's runs.config…},
      "parts": [{"file": "part-000.duckdb", "sites": [0, 9], "first_site": "CNX_DC1", "last_site": "HDY_DC1",
                 "jars": 216, "status": "pending|running|complete|incomplete|missing", "readings": 0,
-                "error": null}, …]}
+                "error": null, "worker_peak_rss_mb": 180.5}, …]}
 
 The runner writes it before any part starts (every part ``pending``) and again, atomically (a temporary
 file renamed over it), whenever a part starts or ends, so after a crash it still lists every part and
-says which finished. A part's own ``runs.status`` in its file is the final word: readers go by the file.
-Every reader checks ``format`` and ``version`` first (:func:`read_manifest`) and refuses a part file name
-that would leave the directory.
+says which finished. ``worker_peak_rss_mb`` is the peak memory of the worker that wrote the part, as
+it finished it (a worker's parts run one after another, so this shows memory flat per process). A part's
+own ``runs.status`` in its file is the final word: readers go by the file. Every reader checks ``format``
+and ``version`` first (:func:`read_manifest`) and refuses a part file name that would leave the directory.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import resource
 import signal
 import time
 import uuid
@@ -153,6 +154,11 @@ def part_status(path: Path) -> tuple[str, int]:
     return ("complete" if status == "complete" else "incomplete"), int(readings)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, MB (what shows memory stays flat per worker)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
 def _work(jobs: list[PartJob], messages) -> None:
     """A worker process: its parts one after another, reporting each start, progress and end."""
     for job in jobs:
@@ -168,7 +174,7 @@ def _work(jobs: list[PartJob], messages) -> None:
         except Exception as error:  # reported to the parent, which names the part
             messages.put(("incomplete", index, 0, str(error).splitlines()[0] if str(error) else type(error).__name__))
             return
-        messages.put(("complete", index, summary.readings, None))
+        messages.put(("complete", index, summary.readings, None, peak_rss_mb()))
 
 
 def record_shards(run: ShardedRun, progress: Callable[[float, int], None] | None = None) -> ShardsSummary:
@@ -245,6 +251,8 @@ def _note(manifest: dict, directory: Path, message: tuple, progress) -> None:
         part["status"] = kind
         if rest and rest[0]:
             part["error"] = rest[0]
+        if len(rest) > 1:
+            part["worker_peak_rss_mb"] = round(rest[1], 1)
         write_manifest(directory, manifest)
     if progress is not None:
         jars = sum(p["jars"] for p in manifest["parts"])

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from battsim.engine.fleet import PRESETS
+from battsim.engine.fleet import PRESETS, FleetFileError, with_sites
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, RecordingWriteError, RunInterrupted, record_run
 from battsim.recordings.outputs import OutputError, check_out
@@ -84,6 +84,9 @@ def run(
     postgres: Annotated[list[str] | None, typer.Option(
         "--postgres", metavar="DSN", help="Also COPY readings into this database's telemetry table (created if missing): a libpq "
         "DSN or postgresql:// URL; repeatable.")] = None,
+    sites: Annotated[int | None, typer.Option(
+        help="Scale the fleet to this many sites: a procedural preset (national-telecom) is made with them, any "
+        "other fleet repeats its sites (ids suffixed -2, -3 …).")] = None,
     workers: Annotated[int | None, typer.Option(
         help="Run the fleet as parts of whole sites in this many worker processes; --out is then a directory "
         "(part-000.duckdb … and a manifest) that every reader opens as one recording.")] = None,
@@ -98,6 +101,11 @@ def run(
     spec, preset_name = resolve_fleet(preset, fleet)
     if model_file is not None:  # the fleet is no longer the preset: its blocks are the file's
         spec, preset_name = fleet_with_model_file(spec, model_file), None
+    if sites is not None:
+        try:
+            spec = with_sites(spec, sites)
+        except FleetFileError as error:
+            fail("--sites", escape(str(error)))
     if not 1 <= interval <= 3600:
         fail("--interval", f"{interval} is outside 1-3600 seconds")
     if seed < 0 or seed >= 2**63:
