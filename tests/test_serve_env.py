@@ -1,0 +1,135 @@
+"""`battsim serve` configured from the environment (issue 24): every flag also from a BATTSIM_* variable, PORT and
+HOST as platforms set them (flag > BATTSIM_PORT > PORT > default), bad values named by their variable, and
+forwarded headers believed from the proxies --forwarded-allow-ips names. Real subprocesses on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import typer.main
+
+from battsim.service.cli import app
+from test_service_helpers import WAIT_S, battsim_command, free_port, wait_until
+
+
+def clean_environment(**variables: str) -> dict[str, str]:
+    """This process's environment without any battsim or platform setting, plus ``variables``."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("BATTSIM_") and key not in ("PORT", "HOST")}
+    return {**env, **variables}
+
+
+@contextmanager
+def serving(*args: str, **variables: str):
+    """`battsim serve ARGS` with the environment ``variables``; yields (process, log lines), stopped after."""
+    process = subprocess.Popen([*battsim_command(), "serve", *args], env=clean_environment(**variables),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    try:
+        yield process, lines
+    finally:
+        process.terminate()
+        process.wait(WAIT_S)
+        reader.join(WAIT_S)
+
+
+def health_on(process, port: int):
+    def answer():
+        assert process.poll() is None, "battsim serve exited"
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+        except httpx.TransportError:
+            return None
+    return wait_until(answer, timeout=WAIT_S, every_s=0.1)
+
+
+def test_port_from_the_platform_s_port_variable(tmp_path):
+    port = free_port()
+    with serving(PORT=str(port), BATTSIM_DATA_DIR=str(tmp_path / "data")) as (process, lines):
+        assert health_on(process, port).json()["status"] == "healthy"
+        wait_until(lambda: any(f"http://127.0.0.1:{port}/api/v1/" in line for line in lines))  # the banner says so
+    assert (tmp_path / "data").is_dir()
+
+
+def test_a_flag_beats_battsim_port_which_beats_port(tmp_path):
+    flag, ours, platform = free_port(), free_port(), free_port()
+    with serving("--port", str(flag), "--data-dir", str(tmp_path), BATTSIM_PORT=str(ours), PORT=str(platform)) as (process, _):
+        assert health_on(process, flag).status_code == 200
+    with serving("--data-dir", str(tmp_path), BATTSIM_PORT=str(ours), PORT=str(platform)) as (process, _):
+        assert health_on(process, ours).status_code == 200
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{platform}/health", timeout=2)
+
+
+def test_the_boot_fleet_from_the_environment(tmp_path):
+    port = free_port()
+    with serving("--speed", "2", PORT=str(port), BATTSIM_PRESET="single-string", BATTSIM_SPEED="30",
+                 BATTSIM_INTERVAL="10", BATTSIM_SEED="7", BATTSIM_RANDOM_OUTAGES="false",
+                 BATTSIM_DATA_DIR=str(tmp_path), BATTSIM_TIMELINE="daily-outage") as (process, _):
+        health_on(process, port)
+        status = httpx.get(f"http://127.0.0.1:{port}/api/v1/simulation/status", timeout=WAIT_S).json()
+    assert (status["preset"], status["interval_seconds"], status["seed"]) == ("single-string", 10, 7)
+    assert status["speed"] == 2  # the flag, not BATTSIM_SPEED
+    assert status["timelines"] == ["daily-outage"]  # and no random outages (BATTSIM_RANDOM_OUTAGES=false)
+    assert status["recording_path"].startswith(str(tmp_path))
+
+
+@pytest.mark.parametrize(("variables", "named", "words"), [
+    ({"PORT": "70000"}, "PORT", "outside 1-65535"),
+    ({"BATTSIM_PORT": "0", "PORT": "8080"}, "BATTSIM_PORT", "outside 1-65535"),
+    ({"PORT": "eighty"}, "PORT", "valid integer"),
+    ({"BATTSIM_INTERVAL": "99"}, "BATTSIM_INTERVAL", "outside 1-60"),
+    ({"BATTSIM_SPEED": "0"}, "BATTSIM_SPEED", "more than 0"),
+    ({"BATTSIM_PRESET": "mars"}, "BATTSIM_PRESET", "unknown preset"),
+    ({"BATTSIM_BACKFILL": "2d"}, "BATTSIM_BACKFILL", "needs a fleet"),
+    ({"BATTSIM_FORWARDED_ALLOW_IPS": "10.0.0.1,proxy.lan"}, "BATTSIM_FORWARDED_ALLOW_IPS", "not an IP address"),
+    ({"BATTSIM_RANDOM_OUTAGES": "perhaps"}, "BATTSIM_RANDOM_OUTAGES", "valid boolean"),
+    ({"HOST": "0.0.0.0"}, "--token", "BATTSIM_TOKEN"),  # beyond loopback a token is required, wherever the host came from
+])
+def test_a_bad_value_in_a_variable_is_refused_naming_the_variable(tmp_path, variables, named, words):
+    result = subprocess.run([*battsim_command(), "serve", "--data-dir", str(tmp_path)], timeout=WAIT_S * 2,
+                            env={**clean_environment(**variables), "COLUMNS": "200"}, capture_output=True, text=True)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2, output
+    assert named in output and words in output, output
+
+
+def test_a_flag_beats_a_bad_variable(tmp_path):
+    port = free_port()
+    with serving("--port", str(port), "--interval", "5", "--data-dir", str(tmp_path),
+                 PORT="not-a-port", BATTSIM_INTERVAL="99") as (process, _):
+        assert health_on(process, port).status_code == 200
+
+
+def test_every_serve_flag_has_a_battsim_variable():
+    command = typer.main.get_command(app).commands["serve"]
+    options = [param for param in command.params if param.param_type_name == "option" and param.name != "help"]
+    assert len(options) >= 20
+    for option in options:
+        names = [option.envvar] if isinstance(option.envvar, str) else list(option.envvar or [])
+        assert names and names[0].startswith("BATTSIM_"), option.name
+        assert names[0] == "BATTSIM_" + option.name.upper() or option.name in ("allowed_origin", "allowed_host"), names
+        assert option.show_envvar, option.name
+    assert {tuple(o.envvar) for o in options if o.name in ("host", "port")} == {("BATTSIM_HOST", "HOST"),
+                                                                                ("BATTSIM_PORT", "PORT")}
+
+
+@pytest.mark.parametrize(("trusted", "logged"), [(None, "203.0.113.7"), ("10.9.9.9", "127.0.0.1")])
+def test_forwarded_headers_are_believed_from_trusted_proxies_only(tmp_path, trusted, logged):
+    port = free_port()
+    variables = {"BATTSIM_FORWARDED_ALLOW_IPS": trusted} if trusted else {}
+    with serving("--port", str(port), "--data-dir", str(tmp_path), **variables) as (process, lines):
+        health_on(process, port)
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/simulation/status", timeout=WAIT_S,
+                           headers={"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"})
+        assert answer.status_code == 200
+        # uvicorn's access log names the client as the proxy reported it, when it trusts the proxy (127.0.0.1 here).
+        line = wait_until(lambda: next((x for x in lines if "GET /api/v1/simulation/status" in x), None))
+    assert f"{logged}:" in line, line
