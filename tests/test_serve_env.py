@@ -8,6 +8,7 @@ import os
 import subprocess
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -133,3 +134,44 @@ def test_forwarded_headers_are_believed_from_trusted_proxies_only(tmp_path, trus
         # uvicorn's access log names the client as the proxy reported it, when it trusts the proxy (127.0.0.1 here).
         line = wait_until(lambda: next((x for x in lines if "GET /api/v1/simulation/status" in x), None))
     assert f"{logged}:" in line, line
+
+
+# ------------------------------------------------------------------------------------------ deployment files
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "t" * 32
+
+
+def test_the_procfile_start_command_serves_on_port_with_a_token(tmp_path):
+    """The Procfile's web command as a platform runs it (bash, PORT set), on loopback here: BATTSIM_HOST is the one
+    thing changed, and only through the environment, as the command leaves it to."""
+    [command] = [line.removeprefix("web:").strip() for line in (ROOT / "Procfile").read_text().splitlines()
+                 if line.startswith("web:")]
+    port = free_port()
+    environment = clean_environment(PORT=str(port), BATTSIM_HOST="127.0.0.1", BATTSIM_TOKEN=TOKEN,
+                                    BATTSIM_DATA_DIR=str(tmp_path),
+                                    PATH=f"{Path(battsim_command()[0]).parent}{os.pathsep}{os.environ['PATH']}")
+    process = subprocess.Popen(["bash", "-c", command], env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        assert health_on(process, port).status_code == 200
+        base = f"http://127.0.0.1:{port}/api/v1/simulation/status"
+        assert httpx.get(base, timeout=WAIT_S).status_code == 401
+        assert httpx.get(base, timeout=WAIT_S, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=WAIT_S)[0]
+    assert "Application shutdown complete" in output
+
+
+def test_the_dockerfile_healthcheck_command_probes_health(tmp_path):
+    """The image is not built here; its HEALTHCHECK command is run as Docker would (sh -c) against a real server."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    [healthcheck] = [line for line in text.splitlines() if line.startswith("HEALTHCHECK")]
+    probe = healthcheck.split(" CMD ", 1)[1].strip()
+    assert "USER battsim" in text and 'VOLUME ["/data"]' in text and 'CMD ["battsim", "serve"]' in text
+    port = free_port()
+    with serving("--data-dir", str(tmp_path), PORT=str(port)) as (process, _):
+        health_on(process, port)
+        assert subprocess.run(["sh", "-c", probe], env=clean_environment(PORT=str(port)), timeout=WAIT_S).returncode == 0
+    assert subprocess.run(["sh", "-c", probe], env=clean_environment(PORT=str(port)), timeout=WAIT_S,
+                          capture_output=True).returncode != 0  # and fails once nothing answers
