@@ -955,16 +955,26 @@
       `${t.source}: ${entries((t.events || []).length)}`).join("\n");
   }
 
+  // The scenario builder (builder.js) starts a simulation with its timeline's TOML as Start would.
+  let builderTimeline = null;
   const startSimulation = action(async () => {
     const speed = Number($("speed").value), seed = Number($("seed").value), interval = Number($("interval").value);
     const body = { preset: $("preset").value, seed, speed, interval_seconds: interval };
-    if ($("start-timeline").value) body.timeline = $("start-timeline").value;
+    if (builderTimeline) body.timeline = builderTimeline;
+    else if ($("start-timeline").value) body.timeline = $("start-timeline").value;
+    builderTimeline = null;
     setView("live");
     store.reset();
     clearAlarms();
     const result = await api("POST", "simulation/start", body);
     toast(result.message, "info");
     await refreshSimStatus();
+    await loadTimelines();
+    document.dispatchEvent(new CustomEvent("battsim:simulation-changed"));
+  });
+  document.addEventListener("battsim:start-with-timeline", (event) => { builderTimeline = event.detail; startSimulation(); });
+  document.addEventListener("battsim:timeline-installed", () => {
+    loadTimelines().then(refreshSimStatus).catch((error) => toast(error.message));
   });
 
   const simulationCommand = (path, body) => action(async () => {
