@@ -335,12 +335,20 @@ def test_battsim_serve_modbus_port_serves_the_boot_fleet(tmp_path):
     (["--modbus-port", "70000"], "--modbus-port", "outside 1-65535"),
     (["--modbus-port", "{busy}"], "--modbus-host/--modbus-port", "cannot listen on 127.0.0.1:"),
     (["--modbus-port", "{free}", "--modbus-host", "0.0.0.0"], "--modbus-host", "pass --insecure"),
+    (["--snmp-port", "70000"], "--snmp-port", "outside 1-65535"),
+    (["--snmp-port", "{busy_udp}"], "--snmp-host/--snmp-port", "cannot listen on 127.0.0.1:"),
+    (["--snmp-port", "{free}", "--snmp-host", "0.0.0.0"], "--snmp-host", "pass --insecure"),
+    (["--snmp-port", "{free}", "--snmp-trap", "receiver:port"], "--snmp-trap", "host:port"),
+    (["--snmp-trap", "127.0.0.1:162"], "--snmp-trap", "needs the SNMP agent"),
+    (["--snmp-port", "{free}", "--snmp-community", ""], "--snmp-community", "1-64 printable"),
 ])
-def test_serve_refuses_bad_modbus_flags_naming_them(tmp_path, flags, named, says):
-    with socket.socket() as busy:
+def test_serve_refuses_bad_device_flags_naming_them(tmp_path, flags, named, says):
+    with socket.socket() as busy, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy_udp:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        args = [flag.format(busy=busy.getsockname()[1], free=free_port()) for flag in flags]
+        busy_udp.bind(("127.0.0.1", 0))
+        args = [flag.format(busy=busy.getsockname()[1], busy_udp=busy_udp.getsockname()[1], free=free_port())
+                for flag in flags]
         result = CliRunner().invoke(cli.app, ["serve", "--port", str(free_port()), "--data-dir", str(tmp_path), *args])
     assert result.exit_code == 2, result.output
     assert f"error: {named}:" in result.output and says in result.output, result.output

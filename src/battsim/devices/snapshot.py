@@ -13,6 +13,8 @@ list of sites due for a test at the next tick (engine/monitoring.py), exactly wh
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +30,7 @@ from battsim.devices.register_map import (
     fields,
     table_size,
 )
-from battsim.engine.alarms import RULES
+from battsim.engine.alarms import RULE_INDEX, RULES
 from battsim.engine.readings import ReadingBatch
 
 if TYPE_CHECKING:
@@ -114,6 +116,16 @@ class Layout:
 
 
 @dataclass(frozen=True)
+class Tick:
+    """One tick's values by name (strings' and jars' arrays) and its alarm states, shared by the protocols."""
+
+    seq: int
+    time_s: int
+    values: dict[str, np.ndarray]
+    active: np.ndarray  # (rules, jars) bool
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """One tick's input registers and discrete inputs for every unit (row = unit - 1)."""
 
@@ -136,24 +148,39 @@ class DeviceSource:
         self.jar_unit = fleet.battery_string[self.jars]
         self.jar_offset = fleet.battery_position[self.jars] - 1
         self.holding = self._identification()
+        self.started_monotonic = time.monotonic()  # the monitor's (re)start: SNMP's sysUpTime counts from here
+        self.last_cell: dict[int, str] = {}  # unit -> the jar its last notification named (batteryCellIdentifier)
+        self.low_float_rule = RULE_INDEX["low_float_voltage"]
         self._batch: ReadingBatch | None = None
+        self._tick: Tick | None = None
         self._snapshot: Snapshot | None = None
 
     # ------------------------------------------------------------------------------ Attached
     def readings(self, batch: ReadingBatch) -> None:
-        self._batch, self._snapshot = batch, None
+        self._batch, self._tick = batch, None
+        for listener in self.hub.tick_listeners:
+            listener(self)
 
     def event(self, event: Event) -> None:
-        """Nothing to do: an event's effect is in the next tick's readings."""
+        """Passed to the hub's listeners (the SNMP agent's traps); its effect on values is in the next tick."""
+        for listener in self.hub.event_listeners:
+            listener(self, event)
 
     def close(self) -> None:
         self.hub.detach(self)
 
     # ------------------------------------------------------------------------------ reading
+    def tick(self) -> Tick | None:
+        """The newest tick's values (None before the first tick), worked out once for every protocol."""
+        if self._tick is None and self._batch is not None:
+            self._tick = self._values(self._batch)
+        return self._tick
+
     def snapshot(self) -> Snapshot | None:
-        """The newest tick, encoded (None before the first tick)."""
-        if self._snapshot is None and self._batch is not None:
-            self._snapshot = self._encode(self._batch)
+        """The newest tick as Modbus registers (None before the first tick)."""
+        tick = self.tick()
+        if tick is not None and (self._snapshot is None or self._snapshot.seq != tick.seq):
+            self._snapshot = self._encode(tick)
         return self._snapshot
 
     def coils(self, unit: int) -> np.ndarray:
@@ -163,20 +190,21 @@ class DeviceSource:
         state[CAPACITY_COIL] = unit in world.capacity_tests
         return state
 
-    def _encode(self, batch: ReadingBatch) -> Snapshot:
-        fleet, units = self.session.fleet, self.layout.units
+    def _values(self, batch: ReadingBatch) -> Tick:
+        fleet = self.session.fleet
         size, strings = fleet.size, len(fleet.string_ids)
         tick = batch.ticks - 1
         jar = {name: column[tick * size:(tick + 1) * size] for name, column in batch.columns.items()}
         string = {name: column[tick * strings:(tick + 1) * strings] for name, column in batch.string_columns.items()}
         start = self.string_start
-        active = self.session.alarms.active  # (rules, jars), as evaluated on this tick's readings
+        active = self.session.alarms.active.copy()  # (rules, jars), as evaluated on this tick's readings
+        seq, time_s = batch.first_tick + tick, int(jar["timestamp_us"][0]) // 1_000_000
         values = {
-            "tick_seq": np.full(strings, batch.first_tick + tick),
-            "tick_time": np.full(strings, int(jar["timestamp_us"][0]) // 1_000_000),
+            "tick_seq": np.full(strings, seq), "tick_time": np.full(strings, time_s),
             "string_voltage_v": string["voltage_v"], "string_current_a": string["current_a"], "mode": string["mode"],
             "string_soc_pct": np.fmin.reduceat(jar["soc_pct"], start),
             "string_soh_pct": np.fmin.reduceat(jar["soh_pct"], start),
+            "string_max_temperature_c": np.fmax.reduceat(jar["temperature_c"], start),
             "ambient_c": jar["ambient_c"][start], "ripple_current_a": string["ripple_current_rms_a"],
             "ripple_voltage_v": string["ripple_voltage_rms_v"], "jar_count": self.session.world.string_jars,
             "active_alarms": np.add.reduceat(active.sum(axis=0), start),
@@ -184,15 +212,19 @@ class DeviceSource:
             "jar_resistance_uohm": jar["internal_resistance_mohm"], "jar_soh_pct": jar["soh_pct"],
             "jar_soc_pct": jar["soc_pct"],
         }
+        return Tick(seq, time_s, values, active)
+
+    def _encode(self, tick: Tick) -> Snapshot:
+        units, start = self.layout.units, self.string_start
         registers = np.zeros((units, table_size("input")), dtype=np.uint16)
         for field in fields("input"):
-            self._place(registers, field, encode_words(values[field.name], field.kind, field.scale))
+            self._place(registers, field, encode_words(tick.values[field.name], field.kind, field.scale))
         bits = np.zeros((units, table_size("discrete")), dtype=bool)
         for index, rule in enumerate(RULES):
-            bits[:, index] = np.logical_or.reduceat(active[index], start)[:units]
+            bits[:, index] = np.logical_or.reduceat(tick.active[index], start)[:units]
             if not rule.per_string:
-                bits[self.jar_unit, JAR_BLOCK_SPACING * (index + 1) + self.jar_offset] = active[index][self.jars]
-        return Snapshot(batch.first_tick + tick, registers, bits)
+                bits[self.jar_unit, JAR_BLOCK_SPACING * (index + 1) + self.jar_offset] = tick.active[index][self.jars]
+        return Snapshot(tick.seq, registers, bits)
 
     def _place(self, registers: np.ndarray, field: Field, words: np.ndarray) -> None:
         if field.per_jar:
@@ -236,6 +268,10 @@ class DeviceHub:
 
     def __init__(self):
         self.source: DeviceSource | None = None
+        # Called with (source, event) for every event of the session served, and with (source) once its tick's
+        # readings are in (an alarm's event comes just before the readings of its tick), on the event loop.
+        self.event_listeners: list[Callable[[DeviceSource, Event], None]] = []
+        self.tick_listeners: list[Callable[[DeviceSource], None]] = []
 
     def __call__(self, session: LiveSession) -> DeviceSource:
         self.source = DeviceSource(self, session)

@@ -11,6 +11,7 @@ import typer
 
 from battsim.engine.fleet import PRESETS
 from battsim.scenarios.default_outages import with_random_outages
+from battsim.service import device_options
 from battsim.service.fleet_options import RANDOM_OUTAGES_HELP, load_timelines, resolve_fleet
 from battsim.service.sink_options import sink_configs
 from battsim.service.terminal import console, fail, print_summary
@@ -116,6 +117,21 @@ def serve(
         envvar="BATTSIM_MODBUS_HOST", show_envvar=True,
         help="Address the Modbus server listens on; Modbus has no authentication, so beyond loopback it needs "
              "--insecure.")] = "127.0.0.1",
+    snmp_port: Annotated[int | None, typer.Option(
+        envvar="BATTSIM_SNMP_PORT", show_envvar=True,
+        help="Serve the live fleet over SNMP (UDP) on this port: RFC 7577 BATTERY-MIB, one row per string, and the "
+             "RFC 1628 UPS-MIB battery group per string (community <community>@n). Off by default.",
+        show_default=False)] = None,
+    snmp_host: Annotated[str, typer.Option(
+        envvar="BATTSIM_SNMP_HOST", show_envvar=True,
+        help="Address the SNMP agent listens on; beyond loopback it needs --insecure.")] = "127.0.0.1",
+    snmp_trap: Annotated[list[str] | None, typer.Option(
+        "--snmp-trap", metavar="HOST:PORT", envvar="BATTSIM_SNMP_TRAP", show_envvar=True,
+        help="Send alarm notifications (SNMPv2c traps, rate-limited as RFC 7577 says) to this receiver; repeatable, "
+             "at most 8 (env: space-separated). Needs --snmp-port.")] = None,
+    snmp_community: Annotated[str, typer.Option(
+        envvar="BATTSIM_SNMP_COMMUNITY", show_envvar=True,
+        help="SNMPv2c community to read with (string n alone: <community>@n) and to send traps with.")] = "public",
     forwarded_allow_ips: Annotated[str, typer.Option(
         "--forwarded-allow-ips", envvar="BATTSIM_FORWARDED_ALLOW_IPS", show_envvar=True,
         help="Proxies (comma-separated addresses or networks, or * for any) whose X-Forwarded-For/-Proto headers are "
@@ -139,7 +155,8 @@ def serve(
     timelines = with_random_outages(load_timelines(timeline or [], spec, seed), random_outages) if spec is not None else []
     if not 1 <= port <= 65535:
         refuse(ctx, "port", "--port", f"{port} is outside 1-65535")
-    listeners, attachments, modbus_line = _modbus(modbus_host, modbus_port, insecure)
+    devices = device_options.devices(modbus_host, modbus_port, snmp_host, snmp_port, snmp_trap or [], snmp_community,
+                                     insecure, lambda parameter, flag, message: refuse(ctx, parameter, flag, message))
     if not 1 <= interval <= 60:
         refuse(ctx, "interval", "--interval", f"{interval} is outside 1-60 seconds")
     sinks = sink_configs(sink_file, webhook, mqtt, postgres)
@@ -167,8 +184,8 @@ def serve(
     from battsim.service.limits import MAX_WS_MESSAGE_BYTES
 
     web = create_app(data_dir, boot_name, interval_s=interval, speed=speed, seed=seed, access=access, fleet=spec,
-                     timelines=timelines, backfill_s=backfill_s, attachments=attachments, listeners=listeners,
-                     sinks=sinks)
+                     timelines=timelines, backfill_s=backfill_s, attachments=devices.attachments,
+                     listeners=devices.listeners, sinks=sinks)
     try:  # bound now: the banner shows the real address, and a port in use is an error, not a traceback
         sock = listening_socket(host, port)
     except OSError as error:
@@ -193,7 +210,8 @@ def serve(
         *([("sinks", ", ".join(f"{config.name} ({config.kind})" for config in sinks) + f"; state: {base}/api/v1/sinks")]
           if sinks else []),
         ("metrics", f"{base}/metrics"),
-        *([("Modbus TCP", f"{modbus_line}; map: {base}/api/v1/modbus/map")] if modbus_line else []),
+        *[(what, f"{line}; map: {base}/api/v1/modbus/map" if what == "Modbus TCP" else line)
+          for what, line in devices.banner],
         ("running", f"{boot_name or spec.name} (interval {interval} s, speed {speed:g}x, seed {seed})"
          + "".join(f", timeline {t.source}" for t in timelines)
          + (f", back-filling {backfill} first" if backfill_s else "") if spec is not None else
@@ -206,31 +224,3 @@ def serve(
     if not server.started:
         raise typer.Exit(code=3)  # the app did not start (its error is logged above); uvicorn.run exits 3 too
 
-
-def _modbus(host: str, port: int | None, insecure: bool):
-    """The Modbus TCP listener and the attachment that feeds it (none without a port), and the banner's line."""
-    if port is None:
-        return [], [], None
-    from battsim.service.security import SecurityError, is_loopback, listening_socket
-
-    if not 1 <= port <= 65535:
-        fail("--modbus-port", f"{port} is outside 1-65535")
-    try:
-        loopback = is_loopback(host)
-    except SecurityError as error:
-        fail("--modbus-host", str(error))
-    if not loopback and not insecure:
-        fail("--modbus-host", f"Modbus has no authentication: listening on {host or 'all interfaces'} lets any machine "
-                              "that reaches the port read the fleet and start tests; pass --insecure to do it anyway")
-    if not loopback:
-        console.print(f"[yellow]warning:[/yellow] Modbus on {host or 'all interfaces'}:{port}: other machines can read "
-                      "the fleet and start tests (Modbus has no authentication)", soft_wrap=True, highlight=False)
-    try:  # a port in use is a clear error now, not a traceback once the app starts
-        listening_socket(host, port).close()
-    except OSError as error:
-        fail("--modbus-host/--modbus-port", f"cannot listen on {host}:{port}: {error.strerror or error}")
-    from battsim.devices.modbus import modbus_listener
-    from battsim.devices.snapshot import DeviceHub
-
-    hub = DeviceHub()
-    return [lambda: modbus_listener(hub, host, port)], [hub], f"{host}:{port}, unit id n = the fleet's string n"
