@@ -175,3 +175,14 @@ def test_the_dockerfile_healthcheck_command_probes_health(tmp_path):
         assert subprocess.run(["sh", "-c", probe], env=clean_environment(PORT=str(port)), timeout=WAIT_S).returncode == 0
     assert subprocess.run(["sh", "-c", probe], env=clean_environment(PORT=str(port)), timeout=WAIT_S,
                           capture_output=True).returncode != 0  # and fails once nothing answers
+
+
+def test_the_readme_deployment_table_lists_every_flag_and_variable():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Deployment\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `--")]
+    command = typer.main.get_command(app).commands["serve"]
+    for option in (p for p in command.params if p.param_type_name == "option" and p.name != "help"):
+        variables = [option.envvar] if isinstance(option.envvar, str) else list(option.envvar)
+        [row] = [row for row in rows if f"`{option.opts[0]}" in row.split("|")[1]]
+        assert all(f"`{variable}`" in row for variable in variables), row
