@@ -11,6 +11,8 @@ import asyncio
 import signal
 import socket
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pyasn1.codec.ber import decoder
@@ -220,3 +222,15 @@ def test_battsim_serve_snmp_port_serves_the_boot_fleet(tmp_path):
         if process.poll() is None:
             process.kill()
     assert f"udp 127.0.0.1:{snmp_port}, community public (string n: public@n); traps to 127.0.0.1:1162" in output
+
+
+def test_the_snmp_poller_example_walks_every_string(agent):
+    """examples/snmp_poller.py, as docs/snmp.md runs it, against the running fleet."""
+    _, port, _, _, _ = agent
+    example = Path(__file__).resolve().parents[1] / "examples" / "snmp_poller.py"
+    result = subprocess.run([sys.executable, str(example), "--port", str(port)], capture_output=True, text=True,
+                            timeout=WAIT_S)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 9 and lines[BKK - 1].startswith(f"battery   {BKK} BKK_DC1_SYS01_STR01"), result.stdout
+    assert all(" V " in line and "hottest jar" in line for line in lines), result.stdout
