@@ -85,6 +85,7 @@ class Layout:
     units: int
     jar_count: np.ndarray  # per unit
     valid: dict[str, np.ndarray]  # table -> (units, size) bool: an address a unit answers
+    valid_words: dict[str, np.ndarray]  # bit table -> (units, words) bool: a 16-bit word holding such an address
 
     @classmethod
     def of(cls, string_jars: np.ndarray) -> Layout:
@@ -100,7 +101,12 @@ class Layout:
                 else:
                     mask[:, field.address: field.address + field.words] = True
             valid[table] = mask
-        return cls(units, jar_count, valid)
+        valid_words = {}
+        for table in ("discrete", "coil"):
+            padded = np.zeros((units, -(-valid[table].shape[1] // 16) * 16), dtype=bool)
+            padded[:, : valid[table].shape[1]] = valid[table]
+            valid_words[table] = padded.reshape(units, -1, 16).any(axis=2)
+        return cls(units, jar_count, valid, valid_words)
 
     def answers(self, table: str, unit: int, address: int, count: int) -> bool:
         mask = self.valid[table][unit]
@@ -108,10 +114,7 @@ class Layout:
 
     def answers_words(self, table: str, unit: int, word: int, count: int) -> bool:
         """Whether each of ``count`` 16-bit words of a bit table from ``word`` holds a bit the unit answers."""
-        mask = self.valid[table][unit]
-        words = np.zeros(-(-len(mask) // 16) * 16, dtype=bool)
-        words[: len(mask)] = mask
-        held = words.reshape(-1, 16).any(axis=1)
+        held = self.valid_words[table][unit]
         return count > 0 and word + count <= len(held) and bool(held[word: word + count].all())
 
 
