@@ -14,6 +14,7 @@ one was given (``["body", "form", "events", 0, "duration"]``), so any client can
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -30,6 +31,12 @@ API = "/api/v1"
 TimelineText = Field(default=None, max_length=MAX_TIMELINE_BYTES,
                      description=f"TOML text, or a shipped timeline's name. At most {MAX_TIMELINE_BYTES} characters.",
                      examples=["daily-outage"])
+
+
+@lru_cache(maxsize=len(PRESETS))
+def preset_fleet(name: str) -> Fleet:
+    """A preset's fleet, built once: its ids and zones do not depend on the seed (the full fleet takes ~0.4 s)."""
+    return build_fleet(PRESETS[name], seed=0)
 
 
 def invalid(loc: tuple, message: str) -> HTTPException:
@@ -154,7 +161,7 @@ def timeline_router(sessions: Sessions) -> APIRouter:
         if preset is not None:
             if preset not in PRESETS:
                 raise invalid(("preset",), f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
-            return build_fleet(PRESETS[preset], seed=0), preset  # ids and zones do not depend on the seed
+            return preset_fleet(preset), preset
         session = sessions.slot(DEFAULT_SLOT).running
         if session is None:
             raise HTTPException(409, detail=f"no simulation is running: give a preset to preview on "
