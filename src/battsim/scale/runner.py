@@ -188,6 +188,10 @@ def record_shards(run: ShardedRun, progress: Callable[[float, int], None] | None
     replacing = out.exists() and any(out.iterdir())
     if replacing and not (run.batch.overwrite and is_shard_set(out)):
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite to replace a shard set")
+    if run.engine == "ray" and run.address is not None:
+        from battsim.scale.ray_runner import check_address
+
+        check_address(run.address)
     directory = staging_path(out) if replacing else out
     directory.mkdir(parents=True, exist_ok=True)
     for timeline in run.batch.timelines:
@@ -197,7 +201,7 @@ def record_shards(run: ShardedRun, progress: Callable[[float, int], None] | None
     write_manifest(directory, manifest)
     jobs = jobs_for(run, directory)
     began = time.perf_counter()
-    interrupted = False
+    interrupted, failure = False, None
     try:
         if run.engine == "ray":
             from battsim.scale.ray_runner import run_on_ray
@@ -207,6 +211,8 @@ def record_shards(run: ShardedRun, progress: Callable[[float, int], None] | None
             _run_processes(jobs, run.workers, manifest, directory, progress)
     except KeyboardInterrupt:
         interrupted = True
+    except RuntimeError as error:  # the engine could not start (Ray's cluster unreachable): said, with the manifest
+        failure = error
     wall_s = time.perf_counter() - began
     for part in manifest["parts"]:
         path = directory / part["file"]
@@ -228,6 +234,8 @@ def record_shards(run: ShardedRun, progress: Callable[[float, int], None] | None
         return summary
     if directory != out:
         summary.kept = _keep_beside(directory, out)
+    if failure is not None:
+        raise failure
     if interrupted:
         raise ShardsInterrupted(summary)
     raise ShardsIncomplete(summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import datetime
 
 import typer
@@ -25,6 +26,8 @@ def check_shard_options(workers: int | None, part_jars: int, engine: str, addres
         fail("--workers", f"{workers} is not a whole number from 1 to {MAX_WORKERS}")
     if not 1 <= part_jars <= MAX_PART_JARS:
         fail("--part-jars", f"{part_jars} is outside 1-{MAX_PART_JARS:,} (a part is one recording file)")
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        fail("--engine", "ray needs Ray installed: pip install 'battsim[ray]' (or use --workers N)")
     if address is not None and engine != "ray":
         fail("--address", "is for --engine ray (the Ray cluster to run on)")
 
