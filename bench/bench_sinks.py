@@ -103,12 +103,14 @@ def paho_baseline(port: int, messages: list[tuple[str, str]]) -> float:
 
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-baseline")
     client.max_inflight_messages_set(MAX_INFLIGHT)
+    client.max_queued_messages_set(MqttConfig.buffer_messages)  # as the sink: below MQTT's 65,535 message ids
     client.on_publish = on_publish
     client.connect("127.0.0.1", port)
     client.loop_start()
     started = time.perf_counter()
     for topic, payload in messages:
-        client.publish(topic, payload, qos=1)
+        while client.publish(topic, payload, qos=1).rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            time.sleep(0.001)  # wait for acknowledgements to make room
     assert done.wait(600)
     elapsed = time.perf_counter() - started
     client.disconnect()
@@ -124,7 +126,7 @@ def bench_mqtt(fleet, batches) -> list[dict]:
     try:
         for per in ("jar", "string"):
             sink = MqttSink(MqttConfig(port=broker.port, per=per, qos=1, client_id=f"bench-{per}",
-                                       queue_batches=len(batches)), JarIds.of_fleet(fleet))
+                                       queue_batches=len(batches)), JarIds.of_fleet(fleet), wait=True)
             while sink.status()["state"] != "connected":
                 time.sleep(0.01)
             sink_s, handed_s = feed(sink, batches)

@@ -176,6 +176,18 @@ def test_a_tiny_buffer_drops_and_counts_while_the_broker_is_down(root):
     subscriber.stop()
 
 
+def test_a_back_fill_waits_for_room_in_the_buffer_instead_of_dropping(broker):
+    subscriber = Subscriber(broker.port)
+    publisher = MqttSink(MqttConfig(port=broker.port, buffer_messages=10), JarIds.of_fleet(FLEET), wait=True)
+    wait_until(lambda: publisher.status()["state"] == "connected")
+    for batch in BATCHES[:5]:                            # 120 messages through room for 10
+        publisher.readings(batch)
+    publisher.close(timeout_s=30)
+    assert (publisher.status()["sent"], publisher.status()["dropped"]) == (120, 0)
+    wait_until(lambda: len(subscriber.readings()) == 120)
+    subscriber.stop()
+
+
 def test_username_password_and_a_refused_login(root):
     broker = MosquittoBroker(root, users={"battsim": "s3cret", "reader": "r"})
     try:

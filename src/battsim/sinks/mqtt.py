@@ -6,7 +6,8 @@ Delivery: the simulation's thread hands a batch to the sink's worker, which enco
 to paho's client. The client keeps every QoS 1 message until the broker acknowledges it and sends it again after
 a reconnect (with backoff), with a persistent session (a fixed client id, clean session off), so QoS 1 is
 at-least-once across a broker restart. Its buffer is bounded (``buffer_messages``): a message that does not fit
-is dropped and counted, as is a QoS 0 message published while disconnected.
+is dropped and counted (a batch run's back-fill waits for room instead, while connected), as is a QoS 0
+message published while disconnected.
 
 Counters are in readings: ``sent`` acknowledged (QoS 1) or written (QoS 0), ``queued`` waiting on the worker or
 in the client, ``dropped``, ``retried`` the readings the client had outstanding when it reconnected."""
@@ -23,10 +24,10 @@ import paho.mqtt.client as mqtt
 
 from battsim.engine.readings import ReadingBatch
 from battsim.engine.world import Event
-from battsim.recordings.player import iso_utc
 from battsim.sinks.config import MqttConfig
 from battsim.sinks.payload import JarIds, JsonRows
 from battsim.sinks.worker import SinkWorker
+from battsim.wire import iso_utc
 
 # QoS 1 messages on the wire unacknowledged: no limit (the buffer bounds them). With a limit, paho scans its whole
 # queue on every acknowledgement: 6,000 acknowledged messages/s with 1,000 in flight, 12,000 with its default 20,
@@ -145,6 +146,10 @@ class MqttSink:
 
     def _publish(self, topic: str, payload: str, readings: int, retain: bool = False) -> None:
         info = self.client.publish(topic, payload, qos=self.config.qos, retain=retain)
+        # A back-fill waits for room while the broker is acknowledging (live drops: fresh data first).
+        while info.rc == mqtt.MQTT_ERR_QUEUE_SIZE and self.worker.wait and self._connected.is_set():
+            time.sleep(0.001)
+            info = self.client.publish(topic, payload, qos=self.config.qos, retain=retain)
         with self._lock:
             if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE or (info.rc == mqtt.MQTT_ERR_NO_CONN and self.config.qos == 0):
                 self.dropped += readings  # the client's buffer is full, or QoS 0 with no connection
