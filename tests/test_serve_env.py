@@ -4,6 +4,7 @@ forwarded headers believed from the proxies --forwarded-allow-ips names. Real su
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
@@ -186,3 +187,96 @@ def test_the_readme_deployment_table_lists_every_flag_and_variable():
         variables = [option.envvar] if isinstance(option.envvar, str) else list(option.envvar)
         [row] = [row for row in rows if f"`{option.opts[0]}" in row.split("|")[1]]
         assert all(f"`{variable}`" in row for variable in variables), row
+
+
+# ------------------------------------------------------------------------------------------ behind a reverse proxy
+class PrefixProxy:
+    """A reverse proxy on 127.0.0.1 for a server under a path prefix, as a platform's router would be: /battsim/X is
+    the server's /X, with X-Forwarded-For and X-Forwarded-Proto added; a WebSocket upgrade is tunnelled. One request
+    per connection (it asks the server to close after each), which browsers handle as any server's close."""
+
+    def __init__(self, upstream_port: int, prefix: str = "/battsim", client: str = "203.0.113.9"):
+        self.upstream_port, self.prefix, self.client = upstream_port, prefix, client
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def _pipe(self, reader, writer):
+        try:
+            while chunk := await reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, reader, writer):
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        request, *headers = head[:-4].split("\r\n")
+        method, target, version = request.split(" ", 2)
+        if target != self.prefix and not target.startswith(self.prefix + "/"):
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            writer.close()
+            return
+        upgrade = any(line.lower().startswith("upgrade:") for line in headers)
+        kept = [line for line in headers if upgrade or not line.lower().startswith("connection:")]
+        forwarded = [f"{method} {target[len(self.prefix):] or '/'} {version}", *kept,
+                     *([] if upgrade else ["Connection: close"]),
+                     f"X-Forwarded-For: {self.client}", "X-Forwarded-Proto: http", "", ""]
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        upstream_writer.write("\r\n".join(forwarded).encode("latin-1"))
+        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
+
+    def __enter__(self):
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port), self.loop).result(WAIT_S)
+        return self
+
+    def __exit__(self, *exc):
+        async def stop():
+            self.server.close()
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:
+                task.cancel()
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(WAIT_S)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WAIT_S)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_the_dashboard_and_its_websocket_work_behind_a_reverse_proxy_under_a_path_prefix(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    port = free_port()
+    with serving("--data-dir", str(tmp_path), PORT=str(port)) as (process, lines), PrefixProxy(port) as proxy:
+        health_on(process, port)
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                                 args=["--headless", "--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(20_000)
+                errors = []
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.goto(f"http://127.0.0.1:{proxy.port}/battsim/")
+                # The page, its scripts and the live WebSocket all came through the proxy, under its prefix.
+                page.wait_for_function("() => window.__battsim && window.__battsim.feeds().live.state === 'open' "
+                                       "&& document.querySelectorAll('#preset option').length > 0")
+                page.select_option("#preset", "single-string")
+                page.fill("#interval", "1")
+                page.fill("#speed", "60")
+                page.click("#start")
+                page.wait_for_function("() => window.__battsim.framesParsed >= 3 && window.__battsim.jars === 24")
+                assert errors == []
+            finally:
+                browser.close()
+        # The server believed the local proxy's forwarded client address (--forwarded-allow-ips defaults to it).
+        line = wait_until(lambda: next((x for x in lines if "\"POST /api/v1/simulation/start HTTP" in x), None))
+        assert "203.0.113.9:" in line, line
