@@ -234,3 +234,30 @@ def test_the_snmp_poller_example_walks_every_string(agent):
     lines = result.stdout.splitlines()
     assert len(lines) == 9 and lines[BKK - 1].startswith(f"battery   {BKK} BKK_DC1_SYS01_STR01"), result.stdout
     assert all(" V " in line and "hottest jar" in line for line in lines), result.stdout
+
+
+def test_alarms_of_a_backfill_send_no_trap_and_live_ones_do(tmp_path):
+    """A back-fill's alarms are history (recorded, like the WebSocket's alerts not sent); the live ones are traps."""
+    hub, port = DeviceHub(), free_port()
+    traps = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    traps.bind(("127.0.0.1", 0))
+    receiver = Receiver("127.0.0.1", traps.getsockname()[1])
+    try:
+        with serve(tmp_path, attachments=[hub],
+                   listeners=[lambda: snmp_listener(hub, "127.0.0.1", port, receivers=[receiver])]) as server:
+            body = {"preset": "single-string", "interval_seconds": 5, "speed": 60, "backfill": "2h",
+                    "scenario": "power_outage"}  # on battery from the back-fill's first tick: on_battery raised then
+            assert server.http.post("/api/v1/simulation/start", json=body).status_code == 200
+            wait_until(lambda: server.http.get("/api/v1/simulation/status").json()["backfill"]["state"] == "done")
+            sender = hub.event_listeners[0]
+            assert sender.sent == sender.suppressed == sender.dropped == 0
+            traps.settimeout(1.0)
+            with pytest.raises(TimeoutError):
+                traps.recvfrom(65_535)
+            assert server.http.post("/api/v1/scenarios/clear").status_code == 200  # live: back on its rectifier
+            traps.settimeout(WAIT_S)
+            trap = decode_trap(traps.recvfrom(65_535)[0])
+            assert tuple(trap[SNMP_TRAP_OID]) == NOTIFICATIONS["charging_state"]
+            assert int(trap[BATTERY_ENTRY + (13, 1)]) != 5  # no longer discharging
+    finally:
+        traps.close()

@@ -224,6 +224,9 @@ class TrapSender:
     def __call__(self, source: DeviceSource, event) -> None:
         if event.kind not in ("alarm_raised", "alarm_cleared") or event.string_id is None:
             return
+        backfill = source.session.backfill
+        if backfill is not None and not backfill.done:  # history, as the WebSocket's alerts: recorded, not sent
+            return
         rule = event.detail.get("rule")
         notification = RULE_NOTIFICATION.get(rule)
         if notification is None or (event.kind == "alarm_cleared" and notification != "charging_state"):
