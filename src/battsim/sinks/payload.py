@@ -14,7 +14,7 @@ from battsim.engine.battery import MODE_NAMES
 from battsim.engine.maintenance import JAR_REPLACED
 from battsim.engine.readings import ReadingBatch
 from battsim.engine.world import Event
-from battsim.recordings.player import WIRE_NUMBERS, iso_utc
+from battsim.wire import WIRE_NUMBERS, iso_utc
 
 
 def format_numbers(values: np.ndarray, decimals: int) -> np.ndarray:
@@ -90,9 +90,19 @@ class JsonRows:
         seq = np.array([f',"seq":{batch.first_tick + tick}' for tick in range(first, last + 1)], dtype=object)
         times = np.array([f'"timestamp":"{iso_utc(int(columns["timestamp_us"][tick * per_tick]))}"'
                           for tick in range(first, last + 1)], dtype=object)
-        text = self.prefixes()[columns["battery_key"][window]] + times[where]
+        parts = [self.prefixes()[columns["battery_key"][window]], times[where]]
         for name, decimals in WIRE_NUMBERS:
-            text = text + f',"{name}":' + format_numbers(columns[name][window], decimals)
+            parts += [f',"{name}":', format_numbers(columns[name][window], decimals)]
             if name == "soh_pct":
-                text = text + self._modes[columns["mode"][window]]
-        return text + seq[where] + f',"sent_at":"{sent_at}"}}'
+                parts.append(self._modes[columns["mode"][window]])
+        parts += [seq[where], f',"sent_at":"{sent_at}"' + ROW_END]
+        fragments = np.empty((stop - start, len(parts)), dtype=object)
+        for column, part in enumerate(parts):
+            fragments[:, column] = part
+        # One join over the whole matrix, split at the row ends (as the WebSocket's encoder does): far fewer
+        # intermediate strings than concatenating column by column.
+        return np.array("".join(fragments.ravel().tolist()).split("\x00")[:-1], dtype=object)
+
+
+# Ends a reading's fragments; JSON text never contains a raw NUL (json.dumps escapes it).
+ROW_END = "}\x00"
