@@ -169,13 +169,15 @@ def markdown() -> str:
         "",
         "<!-- Generated from src/battsim/devices/register_map.py by `python tools/modbus_map.py`; do not edit. -->",
         "",
-        f"Map version {MAP_VERSION}. One unit id per string: the fleet's strings in order from unit 1 (as listed by "
-        "`GET /api/v1/simulation/status`'s fleet and the recording's `strings` table), at most "
-        f"{MAX_UNITS}. Addresses are 0-based (the PDU's). A per-jar entry holds the jar at position p (1-based) at "
-        "address + p - 1, for p up to `jar_count`; reading past it is an illegal address. A value is "
+        f"Map version {MAP_VERSION}. One unit id per string: the fleet's strings in order from unit 1 (the order of "
+        "the recording's `strings` table; holding registers 16-35 give each unit's string id), at most "
+        f"{MAX_UNITS}; any other unit id answers exception 0x0B. Addresses are 0-based (the PDU's). A per-jar entry "
+        "holds the jar at position p (1-based) at address + p - 1, for p up to `jar_count`; reading past it is an illegal address. A value is "
         "`round(value × scale)`; 32-bit values take two registers, high word first; text is ASCII, two characters "
         "per register, high byte first, NUL-padded. \"Missing\" is what the register holds when there is no value "
-        "(a module that does not answer, no ohmic test yet). The same table as CSV: `GET /api/v1/modbus/map`.",
+        "(a module that does not answer, no ohmic test yet). Bits are served in 16-bit words: a read of coils or "
+        "discrete inputs is refused (0x02) only when a word it touches holds no defined bit. The same table as CSV: "
+        "`GET /api/v1/modbus/map`.",
         "",
     ]
     titles = {"input": "Input registers (function 04): measurements", "discrete": "Discrete inputs (function 02): alarms",
