@@ -30,7 +30,7 @@ import numpy as np
 from battsim.engine.fleet import get_preset
 from battsim.engine.world import DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
-from battsim.recordings.player import Player, ReplaySource
+from battsim.recordings.replay import Player, ReplaySource
 from results_file import Measurement
 
 

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from battsim.engine.fleet import get_preset
 from battsim.recordings.batch import BatchRun, record_run
-from battsim.recordings.player import Player, ReplayError, ReplaySource, parse_speed
 from battsim.recordings.query import RecordingBusyError
 from battsim.recordings.recording import NotARecordingError
+from battsim.recordings.replay import Player, ReplayError, ReplaySource, parse_speed
 from battsim.service.cli import app
 from battsim.wire import WIRE_NUMBERS
 
@@ -404,7 +404,7 @@ def test_cli_ctrl_c_ends_after_whole_lines(day, monkeypatch):
     import os
     import signal
 
-    from battsim.recordings import player as player_module
+    from battsim.recordings.replay import player as player_module
 
     polls = []
     poll = player_module.Player.poll

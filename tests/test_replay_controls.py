@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from battsim.engine.fleet import get_preset
 from battsim.recordings.batch import BatchRun, record_run
-from battsim.recordings.player import Player, ReplayError, ReplaySource
+from battsim.recordings.replay import Player, ReplayError, ReplaySource
 from battsim.service.cli import app
 from test_replay_http import receive_until, replay_socket
 

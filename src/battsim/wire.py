@@ -1,5 +1,5 @@
 """The one wire format of a reading, shared by live telemetry (service/broadcast.py), replay
-(recordings/player.py, which encodes inside DuckDB) and the sinks: field decimals and time stamps.
+(recordings/replay/, which encodes inside DuckDB) and the sinks: field decimals and time stamps.
 
 Numbers keep the original service's rounding: 3 decimals for V, A and mΩ, 2 for °C and %. Times are
 ISO 8601 in UTC with an explicit offset (``2026-01-01T07:00:00+00:00``), exact to the microsecond.

@@ -14,7 +14,7 @@ import math
 
 import duckdb
 
-from battsim.recordings.player import ReplaySource
+from battsim.recordings.replay import ReplaySource
 from battsim.wire import iso_utc
 
 # The window a dashboard asks for by default, and the most it may ask for.

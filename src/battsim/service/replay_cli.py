@@ -24,7 +24,7 @@ import typer
 from rich.markup import escape
 
 from battsim.recordings.format import NotARecordingError, RecordingBusyError, reading, verify_recording
-from battsim.recordings.player import Player, ReplayError, ReplaySource, parse_speed
+from battsim.recordings.replay import Player, ReplayError, ReplaySource, parse_speed
 from battsim.service.terminal import console, fail
 
 # The flag each player field comes from.

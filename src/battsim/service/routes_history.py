@@ -18,7 +18,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from battsim.recordings.history import DEFAULT_MAX_FRAMES, DEFAULT_WINDOW_S, MAX_FRAMES, MAX_WINDOW_S, recent_frames
-from battsim.recordings.player import ReplaySource
+from battsim.recordings.replay import ReplaySource
 from battsim.service.live import DEFAULT_SLOT, Sessions
 from battsim.service.routes_query import UnknownRecordingError, find_recording
 from battsim.timeparse import parse_duration

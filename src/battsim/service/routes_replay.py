@@ -42,7 +42,7 @@ from fastapi import APIRouter, HTTPException, WebSocket
 from pydantic import BaseModel, ConfigDict, Field
 
 from battsim.recordings.format import DamagedRecordingError, NotARecordingError, RecordingBusyError
-from battsim.recordings.player import MOVING, Player, ReplayError, ReplaySource, UnreadableRecordingError, parse_speed
+from battsim.recordings.replay import MOVING, Player, ReplayError, ReplaySource, UnreadableRecordingError, parse_speed
 from battsim.service.broadcast import Broadcaster, MessageFrame, ReadingFilter
 from battsim.service.limits import brief
 from battsim.service.routes_query import UnknownRecordingError, find_recording, within
