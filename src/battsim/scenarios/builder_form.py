@@ -19,6 +19,7 @@ import json
 import re
 import tomllib
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import islice
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -258,8 +259,11 @@ def form_timeline(form: TimelineForm, source: str = "builder") -> tuple[Timeline
 
 def check_form(form: TimelineForm, timeline: Timeline, order: list[int], fleet, since: datetime) -> None:
     """What only a fleet and a moment can tell: unknown target ids, and an occurrence that runs past the end
-    (``until``) of its repeat, or a repeat that ends before it starts."""
+    (``until``) of its repeat, or a repeat that ends before it starts. The ends are checked over the first
+    END_CHECK_BUDGET occurrences of the whole form (a daily repeat over 100 years has 36,525: expanding a
+    thousand of them would take minutes)."""
     targets = Targets(fleet)
+    budget = END_CHECK_BUDGET
     entries = [(event.entry, event) for event in timeline.events] + [(entry, None) for _, entry in timeline.randoms]
     for (entry, scheduled), index in zip(entries, order, strict=True):
         for key in ("sites", "strings", "batteries"):
@@ -269,12 +273,19 @@ def check_form(form: TimelineForm, timeline: Timeline, order: list[int], fleet, 
                     targets.resolve(**{key: ids})
                 except ScenarioError as error:
                     raise FormError(("events", index, "targets", key), str(error).removeprefix(f"{key}: ")) from None
-        if scheduled is not None and scheduled.entry.until is not None:
-            _check_end(scheduled, timeline.zone, since, ("events", index))
+        if scheduled is not None and scheduled.entry.until is not None and budget > 0:
+            budget = _check_end(scheduled, timeline.zone, since, ("events", index), budget)
 
 
-def _check_end(event: ScheduledEvent, zone: ZoneInfo, since: datetime, loc: tuple) -> None:
-    starts = list(event.occurrences(zone, since))
+END_CHECK_BUDGET = 20_000
+
+
+def _check_end(event: ScheduledEvent, zone: ZoneInfo, since: datetime, loc: tuple, budget: int) -> int:
+    """FormError if the repeat's last occurrence runs past its last day; the budget left (nothing checked when the
+    repeat has more occurrences than the budget)."""
+    starts = list(islice(event.occurrences(zone, since), budget + 1))
+    if len(starts) > budget:
+        return 0
     until = event.entry.until
     end_of_day = datetime.combine(until if isinstance(until, date) else date.fromisoformat(str(until)[:10]),
                                   time(), tzinfo=zone) + timedelta(days=1)
@@ -286,6 +297,7 @@ def _check_end(event: ScheduledEvent, zone: ZoneInfo, since: datetime, loc: tupl
         ends = ends.astimezone(zone)
         raise FormError((*loc, "duration"), f"{event.entry.duration} runs past the end of the repeat (until {until}): "
                         f"the last occurrence, {starts[-1].isoformat()}, would end {ends.isoformat()}")
+    return budget - len(starts)
 
 
 # ------------------------------------------------------------------------------------------- TOML → form

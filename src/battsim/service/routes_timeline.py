@@ -13,6 +13,7 @@ one was given (``["body", "form", "events", 0, "duration"]``), so any client can
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -198,7 +199,8 @@ def timeline_router(sessions: Sessions) -> APIRouter:
     async def post_timeline(request: TimelineRequest):
         session = running_session()
         now = session.sim_now
-        timeline = timeline_of(request, session.fleet, now)
+        # Checked off the event loop (a long repeat takes a while to expand), installed on it.
+        timeline = await asyncio.to_thread(timeline_of, request, session.fleet, now)
         try:
             installed = session.install_timeline(timeline.text if request.form is not None else request.timeline)
         except TimelineError as error:
@@ -213,23 +215,31 @@ def timeline_router(sessions: Sessions) -> APIRouter:
         fleet, fleet_name = fleet_of(request.preset)
         session = sessions.slot(DEFAULT_SLOT).running
         since = request.since or (session.sim_now if session is not None else datetime.now(UTC))
-        timeline = timeline_of(request, fleet, since)
-        shown = preview(timeline, fleet, since, request.count)
-        installed = None
-        if session is not None and request.preset is None:
-            rows, randoms = [], []
-            for each in session.timelines:
-                at = installed_at.get(id(each), (each, session.world.start))[1]
-                rows += occurrences(each, fleet, since, request.count, installed=at)
-                randoms += random_entries(each, fleet)
-            rows.sort(key=lambda row: row["start"])
-            installed = {"occurrences": rows[:request.count], "random": randoms, "active": session.scenarios.active()}
-        return {**shown, "fleet": fleet_name, "installed": installed, "toml": timeline.text}
+        # What the simulation has, taken on the event loop; the expansions run off it, so they never hold up
+        # the live simulation or its subscribers.
+        mine = session is not None and request.preset is None
+        installed_now = [(each, installed_at.get(id(each), (each, session.world.start))[1])
+                         for each in session.timelines] if mine else []
+        active = session.scenarios.active() if mine else None
+
+        def answer() -> dict:
+            timeline = timeline_of(request, fleet, since)
+            shown = preview(timeline, fleet, since, request.count)
+            installed = None
+            if mine:
+                rows = sorted((row for each, at in installed_now
+                               for row in occurrences(each, fleet, since, request.count, installed=at)),
+                              key=lambda row: row["start"])
+                installed = {"occurrences": rows[:request.count], "active": active,
+                             "random": [row for each, _ in installed_now for row in random_entries(each, fleet)]}
+            return {**shown, "fleet": fleet_name, "installed": installed, "toml": timeline.text}
+
+        return await asyncio.to_thread(answer)
 
     @router.post(f"{API}/timeline/toml", summary="The builder's form as timeline TOML", response_model=TomlResponse)
     async def post_toml(request: FormRequest):
         try:
-            return {"toml": form_to_toml(request.form)}
+            return {"toml": await asyncio.to_thread(form_to_toml, request.form)}
         except FormError as error:
             raise invalid(("form", *error.loc), error.message) from None
 
