@@ -8,8 +8,6 @@ all get whole, consistent ticks.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import struct
 import subprocess
@@ -28,7 +26,7 @@ from battsim.devices.snapshot import DeviceHub
 from battsim.engine.battery import MODE_NAMES
 from battsim.service import cli
 from battsim.service.live import DEFAULT_SLOT
-from test_service_helpers import WAIT_S, battsim_command, free_port, json_once_listening, next_of, serve, wait_until
+from test_service_helpers import WAIT_S, free_port, next_of, serve, wait_until
 
 START = {"preset": "thailand-9x24", "interval_seconds": 5, "speed": 60, "seed": 3,
          "start": "2026-04-01T06:00:00+07:00"}
@@ -304,31 +302,6 @@ def test_no_simulation_no_answer(tmp_path):
             assert exception_of(client.read_input_registers(0, count=2, device_id=1)) == 11
         finally:
             client.close()
-
-
-def test_battsim_serve_modbus_port_serves_the_boot_fleet(tmp_path):
-    port, modbus_port = free_port(), free_port()
-    process = subprocess.Popen(
-        battsim_command() + ["serve", "--port", str(port), "--data-dir", str(tmp_path), "--preset", "single-string",
-                             "--speed", "60", "--no-random-outages"],
-        env={**os.environ, "BATTSIM_MODBUS_PORT": str(modbus_port)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        wait_until(lambda: json_once_listening(process, f"http://127.0.0.1:{port}/health"))
-        client = ModbusTcpClient("127.0.0.1", port=modbus_port, timeout=WAIT_S)
-        assert client.connect()
-        try:
-            answer = wait_until(lambda: (a := client.read_input_registers(0, count=16, device_id=1)) and not a.isError()
-                                and a)
-            assert answer.registers[ADDRESS["jar_count"]] == JARS
-        finally:
-            client.close()
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=WAIT_S)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert f"127.0.0.1:{modbus_port}, unit id n = the fleet's string n" in output, output
 
 
 @pytest.mark.parametrize(("flags", "named", "says"), [

@@ -8,12 +8,14 @@ a plain UDP socket and decoded with pysnmp's codec, sent once within the RFC's 1
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from pyasn1.codec.ber import decoder
 from pymodbus.client import ModbusTcpClient
@@ -203,26 +205,36 @@ def test_bad_trap_receivers_are_refused_saying_what_is_allowed(text):
         parse_receiver(text)
 
 
-def test_battsim_serve_snmp_port_serves_the_boot_fleet(tmp_path):
-    port, snmp_port = free_port(), free_port()
+def test_battsim_serve_serves_the_boot_fleet_over_modbus_and_snmp_alike(tmp_path):
+    """`battsim serve` with BATTSIM_MODBUS_PORT and --snmp-port: both agents read the one hub, so the same tick."""
+    port, modbus_port, snmp_port = free_port(), free_port(), free_port()
     process = subprocess.Popen(
         battsim_command() + ["serve", "--port", str(port), "--data-dir", str(tmp_path), "--preset", "single-string",
                              "--speed", "60", "--no-random-outages", "--snmp-port", str(snmp_port),
                              "--snmp-trap", "127.0.0.1:1162"],
+        env={**os.environ, "BATTSIM_MODBUS_PORT": str(modbus_port)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_until(lambda: json_once_listening(process, f"http://127.0.0.1:{port}/health"))
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: (s := json_once_listening(process, f"{base}/api/v1/simulation/status")) and s["ticks"])
+        assert httpx.post(f"{base}/api/v1/simulation/pause", timeout=WAIT_S).status_code == 200
+        modbus = ModbusTcpClient("127.0.0.1", port=modbus_port, timeout=WAIT_S)
+        assert modbus.connect()
+        try:
+            voltage = modbus.read_input_registers(4, count=2, device_id=1).registers
+        finally:
+            modbus.close()
         entry = oid(*BATTERY_ENTRY)
-        values = wait_until(lambda: (v := get(snmp_port, [f"{entry}.1.1", f"{entry}.16.1"]))
-                            and not str(v[f"{entry}.16.1"]).startswith("No Such") and v)
-        assert str(values[f"{entry}.1.1"]) == "BKK_DC1_SYS01_STR01" and int(values[f"{entry}.16.1"]) > 200_000
+        values = get(snmp_port, [f"{entry}.1.1", f"{entry}.16.1"])
+        assert str(values[f"{entry}.1.1"]) == "BKK_DC1_SYS01_STR01"
+        assert int(values[f"{entry}.16.1"]) == ((voltage[0] << 16) | voltage[1]) * 10 > 200_000  # mV, V × 100
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=WAIT_S)
     finally:
         if process.poll() is None:
             process.kill()
+    assert f"127.0.0.1:{modbus_port}, unit id n = the fleet's string n" in output, output
     assert f"udp 127.0.0.1:{snmp_port}, community public (string n: public@n); traps to 127.0.0.1:1162" in output
-
 
 def test_the_snmp_poller_example_walks_every_string(agent):
     """examples/snmp_poller.py, as docs/snmp.md runs it, against the running fleet."""
