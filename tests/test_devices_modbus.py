@@ -20,6 +20,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 from typer.testing import CliRunner
 
+import battsim
 from battsim.devices.modbus import modbus_listener
 from battsim.devices.register_map import MAP_VERSION, MISSING, fields, map_csv, markdown, rows
 from battsim.devices.snapshot import DeviceHub
@@ -230,6 +231,15 @@ def test_bad_requests_get_exception_responses_and_the_server_goes_on(world):
         assert raw_request(sock, 1, b"\x04\x00\x0e\x00\x01", 6) == b"\x04\x02" + struct.pack(">H", JARS)
     assert not read(client, "coils", 1, 1, 1)[0]  # the refused write started nothing
     assert read(client, "input_registers", ADDRESS["jar_count"], 1, 9) == [JARS]
+
+
+def test_device_identification_names_battsim(world):
+    """Function 43/14 (read device identification), basic objects: vendor, product code, revision."""
+    _, client, _, _ = world
+    answer = client.read_device_information(device_id=1)
+    assert not answer.isError(), answer
+    assert answer.information[0] == b"battsim" and answer.information[1] == b"battsim-monitor"
+    assert answer.information[2].decode() == battsim.__version__
 
 
 def test_a_few_clients_polling_the_whole_fleet_get_whole_ticks(world):

@@ -22,11 +22,13 @@ from contextlib import asynccontextmanager
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.pdu.bit_message import ReadCoilsRequest, ReadDiscreteInputsRequest, WriteSingleCoilRequest
+from pymodbus.pdu.device import ModbusDeviceIdentification
 from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadInputRegistersRequest
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from battsim.devices.register_map import MAX_UNITS, table_size
+import battsim
+from battsim.devices.register_map import MAP_VERSION, MAX_UNITS, table_size
 from battsim.devices.snapshot import DeviceHub, pack_bits
 
 TABLE_OF_FUNCTION = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding", 6: "holding", 16: "holding",
@@ -112,6 +114,11 @@ class StrictWriteSingleCoil(WriteSingleCoilRequest):
         return await super().datastore_update(context, device_id)
 
 
+# What function 43/14 (read device identification) answers: the basic objects (Modbus spec §6.21).
+IDENTITY = ModbusDeviceIdentification(info_name={
+    "VendorName": "battsim", "ProductCode": "battsim-monitor", "MajorMinorRevision": battsim.__version__,
+    "ProductName": "simulated battery monitor", "ModelName": f"register map {MAP_VERSION}"})
+
 STRICT_REQUESTS = [StrictReadCoils, StrictReadDiscreteInputs, StrictReadHoldingRegisters, StrictReadInputRegisters,
                    StrictWriteSingleCoil]
 
@@ -135,7 +142,7 @@ def unit_device(hub: DeviceHub, unit_id: int) -> SimDevice:
 async def modbus_listener(hub: DeviceHub, host: str, port: int) -> AsyncIterator[ModbusTcpServer]:
     """A Modbus TCP server on ``host``:``port`` for as long as the context lasts (in the running event loop)."""
     server = ModbusTcpServer([unit_device(hub, unit_id) for unit_id in range(MAX_UNITS + 1)], address=(host, port),
-                              custom_pdu=STRICT_REQUESTS)
+                             custom_pdu=STRICT_REQUESTS, identity=IDENTITY)
     await server.serve_forever(background=True)
     try:
         yield server
