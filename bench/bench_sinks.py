@@ -60,10 +60,10 @@ def feed(sink, batches: list[ReadingBatch], close_timeout_s: float = 600) -> tup
 def row(name: str, rows: int, sink_s: float, handed_s: float, baseline: str, baseline_s: float, status: dict) -> dict:
     figures = {"sink": name, "readings": rows, "readings_per_s": round(rows / sink_s),
                "baseline": baseline, "baseline_readings_per_s": round(rows / baseline_s),
-               "ratio": round(baseline_s / sink_s, 2), "simulation_thread_us_per_reading": round(handed_s / rows * 1e6, 3),
+               "ratio": round(baseline_s / sink_s, 2), "simulation_thread_us_per_reading": float(f"{handed_s / rows * 1e6:.3g}"),
                "sent": status["sent"], "dropped": status["dropped"]}
     print(f"{name:<22} {figures['readings_per_s']:>10,} readings/s   {baseline:<34} {figures['baseline_readings_per_s']:>10,}"
-          f"   ratio {figures['ratio']:.2f}   simulation thread {figures['simulation_thread_us_per_reading']:.3f} µs/reading"
+          f"   ratio {figures['ratio']:.2f}   simulation thread {figures['simulation_thread_us_per_reading']:.3g} µs/reading"
           f"   (sent {status['sent']:,}, dropped {status['dropped']:,})", flush=True)
     return figures
 

@@ -1,7 +1,10 @@
 """Sinks wired into `battsim serve` (every session's attachments, GET /api/v1/sinks, GET /metrics scraped by a real
 HTTP client and parsed by prometheus_client's parser) and into `battsim run` (a back-fill that delivers everything)."""
 
+import re
 import shutil
+import signal
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from typer.testing import CliRunner
 from battsim.recordings import open_recording
 from battsim.service.cli import app
 from battsim.sinks import MqttConfig, WebhookConfig
-from test_service_helpers import serve, wait_until
+from test_service_helpers import battsim_command, free_port, json_once_listening, serve, wait_until
 
 START_BODY = {"preset": "single-string", "interval_seconds": 5, "speed": 600, "start": "2026-04-01T06:00:00+07:00"}
 
@@ -129,3 +132,20 @@ def test_serve_refuses_a_bad_sink_file_from_the_environment(tmp_path):
     result = runner.invoke(app, ["serve"], env={"BATTSIM_SINK_FILE": str(sink_file)})
     assert result.exit_code == 2
     assert "sink[0]: 'gzip' must be true or false" in " ".join(result.output.split())
+
+
+def test_battsim_serve_feeds_its_flags_sinks(tmp_path, webhook):
+    port = free_port()
+    process = subprocess.Popen([*battsim_command(), "serve", "--port", str(port), "--data-dir", str(tmp_path / "r"),
+                                "--preset", "single-string", "--speed", "600", "--webhook", webhook.url],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        sinks = f"http://127.0.0.1:{port}/api/v1/sinks"
+        wait_until(lambda: (listing := json_once_listening(process, sinks)) and listing["sinks"]
+                   and listing["sinks"][0]["sent"] >= 48)
+        assert json_once_listening(process, sinks)["sinks"][0]["name"] == "webhook"
+        assert len({row["seq"] for row in webhook.rows()}) >= 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert re.search(rf"^sinks +webhook \(webhook\); state: http://127.0.0.1:{port}/api/v1/sinks$", output, re.M)
