@@ -234,25 +234,20 @@ class ReplaySource:
             raise ReplayError("to", f"{self._shown(finish)} is not after the recording's start "
                                     f"({self._shown(run_start)})")
         keep = np.ones(len(self.battery_ids), dtype=bool)
-        if batteries:
-            unknown = sorted(set(batteries) - set(self.battery_ids))
+        filters = (
+            ("battery_ids", batteries, self.battery_ids, self.battery_ids,
+             f"this recording has {_examples(self.battery_ids)}"),
+            ("site_ids", sites, self.site_ids, self.battery_site, f"sites: {_listed(self.site_ids)}"),
+            ("string_ids", strings, self.string_ids, self.battery_string, f"strings: {_listed(self.string_ids)}"),
+        )
+        for field, given, known, of_battery, listing in filters:
+            if not given:
+                continue
+            unknown = sorted(set(given) - set(known))
             if unknown:
-                raise ReplayError("battery_ids", f"unknown {', '.join(map(cut, unknown[:5]))}"
-                                  f"{' …' if len(unknown) > 5 else ''}; this recording has "
-                                  f"{_examples(self.battery_ids)}")
-            keep &= np.isin(self.battery_ids, list(batteries))
-        if sites:
-            unknown = sorted(set(sites) - set(self.site_ids))
-            if unknown:
-                raise ReplayError("site_ids", f"unknown {', '.join(map(cut, unknown[:5]))}; "
-                                              f"sites: {', '.join(self.site_ids)}")
-            keep &= np.isin(self.battery_site, list(sites))
-        if strings:
-            unknown = sorted(set(strings) - set(self.string_ids))
-            if unknown:
-                raise ReplayError("string_ids", f"unknown {', '.join(map(cut, unknown[:5]))}"
-                                  f"{' …' if len(unknown) > 5 else ''}; strings: {_listed(self.string_ids)}")
-            keep &= np.isin(self.battery_string, list(strings))
+                raise ReplayError(field, f"unknown {', '.join(map(cut, unknown[:5]))}"
+                                         f"{' …' if len(unknown) > 5 else ''}; {listing}")
+            keep &= np.isin(of_battery, list(given))
         if not keep.any():
             raise ReplayError("battery_ids", "no battery is in every filter given (battery, site, string)")
         if finish is not None and last is not None and finish > last and not self.live:
