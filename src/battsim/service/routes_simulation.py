@@ -368,7 +368,8 @@ async def apply(request: ApplyRequest, sessions: LiveSessions):
 
 @router.post(f"{API}/scenarios/clear", summary="Clear scenarios (all, or on the given batteries)",
           openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
-              "schema": {"anyOf": [{"$ref": "#/components/schemas/ClearRequest"},
+              # Inline: the body is read by hand, so FastAPI never adds ClearRequest to components/schemas.
+              "schema": {"anyOf": [ClearRequest.model_json_schema(),
                                    {"type": "array", "items": {"type": "string"}}]},
               "examples": {"ids": {"value": {"battery_ids": ["BAT001"]}}, "bare list": {"value": ["BAT001"]}},
           }}}})
@@ -376,7 +377,7 @@ async def clear(request: Request, sessions: LiveSessions):
     body = await request.body()
     try:
         data = json.loads(body) if body.strip() else None
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # bytes that are not UTF-8 are not JSON either
         raise invalid("(body)", f"not valid JSON: {error}") from None
     if isinstance(data, list):
         data = {"battery_ids": data}
