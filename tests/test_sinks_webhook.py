@@ -103,6 +103,17 @@ def test_a_back_fill_waits_for_room_instead_of_dropping(server):
     assert webhook.status()["dropped"] == 0
 
 
+def test_a_back_fill_is_delivered_whole_however_long_the_close_takes(server):
+    server.fail_next = 3                    # each failure costs a backoff, far past the close's timeout
+    webhook = WebhookSink(WebhookConfig(url=server.url, batch_rows=24, max_retries=3, backoff_s=0.2),
+                          JarIds.of_fleet(FLEET), wait=True)
+    for batch in BATCHES:
+        webhook.readings(batch)
+    webhook.close(timeout_s=0.01)
+    assert sorted({row["seq"] for row in server.rows()}) == [0, 1, 2, 3]
+    assert (webhook.status()["sent"], webhook.status()["dropped"]) == (96, 0)
+
+
 def parse(text: str):
     return parse_sinks(tomllib.loads(text))
 

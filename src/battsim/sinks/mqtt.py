@@ -111,11 +111,13 @@ class MqttSink:
                     "dropped": worker["dropped"] + self.dropped}
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Publish what is queued, wait (up to ``timeout_s``, also for a reconnect) for the broker's
-        acknowledgements, say offline; what was never acknowledged is counted as dropped."""
-        deadline = time.monotonic() + timeout_s
+        """Publish what is queued, wait (up to ``timeout_s``, also for a reconnect; a back-fill as long as the broker
+        is connected) for the broker's acknowledgements, say offline; what was never acknowledged is counted as
+        dropped."""
         self.worker.close(timeout_s)
-        while time.monotonic() < deadline and self._pending:  # connected or not: it may reconnect meanwhile
+        deadline = time.monotonic() + timeout_s
+        # Connected or not: it may reconnect meanwhile. A back-fill waits as long as the broker is acknowledging.
+        while self._pending and (time.monotonic() < deadline or (self.worker.wait and self._connected.is_set())):
             time.sleep(0.01)
         if self._connected.is_set():
             with self._lock:  # its acknowledgement may come before publish() returns: keep it out of the counts

@@ -63,11 +63,13 @@ class SinkWorker:
             return {"name": self.name, "state": self.state, "last_error": self.last_error, **self.counters.as_dict()}
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Deliver what is queued (up to ``timeout_s``), then stop; what could not be sent is counted as dropped."""
+        """Deliver what is queued (up to ``timeout_s``; a back-fill, ``wait``, until it is all delivered or given up,
+        each delivery being bounded by its own timeout and retries), then stop; what could not be sent is counted
+        as dropped."""
         with self._lock:
             self._closing = True
             self._lock.notify_all()
-        self._thread.join(timeout_s)
+        self._thread.join(None if self.wait else timeout_s)
         with self._lock:
             self.counters.dropped += sum(self._rows_of(item) for item in self._queue)
             self._queue.clear()
