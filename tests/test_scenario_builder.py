@@ -221,3 +221,26 @@ def test_bad_inputs_show_the_server_s_message_next_to_the_field(page, server, tm
     screenshot(page, "03-errors")
     # The browser logs each refused request; those are the ones this test made, and nothing else went wrong.
     assert [e for e in page.console_errors if not re.search(r"status of (409|422)", e)] == []
+
+
+def test_the_open_builder_fits_1280_px_with_a_preview(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        open_builder(page, server)
+        weekday_outage_at(page, "HKT_DC1")
+        page.locator("#b-tree details.tree-string").first.evaluate("d => d.open = true")  # the jars shown too
+        page.click("#b-preview")
+        expect(page.locator("#b-occurrences tr").first).to_be_visible()
+        overflow = page.evaluate("""() => {
+            const cut = [...document.querySelectorAll('#builder label, #builder td, #builder button')]
+                .filter((e) => e.offsetParent && e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent);
+            const wide = [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > 1281)
+                .map((e) => `${e.tagName}#${e.id}.${e.className}: ${e.textContent.slice(0, 40)}`);
+            return {page: document.documentElement.scrollWidth, cut: cut.slice(0, 5), wide: wide.slice(0, 5)};
+        }""")
+        assert overflow["page"] <= 1280 and overflow["wide"] == [] and overflow["cut"] == [], overflow
+        screenshot(page, "04-1280px")
+    finally:
+        context.close()
