@@ -122,7 +122,9 @@ def test_a_big_preset_scaled_runs_sharded_and_memory_stays_flat_per_worker(tmp_p
         manifest = read_manifest(out)
         assert all(part["jars"] <= 120 or part["sites"][1] - part["sites"][0] == 1 for part in manifest["parts"])
         peaks[sites] = max(part["worker_peak_rss_mb"] for part in manifest["parts"])
-        assert json.loads((out / "battsim-shards.json").read_text())["config"]["fleet"]["name"] == "national-telecom"
+        assert json.loads((out / "run-config.json").read_text())["fleet"]["name"] == "national-telecom"
+        with open_recording(out) as recording:  # the set's runs.config is the whole run's
+            assert len(json.loads(recording.sql("SELECT config FROM runs").item())["fleet"]["sites"]) == sites
     # Four times the fleet, the same part size: each worker's peak stays what one part needs.
     assert peaks[160] < peaks[40] * 1.25, peaks
 

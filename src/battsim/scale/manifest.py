@@ -3,12 +3,14 @@
     {"format": "battsim-shards", "version": 1, "run_id": "…", "status": "running|complete|incomplete",
      "engine": "processes|ray", "workers": 2, "max_part_jars": 4096, "seed": 0, "preset": "…",
      "start": "…", "end": "…", "interval_s": 60, "created_at": "…", "wall_seconds": 1.2,
-     "config": {…the run's configuration, as a single recording's runs.config…},
+     "config_file": "run-config.json",
      "parts": [{"file": "part-000.duckdb", "sites": [0, 9], "first_site": "CNX_DC1", "last_site": "HDY_DC1",
                 "jars": 216, "status": "pending|running|complete|incomplete|missing", "readings": 0,
                 "error": null, "worker_peak_rss_mb": 180.5}, …]}
 
-The runner writes it before any part starts (every part ``pending``) and again, atomically (a temporary
+``run-config.json`` beside it holds the run's configuration (a single recording's ``runs.config``: the
+whole fleet, which for a big one is megabytes), written once, so the manifest stays small to rewrite.
+The runner writes the manifest before any part starts (every part ``pending``) and again, atomically (a temporary
 file renamed over it), whenever a part starts or ends, so after a crash it still lists every part and
 says which finished. ``worker_peak_rss_mb`` is the peak memory of the worker that wrote the part, as
 it finished it (a worker's parts run one after another, so this shows memory flat per process). A part's
@@ -26,6 +28,7 @@ from pathlib import Path
 from battsim.recordings.format import NotARecordingError
 
 MANIFEST_NAME = "battsim-shards.json"
+CONFIG_NAME = "run-config.json"
 MANIFEST_FORMAT = "battsim-shards"
 MANIFEST_VERSION = 1
 PART_STATUSES = ("pending", "running", "complete", "incomplete", "missing")
@@ -78,3 +81,19 @@ def write_manifest(directory: str | Path, manifest: dict) -> None:
     staged = path.with_name(f".{MANIFEST_NAME}.tmp")
     staged.write_text(json.dumps(manifest, indent=1, default=str) + "\n", encoding="utf-8")
     os.replace(staged, path)
+
+
+def write_config(directory: str | Path, config: dict) -> None:
+    """The run's configuration, beside the manifest (written once, before any part)."""
+    (Path(directory) / CONFIG_NAME).write_text(json.dumps(config, default=str) + "\n", encoding="utf-8")
+
+
+def read_config(directory: str | Path, manifest: dict) -> dict:
+    """The run's configuration the manifest points at; {} if the file is gone (the parts still say theirs)."""
+    name = manifest.get("config_file")
+    if name != CONFIG_NAME:
+        return {}
+    try:
+        return json.loads((Path(directory) / name).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}

@@ -30,7 +30,7 @@ import duckdb
 from battsim.engine.fleet import build_fleet
 from battsim.recordings.batch import BatchRun, RunInterrupted, keep_partial, record_run
 from battsim.recordings.outputs import replace_directory, staging_path
-from battsim.scale.manifest import MANIFEST_FORMAT, MANIFEST_VERSION, is_shard_set, write_manifest
+from battsim.scale.manifest import CONFIG_NAME, MANIFEST_FORMAT, MANIFEST_VERSION, is_shard_set, write_config, write_manifest
 from battsim.scale.plan import DEFAULT_PART_JARS, Part, assign, part_spec, plan_parts, restrict_timeline
 from battsim.scenarios.timeline import parse_timeline
 
@@ -129,7 +129,7 @@ def initial_manifest(run: ShardedRun, run_id: str) -> dict:
         "engine": run.engine, "workers": run.workers, "max_part_jars": run.max_part_jars,
         "seed": run.batch.seed, "preset": run.batch.preset, "start": run.batch.start.isoformat(),
         "end": run.batch.end.isoformat(), "interval_s": run.batch.interval_s,
-        "created_at": datetime.now(UTC).isoformat(), "wall_seconds": 0.0, "config": run.batch.config(),
+        "created_at": datetime.now(UTC).isoformat(), "wall_seconds": 0.0, "config_file": CONFIG_NAME,
         "parts": [{"file": p.file, "sites": [p.site_start, p.site_stop], "first_site": spec.sites[p.site_start].site_id,
                    "last_site": spec.sites[p.site_stop - 1].site_id, "jars": p.jars, "status": "pending",
                    "readings": 0, "error": None} for p in parts],
@@ -155,8 +155,13 @@ def part_status(path: Path) -> tuple[str, int]:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, MB (what shows memory stays flat per worker)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+    """This process's peak resident memory so far, MB (what shows memory stays flat per worker): Linux's
+    VmHWM, not ru_maxrss, which in a spawned child still counts the parent's peak from before the exec."""
+    try:
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024.0
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # in KiB where there is no /proc
 
 
 def _work(jobs: list[PartJob], messages) -> None:
@@ -198,6 +203,7 @@ def record_shards(run: ShardedRun, progress: Callable[[float, int], None] | None
         timeline.check(build_fleet(run.batch.fleet, run.batch.seed))
     run_id = uuid.uuid4().hex[:12]
     manifest = initial_manifest(run, run_id)
+    write_config(directory, run.batch.config())
     write_manifest(directory, manifest)
     jobs = jobs_for(run, directory)
     began = time.perf_counter()

@@ -21,7 +21,7 @@ import duckdb
 
 from battsim.recordings.format import NotARecordingError, RecordingBusyError, check_recording, open_error
 from battsim.recordings.views import VIEW_NAMES
-from battsim.scale.manifest import MANIFEST_NAME, is_shard_set, read_manifest
+from battsim.scale.manifest import MANIFEST_NAME, is_shard_set, read_config, read_manifest
 
 __all__ = ["attach_shard_set", "is_shard_set", "open_shard_set", "part_catalogs", "shard_set_catalog"]
 
@@ -89,7 +89,8 @@ def attach_shard_set(connection: duckdb.DuckDBPyConnection, directory: str | Pat
     for name in ("readings", *VIEW_NAMES):
         connection.execute(f"CREATE VIEW {shown}{_q(name)} AS " + " UNION ALL ".join(
             f"SELECT * FROM {_q(catalog)}.main.{_q(name)}" for catalog in catalogs))
-    _create_runs(connection, shown, catalogs, manifest, complete=len(present) == len(planned))
+    _create_runs(connection, shown, catalogs, manifest, read_config(directory, manifest),
+                 complete=len(present) == len(planned))
     connection.execute(f"CREATE TABLE {shown}{PARTS_TABLE} (part INTEGER, file VARCHAR, catalog VARCHAR, "
                        "manifest_status VARCHAR, status VARCHAR, jars INTEGER, first_site VARCHAR, last_site VARCHAR)")
     by_index = dict(zip([index for index, _ in present], catalogs))
@@ -114,7 +115,7 @@ def _offsets(connection: duckdb.DuckDBPyConnection, catalogs: list[str]) -> dict
     return offsets
 
 
-def _create_runs(connection, shown: str, catalogs: list[str], manifest: dict, complete: bool) -> None:
+def _create_runs(connection, shown: str, catalogs: list[str], manifest: dict, config: dict, complete: bool) -> None:
     """The set's one run: the manifest's identity and configuration, the parts' progress added up."""
     union = " UNION ALL ".join(f"SELECT * FROM {_q(catalog)}.main.runs" for catalog in catalogs)
     connection.execute(f"CREATE TABLE {shown}runs AS SELECT * FROM ({union}) LIMIT 0")
@@ -123,7 +124,7 @@ def _create_runs(connection, shown: str, catalogs: list[str], manifest: dict, co
             CASE WHEN ? AND bool_and(status = 'complete') THEN 'complete' ELSE 'incomplete' END,
             any_value(version), any_value(format_version), ?, sum(readings), max(ticks), ?, min(created_at)
             FROM ({union})""",
-        [manifest.get("run_id"), json.dumps(manifest.get("config", {}), default=str), complete,
+        [manifest.get("run_id"), json.dumps(config, default=str), complete,
          manifest.get("preset"), float(manifest.get("wall_seconds") or 0.0)])
 
 
