@@ -132,3 +132,9 @@ def test_a_big_preset_scaled_runs_sharded_and_memory_stays_flat_per_worker(tmp_p
 def test_bad_sites_flag_names_it(tmp_path):
     result = cli("run", "--preset", "national-telecom", "--sites", "300000", "--out", str(tmp_path / "x"), "--workers", "2")
     assert result.returncode == 2 and "--sites" in result.stderr and "200,000" in result.stderr
+
+
+def test_a_fleet_too_big_for_one_recording_is_refused_without_workers(tmp_path):
+    result = cli("run", "--preset", "national-telecom", "--sites", "6000", "--out", str(tmp_path / "big.duckdb"))
+    assert result.returncode == 2 and "--workers" in result.stderr and "66,536 jars" in result.stderr
+    assert not (tmp_path / "big.duckdb").exists()
