@@ -26,12 +26,12 @@ def iso_utc(timestamp_us: int) -> str:
 
 
 def format_numbers(values: np.ndarray, decimals: int) -> np.ndarray:
-    """JSON number strings of ``values`` rounded to ``decimals`` (``null`` for NaN).
+    """JSON number strings of ``values`` rounded to ``decimals`` (``null`` for NaN and infinities, which JSON has not).
 
     Measured values are quantised, so a tick has few distinct values: format those and index.
     """
     rounded = np.round(values.astype(np.float64), decimals)
     distinct, where = np.unique(rounded, return_inverse=True)
     text = distinct.astype("U32")
-    text[np.isnan(distinct)] = "null"
+    text[~np.isfinite(distinct)] = "null"
     return text[where]

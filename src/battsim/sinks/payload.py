@@ -14,17 +14,7 @@ from battsim.engine.battery import MODE_NAMES
 from battsim.engine.maintenance import JAR_REPLACED
 from battsim.engine.readings import ReadingBatch
 from battsim.engine.world import Event
-from battsim.wire import WIRE_NUMBERS, iso_utc
-
-
-def format_numbers(values: np.ndarray, decimals: int) -> np.ndarray:
-    """JSON number strings of ``values`` rounded to ``decimals`` (``null`` for NaN), formatted once per
-    distinct value (measured values are quantised, so a batch has few)."""
-    rounded = np.round(values.astype(np.float64), decimals)
-    distinct, where = np.unique(rounded, return_inverse=True)
-    text = distinct.astype("U32")
-    text[~np.isfinite(distinct)] = "null"
-    return text[where].astype(object)
+from battsim.wire import WIRE_NUMBERS, format_numbers, iso_utc
 
 
 class JarIds:
@@ -92,7 +82,7 @@ class JsonRows:
                           for tick in range(first, last + 1)], dtype=object)
         parts = [self.prefixes()[columns["battery_key"][window]], times[where]]
         for name, decimals in WIRE_NUMBERS:
-            parts += [f',"{name}":', format_numbers(columns[name][window], decimals)]
+            parts += [f',"{name}":', format_numbers(columns[name][window], decimals).astype(object)]
             if name == "soh_pct":
                 parts.append(self._modes[columns["mode"][window]])
         parts += [seq[where], f',"sent_at":"{sent_at}"' + ROW_END]
