@@ -54,12 +54,20 @@ bench-report: install
 	$(PY) tools/bench_table.py
 
 # The suite against the lowest versions pyproject.toml allows (uv's lowest-direct resolution), in a venv of
-# its own: the declared ranges are tested, not only the lock. Not part of `make test`.
+# its own: the declared ranges are tested, not only the lock. Not part of `make test`: run it after changing a
+# bound or adding a dependency. The resolved set is synced exactly (a version left by an earlier run or tried by
+# hand does not linger) and its direct versions printed. A hung test is killed with its stacks dumped (thread
+# method: a test stuck where Python's signal handler never runs, as one was under uvloop, still ends), and its
+# worker replaced, so the run always finishes with the list of what failed.
 LOWEST := .venv-lowest
+LOWEST_LOCK := $(LOWEST)/requirements-lowest.txt
 test-lowest: install system-packages
 	$(VENV)/bin/uv venv --quiet --allow-existing --python $(PY) $(LOWEST)
-	$(VENV)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test]'
-	$(LOWEST)/bin/python -m pytest -n 2
+	$(VENV)/bin/uv pip compile --quiet pyproject.toml --extra test --python-version 3.11 --resolution lowest-direct -o $(LOWEST_LOCK)
+	$(VENV)/bin/uv pip sync --quiet --python $(LOWEST)/bin/python $(LOWEST_LOCK)
+	$(VENV)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --no-deps -e .
+	@echo "lowest direct versions: $$(awk '/^[a-z0-9]/ {pkg = $$1} /battsim \(pyproject.toml\)/ {print pkg}' $(LOWEST_LOCK) | tr '\n' ' ')"
+	$(LOWEST)/bin/python -m pytest -n 2 -o timeout_method=thread -rfE
 
 # Refresh the lock to the newest releases pyproject.toml allows; run `make test` before committing it.
 lock: install
