@@ -30,7 +30,11 @@ class Running:
     http: httpx.Client
 
     def telemetry(self, query: str = "", **kwargs):
-        return connect(f"{self.ws}/api/v1/ws/telemetry{query}", open_timeout=WAIT_S, max_size=None, **kwargs)
+        return self.connect(f"/api/v1/ws/telemetry{query}", **kwargs)
+
+    def connect(self, path: str, **kwargs):
+        """A WebSocket to ``path`` on this server."""
+        return connect(f"{self.ws}{path}", open_timeout=WAIT_S, max_size=None, **kwargs)
 
 
 @contextmanager

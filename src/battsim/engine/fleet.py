@@ -133,6 +133,11 @@ class FleetSpec(BaseModel):
     max_initial_age_years: float = Field(default=0.0, ge=0, le=30, description="Jars installed up to this long ago.")
     models: list[BatteryModel] = Field(default_factory=list, description="Custom battery models.")
 
+    @property
+    def jar_count(self) -> int:
+        """Jars the fleet will have, from the spec alone (without building it)."""
+        return sum(len(site.jars) or site.strings * site.jars_per_string for site in self.sites)
+
     @field_validator("profile_mix")
     @classmethod
     def _mix_sums_to_one(cls, mix):

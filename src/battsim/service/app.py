@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -21,12 +21,13 @@ from battsim.engine.fleet import FleetSpec, get_preset
 from battsim.scenarios import Timeline
 from battsim.service.docs import declare_bearer, docs_router
 from battsim.service.limits import MAX_BODY_BYTES, BodyLimit
-from battsim.service.live import Attach, LiveConfig, Sessions
+from battsim.service.live import MAX_LIVE_JARS, MAX_NAMED_SESSIONS, Attach, LiveConfig, Sessions
 from battsim.service.original_api import API, original_http_error, original_validation_error
 from battsim.service.routes_devices import devices_router
 from battsim.service.routes_history import history_router
 from battsim.service.routes_query import query_router
 from battsim.service.routes_replay import replay_router
+from battsim.service.routes_simulation import named_session, session_router
 from battsim.service.routes_simulation import router as simulation_router
 from battsim.service.routes_sinks import sinks_attachment, sinks_router
 from battsim.service.routes_timeline import timeline_router
@@ -43,7 +44,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
                timelines: Sequence[Timeline] = (), backfill_s: float = 0.0,
                attachments: Sequence[Attach] = (),
                listeners: Sequence[Callable[[], AbstractAsyncContextManager]] = (),
-               sinks: Sequence[SinkConfig] = ()) -> FastAPI:
+               sinks: Sequence[SinkConfig] = (), max_named_sessions: int = MAX_NAMED_SESSIONS,
+               max_live_jars: int = MAX_LIVE_JARS) -> FastAPI:
     """The battsim service. ``preset`` starts that fleet at boot; recordings go to ``data_dir``.
 
     ``fleet`` boots that fleet instead (``preset`` then only names it), with ``timelines`` (loaded and
@@ -54,13 +56,17 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     ``sinks`` (battsim.sinks configs) are built for every session, beside its Prometheus metrics (GET /metrics,
     GET /api/v1/sinks).
 
+    ``max_named_sessions`` and ``max_live_jars`` bound the sessions side by side (README "Several simulations side
+    by side").
+
     ``broadcaster`` overrides the WebSocket fan-out settings (see :class:`~battsim.service.broadcast.Broadcaster`);
     ``access`` says who may talk to the server (default: this machine only, no token; see
     :mod:`battsim.service.security`).
     """
     if fleet is None and preset is not None:
         fleet = get_preset(preset)  # refuse an unknown preset now, not at boot
-    sessions = Sessions(Path(data_dir), broadcaster or {}, attachments=[*attachments, sinks_attachment(sinks)])
+    sessions = Sessions(Path(data_dir), broadcaster or {}, attachments=[*attachments, sinks_attachment(sinks)],
+                        max_named_sessions=max_named_sessions, max_live_jars=max_live_jars)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -101,7 +107,11 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     app.include_router(history_router(data_dir, sessions))  # recent history for the dashboard (issue 16)
     app.include_router(devices_router())  # the Modbus register map (issue 19)
     app.include_router(sinks_router(sessions))  # GET /api/v1/sinks, GET /metrics (issue 17)
-    app.include_router(simulation_router)  # the live simulation, scenarios, alarms, telemetry WebSocket
+    app.include_router(simulation_router)  # presets, the scenario catalogue, the list of sessions
+    # The live simulation, its scenarios, alarms and telemetry WebSocket: the default session's under /api/v1
+    # (the original's paths), each named session's under /api/v1/sessions/{name}.
+    app.include_router(session_router, prefix=API)
+    app.include_router(session_router, prefix=f"{API}/sessions/{{name}}", dependencies=[Depends(named_session)])
     app.include_router(timeline_router(sessions))  # timelines: install, preview, the builder's form (issue 24)
 
     endpoints = {
@@ -130,6 +140,8 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
         "query": f"POST {API}/query",
         "sinks": f"GET {API}/sinks",
         "metrics": "GET /metrics",
+        "sessions": f"GET {API}/sessions; {API}/sessions/{{name}}/simulation/start|stop|status|..., "
+                    f"WS {API}/sessions/{{name}}/ws/telemetry",
     }
 
     # ------------------------------------------------------------------------------------ general

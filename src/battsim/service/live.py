@@ -67,6 +67,11 @@ MAX_SLEEP_S = 0.5
 RECORD_ROWS = 50_000
 RECORD_EVERY_S = 1.0
 DEFAULT_SLOT = "default"
+# Several simulations side by side (README "Several simulations side by side"): named sessions besides the
+# default one, and the jars all running sessions may pace together. Every session paces on the server's one
+# event loop and records on its own writer thread, so the jars, not the sessions, are what the machine feels.
+MAX_NAMED_SESSIONS = 8
+MAX_LIVE_JARS = 50_000
 # A back-fill runs in slices of this much wall time (longer than a paced slice: nothing is due meanwhile).
 BACKFILL_SLICE_S = 0.1
 # Back-fill progress goes out in a status frame at most this often.
@@ -542,6 +547,10 @@ class Backfill:
                 "readings_per_s": round(self.readings / self.wall_s) if self.wall_s > 0 else None}
 
 
+class SessionLimit(RuntimeError):
+    """Starting this session would pass the server's limit on sessions or on the jars it paces at once."""
+
+
 class AlreadyRunning(RuntimeError):
     pass
 
@@ -564,29 +573,53 @@ class Slot:
 
 @dataclass
 class Sessions:
-    """Live simulations by slot name; the original endpoints use :data:`DEFAULT_SLOT`."""
+    """Live simulations by slot name; the original endpoints use :data:`DEFAULT_SLOT`.
+
+    A named slot comes into being when a simulation is first started in it, and stays (with its last
+    session's status and its WebSocket subscribers) until the server stops."""
 
     data_dir: Path
     broadcaster_settings: dict = field(default_factory=dict)
     slots: dict[str, Slot] = field(default_factory=dict)
     wall_time: Callable[[], float] = time.time  # "now" for new sessions (a back-fill ends there)
     attachments: Sequence[Attach] = ()  # what every session feeds besides recording and WebSocket
+    max_named_sessions: int = MAX_NAMED_SESSIONS
+    max_live_jars: int = MAX_LIVE_JARS
 
     def slot(self, name: str = DEFAULT_SLOT) -> Slot:
         if name not in self.slots:
             self.slots[name] = Slot(name, Broadcaster(**self.broadcaster_settings))
         return self.slots[name]
 
+    def find(self, name: str) -> Slot | None:
+        """The slot of that name if a simulation was ever started in it (the default slot always is)."""
+        return self.slot(name) if name == DEFAULT_SLOT else self.slots.get(name)
+
     def running(self, name: str = DEFAULT_SLOT) -> LiveSession:
-        session = self.slot(name).running
+        slot = self.find(name)
+        session = slot.running if slot is not None else None
         if session is None:
-            raise NotRunning("no simulation is running; start one with POST /api/v1/simulation/start")
+            where = "POST /api/v1/simulation/start" if name == DEFAULT_SLOT else f"POST /api/v1/sessions/{name}/simulation/start"
+            raise NotRunning(f"no simulation is running; start one with {where}")
         return session
 
+    def _check_room(self, config: LiveConfig, name: str) -> None:
+        named = [slot for slot in self.slots if slot != DEFAULT_SLOT]
+        if name != DEFAULT_SLOT and name not in self.slots and len(named) >= self.max_named_sessions:
+            raise SessionLimit(f"this server holds at most {self.max_named_sessions} named sessions "
+                               f"({', '.join(named)}); reuse one of them")
+        live = sum(slot.running.fleet.size for slot in self.slots.values() if slot.running is not None)
+        if live + config.fleet.jar_count > self.max_live_jars:
+            raise SessionLimit(f"{config.fleet.jar_count:,} jars more than the {live:,} running would pass the "
+                               f"{self.max_live_jars:,} jars this server paces at once; stop a session first")
+
     async def start(self, config: LiveConfig, name: str = DEFAULT_SLOT) -> LiveSession:
+        existing = self.find(name)
+        if existing is not None and (existing.running is not None or existing.starting):
+            where = "/api/v1" if name == DEFAULT_SLOT else f"/api/v1/sessions/{name}"
+            raise AlreadyRunning(f"a simulation is already running; stop it first with POST {where}/simulation/stop")
+        self._check_room(config, name)
         slot = self.slot(name)
-        if slot.running is not None or slot.starting:
-            raise AlreadyRunning("a simulation is already running; stop it first with POST /api/v1/simulation/stop")
         slot.starting = True
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, WebSocket
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.requests import HTTPConnection
 
@@ -29,7 +29,9 @@ from battsim.service.live import (
     LiveConfig,
     NotRunning,
     RecordingFailed,
+    SessionLimit,
     Sessions,
+    Slot,
     idle_status,
     parse_backfill,
 )
@@ -228,15 +230,44 @@ def sessions_of(connection: HTTPConnection) -> Sessions:
 
 
 LiveSessions = Annotated[Sessions, Depends(sessions_of)]
-router = APIRouter()
+SESSION_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
 
 
-def running(sessions: Sessions, status_code: int = 409):
-    """The running simulation; else ``status_code`` (409 on ours, 400 on the original's endpoints)."""
+def named_session(name: Annotated[str, Path(pattern=SESSION_NAME_PATTERN, description="The session's name: "
+                                                 "1-40 letters, digits, _ or -; `default` is the default session.")]) -> str:
+    """Declares and checks the ``{name}`` of /api/v1/sessions/{name}/... (a 422 naming it when it is not a name)."""
+    return name
+
+
+def slot_of(connection: HTTPConnection) -> str:
+    """The session a request addresses: ``{name}`` under /api/v1/sessions/ (checked by :func:`named_session`),
+    else the default one."""
+    return connection.path_params.get("name", DEFAULT_SLOT)
+
+
+SlotName = Annotated[str, Depends(slot_of)]
+router = APIRouter()  # what no session owns: presets, the scenario catalogue, the list of sessions
+# The same endpoints for the default session (under /api/v1, the original's paths) and for each named one
+# (under /api/v1/sessions/{name}): app.py includes this router at both prefixes.
+session_router = APIRouter()
+
+
+def found_slot(sessions: Sessions, slot: str) -> Slot:
+    """A slot to read; 404 for a named one no simulation was ever started in."""
+    found = sessions.find(slot)
+    if found is None:
+        raise HTTPException(404, detail=f"no session named {shown(slot)!r}; start one with "
+                                        f"POST /api/v1/sessions/{slot}/simulation/start")
+    return found
+
+
+def running(sessions: Sessions, slot: str, status_code: int = 409):
+    """The slot's running simulation; else ``status_code`` (409 on ours, 400 on the original's endpoints)."""
     try:
-        return sessions.running(DEFAULT_SLOT)
+        return sessions.running(slot)
     except NotRunning as error:
         raise HTTPException(status_code, detail=str(error)) from None
+
 
 def known_battery_ids(session, battery_ids: list[str] | None) -> tuple[list[str] | None, list[str]]:
     """``battery_ids`` without the ids this fleet does not have (the original ignored them), and a warning
@@ -252,6 +283,7 @@ def known_battery_ids(session, battery_ids: list[str] | None) -> tuple[list[str]
     named = ", ".join(shown(battery_id) for battery_id in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
     return kept, [f"battery_ids: unknown {named} ignored (this fleet has e.g. {sample})"]
 
+
 def check_ids(session, site_ids, string_ids) -> None:
     fleet = session.fleet
     for name, given, known in (("site_ids", site_ids, fleet.site_ids), ("string_ids", string_ids, fleet.string_ids)):
@@ -263,24 +295,26 @@ def check_ids(session, site_ids, string_ids) -> None:
 
 
 @router.get(f"{API}/presets", summary="Fleet presets")
-async def presets(sessions: LiveSessions):
+async def presets():
     return [{"name": name, "description": spec.description, "sites": len(spec.sites),
              "strings": sum(site.strings for site in spec.sites),
              "batteries": sum(site.strings * site.jars_per_string for site in spec.sites)}
             for name, spec in PRESETS.items()]
 
 # ------------------------------------------------------------------------------------ simulation
-@router.post(f"{API}/simulation/start", summary="Start a live simulation",
+@session_router.post("/simulation/start", summary="Start a live simulation",
           responses={400: {"description": "A simulation is already running"}})
-async def start(request: StartRequest, sessions: LiveSessions):
+async def start(request: StartRequest, sessions: LiveSessions, slot: SlotName):
     fleet, preset_name = request.fleet()
     config = LiveConfig(fleet=fleet, preset=preset_name, interval_s=request.interval_seconds, seed=request.seed,
                         speed=request.speed, start=request.start, scenario=request.scenario,
                         timeline=request.timeline, paused=request.paused, backfill_s=request.backfill or 0.0)
     try:
-        session = await sessions.start(config, DEFAULT_SLOT)
+        session = await sessions.start(config, slot)
     except AlreadyRunning as error:
         raise HTTPException(400, detail=str(error)) from None
+    except SessionLimit as error:
+        raise HTTPException(429, detail=str(error)) from None
     except TimelineError as error:
         raise invalid("timeline", str(error)) from None
     except ScenarioError as error:
@@ -292,10 +326,11 @@ async def start(request: StartRequest, sessions: LiveSessions):
             "recording_path": str(session.recording_path), "speed": request.speed, "seed": request.seed,
             "sim_start": session.status()["sim_start"], **warned(request.warnings())}
 
-@router.post(f"{API}/simulation/stop", summary="Stop the simulation; its recording is marked complete")
-async def stop(sessions: LiveSessions):
+
+@session_router.post("/simulation/stop", summary="Stop the simulation; its recording is marked complete")
+async def stop(sessions: LiveSessions, slot: SlotName):
     try:
-        session = await sessions.stop(DEFAULT_SLOT)
+        session = await sessions.stop(slot)
     except NotRunning:  # the original answered 200: a defensive stop before a start must not fail
         return {"status": "stopped", "message": "Simulation stopped successfully",
                 "warnings": ["no simulation was running"]}
@@ -303,47 +338,53 @@ async def stop(sessions: LiveSessions):
             "recording_id": session.recorder.run_id, "recording_path": str(session.recording_path),
             "readings_generated": session.readings_generated}
 
-@router.get(f"{API}/simulation/status", summary="Simulation status")
-async def status(sessions: LiveSessions):
-    session = sessions.slot(DEFAULT_SLOT).session
-    return session.status() if session is not None else idle_status(DEFAULT_SLOT)
 
-@router.post(f"{API}/simulation/speed", summary="Change the speed while running")
-async def set_speed(request: SpeedRequest, sessions: LiveSessions):
-    session = running(sessions)
+@session_router.get("/simulation/status", summary="Simulation status")
+async def status(sessions: LiveSessions, slot: SlotName):
+    session = found_slot(sessions, slot).session
+    return session.status() if session is not None else idle_status(slot)
+
+
+@session_router.post("/simulation/speed", summary="Change the speed while running")
+async def set_speed(request: SpeedRequest, sessions: LiveSessions, slot: SlotName):
+    session = running(sessions, slot)
     session.set_speed(request.speed)
     return session.status()
 
-@router.post(f"{API}/simulation/pause", summary="Pause virtual time")
-async def pause(sessions: LiveSessions):
-    session = running(sessions)
+
+@session_router.post("/simulation/pause", summary="Pause virtual time")
+async def pause(sessions: LiveSessions, slot: SlotName):
+    session = running(sessions, slot)
     session.pause()
     return session.status()
 
-@router.post(f"{API}/simulation/resume", summary="Resume virtual time")
-async def resume(sessions: LiveSessions):
-    session = running(sessions)
+
+@session_router.post("/simulation/resume", summary="Resume virtual time")
+async def resume(sessions: LiveSessions, slot: SlotName):
+    session = running(sessions, slot)
     session.resume()
     return session.status()
 
 # ------------------------------------------------------------------------------------ scenarios
 @router.get(f"{API}/scenarios", summary="The scenario catalogue")
-async def scenarios(sessions: LiveSessions):
+async def scenarios():
     return [{"scenario": spec.name, "name": spec.title, "description": spec.description,
              "typical_conditions": ORIGINAL_TYPICAL_CONDITIONS.get(spec.name, {}),
              "conditions": spec.typical_conditions, "scope": spec.scope.value,
              "parameters": spec.params.model_json_schema().get("properties", {})}
             for spec in CATALOGUE.values()]
 
-@router.get(f"{API}/scenarios/active", summary="Scenarios acting now")
-async def active_scenarios(sessions: LiveSessions):
-    return running(sessions).scenarios.active()
 
-@router.post(f"{API}/scenarios/apply", summary="Apply a scenario to batteries, strings or sites",
+@session_router.get("/scenarios/active", summary="Scenarios acting now")
+async def active_scenarios(sessions: LiveSessions, slot: SlotName):
+    return running(sessions, slot).scenarios.active()
+
+
+@session_router.post("/scenarios/apply", summary="Apply a scenario to batteries, strings or sites",
           responses={404: {"description": "Unknown string or site ids"},
                      400: {"description": "No simulation is running"}})
-async def apply(request: ApplyRequest, sessions: LiveSessions):
-    session = running(sessions, 400)
+async def apply(request: ApplyRequest, sessions: LiveSessions, slot: SlotName):
+    session = running(sessions, slot, 400)
     check_ids(session, request.site_ids, request.string_ids)
     battery_ids, warnings = known_battery_ids(session, request.battery_ids)
     warnings = ignored_fields(request, "") + warnings
@@ -366,14 +407,15 @@ async def apply(request: ApplyRequest, sessions: LiveSessions):
             "sim_time": session.sim_now.astimezone(UTC).isoformat(),
             "active_scenarios": session.scenarios.active(), **warned(warnings)}
 
-@router.post(f"{API}/scenarios/clear", summary="Clear scenarios (all, or on the given batteries)",
+
+@session_router.post("/scenarios/clear", summary="Clear scenarios (all, or on the given batteries)",
           openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
               # Inline: the body is read by hand, so FastAPI never adds ClearRequest to components/schemas.
               "schema": {"anyOf": [ClearRequest.model_json_schema(),
                                    {"type": "array", "items": {"type": "string"}}]},
               "examples": {"ids": {"value": {"battery_ids": ["BAT001"]}}, "bare list": {"value": ["BAT001"]}},
           }}}})
-async def clear(request: Request, sessions: LiveSessions):
+async def clear(request: Request, sessions: LiveSessions, slot: SlotName):
     body = await request.body()
     try:
         data = json.loads(body) if body.strip() else None
@@ -388,7 +430,8 @@ async def clear(request: Request, sessions: LiveSessions):
     except ValueError as error:
         raise HTTPException(422, detail=json.loads(error.json(include_url=False))) from None
     warnings = ignored_fields(chosen, "")
-    session = sessions.slot(DEFAULT_SLOT).running
+    found = sessions.find(slot)
+    session = found.running if found is not None else None
     if session is None:  # the original answered 200: nothing to clear
         return {"status": "cleared", "message": "Scenarios cleared for 0 batteries", "batteries": 0,
                 "active_scenarios": [], "warnings": [*warnings, "no simulation is running"]}
@@ -404,9 +447,9 @@ async def clear(request: Request, sessions: LiveSessions):
             "active_scenarios": session.scenarios.active(), **warned(warnings + unknown)}
 
 # ------------------------------------------------------------------------------------ alarms
-@router.get(f"{API}/alarms", summary="Alarm rules and the alarms raised now")
-async def alarms(sessions: LiveSessions):
-    session = sessions.slot(DEFAULT_SLOT).running
+@session_router.get("/alarms", summary="Alarm rules and the alarms raised now")
+async def alarms(sessions: LiveSessions, slot: SlotName):
+    session = found_slot(sessions, slot).running
     active = []
     if session is not None:
         fleet = session.fleet
@@ -419,12 +462,13 @@ async def alarms(sessions: LiveSessions):
             "thresholds": AlarmThresholds().model_dump(), "active": active}
 
 # ------------------------------------------------------------------------------------ WebSocket
-@router.get(f"{API}/ws/subscribers", summary="WebSocket subscribers: sent, dropped, queued")
-async def subscribers(sessions: LiveSessions):
-    return sessions.slot(DEFAULT_SLOT).broadcaster.stats()
+@session_router.get("/ws/subscribers", summary="WebSocket subscribers: sent, dropped, queued")
+async def subscribers(sessions: LiveSessions, slot: SlotName):
+    return found_slot(sessions, slot).broadcaster.stats()
 
-@router.websocket(f"{API}/ws/telemetry")
-async def telemetry(websocket: WebSocket, sessions: LiveSessions):
+
+@session_router.websocket("/ws/telemetry")
+async def telemetry(websocket: WebSocket, sessions: LiveSessions, slot: SlotName):
     """Telemetry frames, one per tick; alert, status, dropped and ping messages.
 
     Query parameters ``battery_id``, ``site_id``, ``string_id`` (repeatable or comma-separated)
@@ -434,8 +478,13 @@ async def telemetry(websocket: WebSocket, sessions: LiveSessions):
     def ids(name: str) -> frozenset[str]:
         return frozenset(part for value in query.getlist(name) for part in value.split(",") if part)
     reading_filter = ReadingFilter(ids("battery_id"), ids("site_id"), ids("string_id"))
-    slot = sessions.slot(DEFAULT_SLOT)
     await websocket.accept()
+    found = sessions.find(slot)
+    if found is None:
+        await websocket.send_json({"type": "error", "detail": f"no session named {shown(slot)!r}"})
+        await websocket.close(1008, "unknown session")
+        return
+    slot = found
     session = slot.running
     if session is not None:
         unknown = reading_filter.unknown_ids(session.fleet)
@@ -445,3 +494,17 @@ async def telemetry(websocket: WebSocket, sessions: LiveSessions):
             return
     greeting = {"type": "status", **(slot.session.status() if slot.session else idle_status(slot.name))}
     await slot.broadcaster.serve(websocket, reading_filter, greeting)
+
+
+@router.get(f"{API}/sessions", summary="Every session: the default one and the named ones, running or not")
+async def list_sessions(sessions: LiveSessions):
+    listed = []
+    for name in [DEFAULT_SLOT, *sorted(set(sessions.slots) - {DEFAULT_SLOT})]:
+        session = sessions.slot(name).session if name == DEFAULT_SLOT else sessions.slots[name].session
+        status = session.status() if session is not None else idle_status(name)
+        listed.append({"name": name, "is_running": status["is_running"], "batteries_count": status["batteries_count"],
+                       "recording_id": status["recording_id"],
+                       "recording_path": str(session.recording_path) if session is not None else None,
+                       "path": API if name == DEFAULT_SLOT else f"{API}/sessions/{name}"})
+    return {"sessions": listed, "limits": {"named_sessions": sessions.max_named_sessions,
+                                           "live_jars": sessions.max_live_jars}}
