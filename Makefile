@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test test-lowest lint fuzz bench bench-report lock clean system-packages
+.PHONY: install run test test-lowest lint fuzz bench bench-report bench-scale lock clean system-packages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ bench: install system-packages
 	$(PY) bench/bench_live.py
 	$(PY) bench/bench_replay.py
 	$(PY) bench/bench_dashboard.py
+	$(PY) bench/bench_sinks.py
+	$(PY) bench/bench_modbus.py --clients 50 --seconds 30
+	$(PY) tools/bench_table.py
+
+# Fleets of 24 to 100,000 jars with 1 and 2 workers (about 15 minutes; --million adds 1 M jars, about 30 more).
+bench-scale: install
+	$(PY) bench/bench_scale.py --sizes 24,1944,20000,100000
 	$(PY) tools/bench_table.py
 
 # The report on a month of the full fleet (a week recorded, repeated four times): minutes of disk and CPU.

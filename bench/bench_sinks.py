@@ -11,7 +11,7 @@ Readings are a real simulation of the full fleet (thailand-full, 1,944 jars, 60 
     ticks (97,200 rows): the sink over 1 and 2 connections vs psycopg COPYing the same text, formatted
     beforehand, over 1 and 2 connections (PostgreSQL's own ingest here; the sink cannot beat it).
 Each row gives readings/s delivered, the ratio to the baseline, and the cost per reading on the simulation's
-thread (the hand-over in ``readings()``, µs). Figures go to bench/results.json ("sinks")."""
+thread (the hand-over in ``readings()``, µs). Figures go to bench/results.json (bench_sinks)."""
 
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=250, help="Full-fleet ticks for PostgreSQL (250: 486,000 rows).")
     parser.add_argument("--live-ticks", type=int, default=60, help="Full-fleet ticks for webhook and MQTT, one a batch.")
     args = parser.parse_args()
-    measurement = Measurement("sinks")
+    measurement = Measurement("bench_sinks")
     fleet, live = simulate(args.live_ticks, preset=PRESET)
     _, backfill = simulate(args.ticks, preset=PRESET, ticks_per_batch=50)
     print(f"{PRESET}: {fleet.size} jars; webhook/MQTT {args.live_ticks} ticks one a batch "

@@ -26,9 +26,16 @@ WHAT = {
     "bench_replay": "replay at `max` against DuckDB's own scan; pacing error at 1×, 60×, 3600×",
     "bench_report": "`battsim report` against DuckDB summing the same columns",
     "bench_dashboard": "the page in headless chromium with the full fleet at 1 s",
+    "bench_sinks": "each sink against the server's own ingest of the same rows (webhook: POSTing the same bodies; "
+                   "MQTT: paho publishing the same payloads; PostgreSQL: a plain COPY of the same text); cost on the "
+                   "simulation's thread",
+    "bench_modbus": "N Modbus clients polling the whole full fleet every second against `battsim serve "
+                    "--modbus-port`; server CPU against no clients",
+    "bench_scale": "`battsim run --workers 1` and `2` on 24 to 100 k jars against DuckDB's ingest of the same rows; peak "
+                   "memory per worker",
 }
 # The make target that measures each benchmark, named in the row of one not yet in the results file.
-TARGET = {"bench_report": "make bench-report"}
+TARGET = {"bench_report": "make bench-report", "bench_scale": "make bench-scale"}
 
 
 def _m(rate: float) -> str:
@@ -75,8 +82,30 @@ def dashboard(f: dict) -> str:
     return "main thread busy " + ", ".join(busy)
 
 
+def sinks(f: dict) -> str:
+    return "; ".join(f"{row['sink']}: {row['readings_per_s'] / 1e3:.0f} k/s, {row['ratio']:.2f} of the baseline's "
+                     f"{row['baseline_readings_per_s'] / 1e3:.0f} k/s, {row['simulation_thread_us_per_reading']:.3f} µs "
+                     "a reading on the simulation's thread" for row in f["rows"])
+
+
+def modbus(f: dict) -> str:
+    return (f"{f['clients']} clients × {f['seconds']:g} s: {f['requests_per_s']:,} requests/s, {f['errors']} errors, "
+            f"{f['polls']} of {f['polls_due']} full-fleet polls done (p50 {f['poll_p50_s']:.1f} s); "
+            f"{f['cpu_us_per_request']:.0f} µs server CPU a request; simulation at {f['ticks_per_wall_s']:.3f} ticks/s")
+
+
+def scale(f: dict) -> str:
+    parts = []
+    for size in f["sizes"].values():
+        runs = ", ".join(f"{run['workers']} worker{'s' if run['workers'] > 1 else ''} "
+                         f"{run['readings_per_s'] / 1e3:.0f} k/s ({run['worker_peak_mb']} MB)" for run in size["runs"])
+        speedup = f", speed-up {size['speedup_2_over_1']:.2f}" if "speedup_2_over_1" in size else ""
+        parts.append(f"{size['jars']:,} jars: {runs}{speedup}")
+    return "; ".join(parts) + f"; DuckDB alone {_m(f['duckdb_ingest_rows_per_s'])} rows/s"
+
+
 FIGURES = {"bench_batch": batch, "bench_live": live, "bench_replay": replay, "bench_report": report,
-           "bench_dashboard": dashboard}
+           "bench_dashboard": dashboard, "bench_sinks": sinks, "bench_modbus": modbus, "bench_scale": scale}
 
 
 def table(results: dict) -> str:
