@@ -62,8 +62,7 @@ UNIT_DECIMALS = {
     "h": 2,
     "hours": 2,
 }
-# NUMBER: the DB-API type code DuckDB before 2.0 gives in a cursor's description for any number (ints stay ints).
-_FLOATING = ("FLOAT", "DOUBLE", "REAL", "NUMBER")
+_FLOATING = ("FLOAT", "DOUBLE", "REAL")
 
 
 def unit_decimals(column: str, type_name: str = "DOUBLE") -> int | None:

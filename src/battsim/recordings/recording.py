@@ -156,21 +156,15 @@ class Recording:
         clauses, params = [], []
         if start is not None:
             clauses.append(f"{time_column} >= ?::TIMESTAMPTZ")
-            params.append(_instant(start))
+            params.append(start)
         if end is not None:
             clauses.append(f"{time_column} < ?::TIMESTAMPTZ")
-            params.append(_instant(end))
+            params.append(end)
         for column, values in (("site_id", sites), ("battery_id", batteries), ("string_id", strings)):
             if values:
                 clauses.append(f"{column} IN (SELECT unnest(?))")
                 params.append(list(values))
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-
-def _instant(value):
-    """An ISO 8601 text as a datetime: DuckDB before 2.0.1 refuses to cast "2026-01-01T06:00+07:00"
-    (no seconds, with an offset), which Python reads; a naive text stays naive either way."""
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def open_recording(path: str | Path, read_only: bool = True) -> Recording:
