@@ -53,6 +53,17 @@ class ReadAhead:
 
     def _fetch(self, lo_us: int, hi_us: int) -> TickChunk | None:
         """On a worker: the first non-empty chunk from ``lo`` (None: nothing more, for now)."""
+        try:
+            return self._first_chunk(lo_us, hi_us)
+        except duckdb.ConnectionException:
+            if not (self.source.live or self.source.writer_gone):
+                raise
+            # The live writer stopped and closed the cursors it lent: everything it committed was played
+            # or is in chunks already read, so this is the end of the recording, not a failure.
+            self.source.live, self.source.writer_gone = False, True
+            return None
+
+    def _first_chunk(self, lo_us: int, hi_us: int) -> TickChunk | None:
         cursor, source, window = self._cursor(), self.source, self.window
         end = source.refresh_end(cursor)
         limit = end + 1 if end is not None else lo_us
