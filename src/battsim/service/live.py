@@ -70,6 +70,8 @@ DEFAULT_SLOT = "default"
 # Several simulations side by side (README "Several simulations side by side"): named sessions besides the
 # default one, and the jars all running sessions may pace together. Every session paces on the server's one
 # event loop and records on its own writer thread, so the jars, not the sessions, are what the machine feels.
+# One serve on this 2-core machine paced 48,000 jars at a 1 s interval with recording (0.999 ticks per wall
+# second over 30 s; 2,000 sites of 2 x 12 jars), hence the jar limit just above that.
 MAX_NAMED_SESSIONS = 8
 MAX_LIVE_JARS = 50_000
 # A back-fill runs in slices of this much wall time (longer than a paced slice: nothing is due meanwhile).
