@@ -67,6 +67,8 @@ def main() -> None:
     print(f"baseline, DuckDB summing the 7 columns the report reads: {baseline_s:.2f} s "
           f"({readings / baseline_s / 1e6:,.0f} M readings/s)")
 
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # bench/results/ is git-ignored: absent in a fresh clone
+    shutil.rmtree(args.out, ignore_errors=True)  # the previous run's charts
     cpu = time.process_time()
     report = write_report(recording, args.out)
     cpu_s = time.process_time() - cpu
