@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from battsim.engine.fleet import get_preset
 from battsim.recordings.batch import BatchRun, record_run
-from battsim.recordings.query import RecordingBusyError
+from battsim.recordings.format import RecordingBusyError
 from battsim.recordings.recording import NotARecordingError
 from battsim.recordings.replay import Player, ReplayError, ReplaySource, parse_speed
 from battsim.service.cli import app

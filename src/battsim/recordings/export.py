@@ -30,7 +30,7 @@ import duckdb
 
 from battsim.engine.battery import MODE_NAMES
 from battsim.recordings.export_original import export_original
-from battsim.recordings.format import reading
+from battsim.recordings.format import quote_literal, reading
 from battsim.recordings.outputs import (
     EXPORT_MARKER,
     OutputError,
@@ -41,7 +41,7 @@ from battsim.recordings.outputs import (
     staging_path,
 )
 from battsim.recordings.presentation import presented_sql
-from battsim.recordings.query import quote_literal, spill_privately
+from battsim.recordings.query import spill_privately
 
 FORMATS = ("parquet", "csv", "json")
 _COPY_OPTIONS = {"parquet": "FORMAT parquet, COMPRESSION zstd", "csv": "FORMAT csv, HEADER true",

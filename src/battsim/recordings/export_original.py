@@ -26,9 +26,9 @@ from pathlib import Path
 import duckdb
 
 from battsim.engine.battery import MODE_NAMES
-from battsim.recordings.format import reading
+from battsim.recordings.format import quote_literal, reading
 from battsim.recordings.outputs import EXPORT_MARKER, OutputError, check_out, discard, replace_directory, staging_path
-from battsim.recordings.query import quote_literal, spill_privately
+from battsim.recordings.query import spill_privately
 
 LAYOUT = "original"
 BATTERY_COLUMNS = ("ts", "battery_id", "voltage_v", "temperature_c", "resistance_mohm", "conductance_s", "soc_pct",

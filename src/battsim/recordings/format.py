@@ -138,3 +138,23 @@ def verify_recording(path: str | Path) -> None:
         check_recording(connection, path)
     finally:
         connection.close()
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def attach_read_only(connection: duckdb.DuckDBPyConnection, path: Path, alias: str, busy: str) -> None:
+    """ATTACH a recording read-only as ``alias``; RecordingBusyError (``busy`` says what to do) when it is locked."""
+    try:
+        connection.execute(f"ATTACH {quote_literal(str(path))} AS {quote_identifier(alias)} (READ_ONLY)")
+    except duckdb.Error as error:
+        message = str(error).lower()
+        # Another process holds the file's lock, or this process has it open for writing (a live run).
+        if "lock" in message or "already attached" in message:
+            raise RecordingBusyError(f"{path}: it is being written; {busy}") from None
+        raise open_error(path, error) from None

@@ -28,7 +28,11 @@ from typing import IO
 import duckdb
 import numpy as np
 
-from battsim.recordings.format import RecordingBusyError, check_recording, open_error
+from battsim.recordings.format import (
+    attach_read_only,
+    check_recording,
+    quote_identifier,
+)
 from battsim.recordings.presentation import columns_of, json_value, present_json_row, present_row
 from battsim.recordings.views import VIEW_NAMES, missing_views, view_sql
 from battsim.scale import shardset
@@ -37,14 +41,6 @@ FORMATS = ("table", "csv", "json", "parquet")
 # Catalog names DuckDB reserves, which a run may not be attached under.
 _RESERVED = {"memory", "system", "temp", "main", "information_schema", "pg_catalog"}
 FETCH_ROWS = 10_000
-
-
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def run_name(path: str | Path) -> str:
@@ -68,14 +64,7 @@ def run_names(paths: Sequence[str | Path]) -> list[str]:
 
 
 def _attach(connection: duckdb.DuckDBPyConnection, path: Path, alias: str) -> None:
-    try:
-        connection.execute(f"ATTACH {quote_literal(str(path))} AS {quote_identifier(alias)} (READ_ONLY)")
-    except duckdb.Error as error:
-        message = str(error).lower()
-        # Another process holds the file's lock, or this process has it open for writing (a live run).
-        if "lock" in message or "already attached" in message:
-            raise RecordingBusyError(f"{path}: it is being written; query it when the run ends") from None
-        raise open_error(path, error) from None
+    attach_read_only(connection, path, alias, busy="query it when the run ends")
 
 
 def attach_recording(connection: duckdb.DuckDBPyConnection, path: str | Path, alias: str) -> None:

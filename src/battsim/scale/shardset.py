@@ -19,7 +19,12 @@ from pathlib import Path
 
 import duckdb
 
-from battsim.recordings.format import NotARecordingError, RecordingBusyError, check_recording, open_error
+from battsim.recordings.format import (
+    NotARecordingError,
+    attach_read_only,
+    check_recording,
+    quote_identifier,
+)
 from battsim.recordings.views import VIEW_NAMES
 from battsim.scale.manifest import MANIFEST_NAME, is_shard_set, read_config, read_manifest
 
@@ -32,22 +37,8 @@ _KEYS = {"battery_key": "batteries", "site_key": "sites", "string_key": "strings
 _SHARED_TABLES = ("scenario_catalogue",)
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _attach_part(connection: duckdb.DuckDBPyConnection, path: Path, catalog: str) -> None:
-    try:
-        connection.execute(f"ATTACH {_literal(str(path))} AS {_q(catalog)} (READ_ONLY)")
-    except duckdb.Error as error:
-        message = str(error).lower()
-        if "lock" in message or "already attached" in message:
-            raise RecordingBusyError(f"{path}: it is being written; read the shard set when the run ends") from None
-        raise open_error(path, error) from None
+    attach_read_only(connection, path, catalog, busy="read the shard set when the run ends")
     check_recording(connection, path, catalog=catalog)
 
 
@@ -66,8 +57,8 @@ def attach_shard_set(connection: duckdb.DuckDBPyConnection, directory: str | Pat
         _attach_part(connection, directory / part["file"], catalog)
         catalogs.append(catalog)
     if alias != connection.execute("SELECT current_database()").fetchall()[0][0]:
-        connection.execute(f"ATTACH ':memory:' AS {_q(alias)}")
-    shown = f"{_q(alias)}.main."
+        connection.execute(f"ATTACH ':memory:' AS {quote_identifier(alias)}")
+    shown = f"{quote_identifier(alias)}.main."
     offsets = _offsets(connection, catalogs)
     tables = [row[0] for row in connection.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_type = 'BASE TABLE' "
@@ -76,19 +67,21 @@ def attach_shard_set(connection: duckdb.DuckDBPyConnection, directory: str | Pat
         if table == "runs":
             continue
         sources = catalogs[:1] if table in _SHARED_TABLES else catalogs
-        columns = [row[0] for row in connection.execute(f"DESCRIBE {_q(sources[0])}.main.{_q(table)}").fetchall()]
+        described = f"DESCRIBE {quote_identifier(sources[0])}.main.{quote_identifier(table)}"
+        columns = [row[0] for row in connection.execute(described).fetchall()]
         selects = []
         for catalog in sources:
-            remapped = [f"{_q(c)}::UINTEGER + {offsets[catalog][c]} AS {_q(c)}" for c in columns if c in _KEYS]
+            remapped = [f"{quote_identifier(c)}::UINTEGER + {offsets[catalog][c]} AS {quote_identifier(c)}"
+                        for c in columns if c in _KEYS]
             replace = f" REPLACE ({', '.join(remapped)})" if remapped else ""
-            selects.append(f"SELECT *{replace} FROM {_q(catalog)}.main.{_q(table)}")
-        connection.execute(f"CREATE VIEW {shown}{_q(table)} AS " + " UNION ALL ".join(selects))
+            selects.append(f"SELECT *{replace} FROM {quote_identifier(catalog)}.main.{quote_identifier(table)}")
+        connection.execute(f"CREATE VIEW {shown}{quote_identifier(table)} AS " + " UNION ALL ".join(selects))
     # The readings view and the analysis views are per jar, string or outage, and a site's strings and jars
     # are all in one part: each is the parts' own, one after another (the events' insertion order, which
     # the alarm views go by, exists only within a part).
     for name in ("readings", *VIEW_NAMES):
-        connection.execute(f"CREATE VIEW {shown}{_q(name)} AS " + " UNION ALL ".join(
-            f"SELECT * FROM {_q(catalog)}.main.{_q(name)}" for catalog in catalogs))
+        connection.execute(f"CREATE VIEW {shown}{quote_identifier(name)} AS " + " UNION ALL ".join(
+            f"SELECT * FROM {quote_identifier(catalog)}.main.{quote_identifier(name)}" for catalog in catalogs))
     _create_runs(connection, shown, catalogs, manifest, read_config(directory, manifest),
                  complete=len(present) == len(planned))
     connection.execute(f"CREATE TABLE {shown}{PARTS_TABLE} (part INTEGER, file VARCHAR, catalog VARCHAR, "
@@ -97,7 +90,7 @@ def attach_shard_set(connection: duckdb.DuckDBPyConnection, directory: str | Pat
     for index, part in enumerate(planned):
         catalog = by_index.get(index)
         status = "missing" if catalog is None else connection.execute(
-            f"SELECT CASE status WHEN 'complete' THEN 'complete' ELSE 'incomplete' END FROM {_q(catalog)}.main.runs"
+            f"SELECT CASE status WHEN 'complete' THEN 'complete' ELSE 'incomplete' END FROM {quote_identifier(catalog)}.main.runs"
         ).fetchall()[0][0]
         connection.execute(f"INSERT INTO {shown}{PARTS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            [index, part["file"], catalog, part["status"], status, part.get("jars"),
@@ -110,14 +103,14 @@ def _offsets(connection: duckdb.DuckDBPyConnection, catalogs: list[str]) -> dict
     for catalog in catalogs:
         offsets[catalog] = dict(running)
         for column, table in _KEYS.items():
-            largest = connection.execute(f"SELECT max({column}) FROM {_q(catalog)}.main.{table}").fetchall()[0][0]
+            largest = connection.execute(f"SELECT max({column}) FROM {quote_identifier(catalog)}.main.{table}").fetchall()[0][0]
             running[column] += 0 if largest is None else int(largest) + 1
     return offsets
 
 
 def _create_runs(connection, shown: str, catalogs: list[str], manifest: dict, config: dict, complete: bool) -> None:
     """The set's one run: the manifest's identity and configuration, the parts' progress added up."""
-    union = " UNION ALL ".join(f"SELECT * FROM {_q(catalog)}.main.runs" for catalog in catalogs)
+    union = " UNION ALL ".join(f"SELECT * FROM {quote_identifier(catalog)}.main.runs" for catalog in catalogs)
     connection.execute(f"CREATE TABLE {shown}runs AS SELECT * FROM ({union}) LIMIT 0")
     connection.execute(
         f"""INSERT INTO {shown}runs SELECT ?, any_value(seed), ?::JSON, min(start), max("end"), any_value(interval_s),
@@ -148,6 +141,6 @@ def shard_set_catalog(connection: duckdb.DuckDBPyConnection, catalog: str | None
 
 def part_catalogs(connection: duckdb.DuckDBPyConnection, catalog: str | None = None) -> list[str]:
     """The catalogs of the parts written, in part order, of the shard set attached as ``catalog``."""
-    source = f"{_q(catalog)}.main.{PARTS_TABLE}" if catalog else PARTS_TABLE
+    source = f"{quote_identifier(catalog)}.main.{PARTS_TABLE}" if catalog else PARTS_TABLE
     return [row[0] for row in connection.execute(
         f"SELECT catalog FROM {source} WHERE catalog IS NOT NULL ORDER BY part").fetchall()]

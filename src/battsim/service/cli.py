@@ -370,7 +370,7 @@ def export(
 ) -> None:
     """Export a recording to Parquet or CSV for other tools (DuckDB, polars, pandas, Spark)."""
     from battsim.recordings.export import ExportError, export_recording
-    from battsim.recordings.query import RecordingBusyError
+    from battsim.recordings.format import RecordingBusyError
     from battsim.recordings.recording import NotARecordingError
 
     try:
@@ -391,8 +391,8 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="Directory for the PNG charts and index.html.")],
 ) -> None:
     """Charts (voltage, current, temperature per string; state of health; outages; alarms) and index.html."""
+    from battsim.recordings.format import RecordingBusyError
     from battsim.recordings.outputs import OutputError
-    from battsim.recordings.query import RecordingBusyError
     from battsim.recordings.recording import NotARecordingError
     from battsim.recordings.report import write_report
 

@@ -29,7 +29,8 @@ import duckdb
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from battsim.recordings.query import RecordingBusyError, rows_as_objects
+from battsim.recordings.format import RecordingBusyError
+from battsim.recordings.query import rows_as_objects
 from battsim.recordings.recording import NotARecordingError
 from battsim.recordings.sandbox import QueryRefused, SandboxLimits, run_sandboxed
 
