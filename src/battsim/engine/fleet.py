@@ -260,26 +260,18 @@ def entity_rng(seed: int, entity_id: str, purpose: str) -> np.random.Generator:
 
 
 @dataclass(frozen=True)
-class Fleet:
-    """A fleet expanded into flat, ordered tables. Jars of a string and strings of a site are contiguous."""
+class FleetLayout:
+    """Which jars make up a fleet, in order, with no random draw: the ids and where each jar sits.
+    Jars of a string and strings of a site are contiguous. Cheap to build for any fleet size, so a
+    timeline's targets can be checked against a million jars without expanding them."""
 
-    spec: FleetSpec
-    models: list[BatteryModel]
     site_ids: list[str]
     string_ids: list[str]
     string_site: np.ndarray  # site index of each string
     battery_ids: list[str]
     battery_string: np.ndarray  # string index of each jar
     battery_site: np.ndarray  # site index of each jar
-    battery_model: np.ndarray  # index into ``models``
     battery_position: np.ndarray  # 1-based position of the jar in its string
-    profile: np.ndarray
-    capacity_spread: np.ndarray
-    resistance_spread: np.ndarray
-    initial_age_years: np.ndarray
-    initial_soh_pct: np.ndarray
-    ageing: ageing.AgeingPopulation  # each jar's fade rate, knee and resistance coupling (engine/ageing.py)
-    rack_offset_c: np.ndarray  # air beside each jar minus the room's, by its place in the rack, K
 
     @property
     def size(self) -> int:
@@ -290,44 +282,84 @@ class Fleet:
         bounds = np.append(np.flatnonzero(np.diff(self.battery_site, prepend=-1)), self.size)
         return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
+
+@dataclass(frozen=True)
+class Fleet(FleetLayout):
+    """A fleet expanded into flat, ordered tables: its layout and each jar's model and random draws."""
+
+    spec: FleetSpec
+    models: list[BatteryModel]
+    battery_model: np.ndarray  # index into ``models``
+    profile: np.ndarray
+    capacity_spread: np.ndarray
+    resistance_spread: np.ndarray
+    initial_age_years: np.ndarray
+    initial_soh_pct: np.ndarray
+    ageing: ageing.AgeingPopulation  # each jar's fade rate, knee and resistance coupling (engine/ageing.py)
+    rack_offset_c: np.ndarray  # air beside each jar minus the room's, by its place in the rack, K
+
     def site(self, index: int) -> SiteSpec:
         return self.spec.sites[index]
 
 
-def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
-    """Expand a spec into jars; every random draw of a jar comes from that jar's own stream."""
-    model_names = sorted({site.model for site in spec.sites})
-    models = [spec.model_named(name) for name in model_names]
+def _string_counts(site: SiteSpec) -> tuple[int, int]:
+    """(strings, jars per string) of a site; a site listing its jars has one jar per string."""
+    return (len(site.jars), 1) if site.jars else (site.strings, site.jars_per_string)
+
+
+def fleet_layout(spec: FleetSpec) -> FleetLayout:
+    """The ids and places of a spec's jars (``BKK_DC1_SYS01_STR01_BAT001``), without expanding their draws."""
     site_ids, string_ids, string_site = [], [], []
-    battery_ids, battery_string, battery_site, battery_model, battery_position = [], [], [], [], []
-    draws, named = [], []  # named: (profile index or -1, initial SOH or NaN) given by JarSpecs
-    ageing_normals, rack_offset_c = [], []
+    battery_ids, battery_string, battery_site, battery_position = [], [], [], []
     for site_index, site in enumerate(spec.sites):
         site_ids.append(site.site_id)
-        jars_in_string = 1 if site.jars else site.jars_per_string
-        site_rack_offset_c = rack.jar_ambient_offset_c(np.arange(1, jars_in_string + 1), jars_in_string)
-        for string_number in range(1, (len(site.jars) or site.strings) + 1):
+        strings, jars_per_string = _string_counts(site)
+        for string_number in range(1, strings + 1):
             string_id = f"{site.site_id}_SYS01_STR{string_number:02d}"
-            string_ids.append(string_id)
             string_site.append(site_index)
-            for position in range(1, (1 if site.jars else site.jars_per_string) + 1):
-                jar = site.jars[string_number - 1] if site.jars else None
-                battery_id = jar.battery_id if jar else f"{string_id}_BAT{position:03d}"
-                named.append((PROFILE_NAMES.index(jar.profile) if jar and jar.profile else -1,
-                              jar.initial_soh_pct if jar and jar.initial_soh_pct is not None else np.nan))
-                battery_ids.append(battery_id)
-                battery_string.append(len(string_ids) - 1)
+            for position in range(1, jars_per_string + 1):
+                battery_ids.append(site.jars[string_number - 1].battery_id if site.jars
+                                   else f"{string_id}_BAT{position:03d}")
+                battery_string.append(len(string_ids))
                 battery_site.append(site_index)
-                battery_model.append(model_names.index(site.model))
                 battery_position.append(position)
-                rng = entity_rng(seed, battery_id, "manufacture")
-                draws.append((rng.random(), *rng.standard_normal(2), rng.random()))
-                ageing_normals.append(entity_rng(seed, battery_id, "ageing").standard_normal(ageing.NORMALS_PER_JAR))
-                # A jar alone on its string (the original service's) has no rack neighbours: the room's air.
-                local_c = 0.0
-                if jars_in_string > 1:
-                    local_c = rack.local_offset_c(entity_rng(seed, battery_id, "rack").standard_normal())
-                rack_offset_c.append(site_rack_offset_c[position - 1] + local_c)
+            string_ids.append(string_id)
+    return FleetLayout(
+        site_ids=site_ids,
+        string_ids=string_ids,
+        string_site=np.array(string_site, dtype=np.int32),
+        battery_ids=battery_ids,
+        battery_string=np.array(battery_string, dtype=np.int32),
+        battery_site=np.array(battery_site, dtype=np.int32),
+        battery_position=np.array(battery_position, dtype=np.int32),
+    )
+
+
+def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
+    """Expand a spec into jars; every random draw of a jar comes from that jar's own stream."""
+    layout = fleet_layout(spec)
+    model_names = sorted({site.model for site in spec.sites})
+    models = [spec.model_named(name) for name in model_names]
+    battery_model, draws, named = [], [], []  # named: (profile index or -1, initial SOH or NaN) given by JarSpecs
+    ageing_normals, rack_offset_c = [], []
+    for site, jars in zip(spec.sites, layout.site_slices()):
+        strings, jars_in_string = _string_counts(site)
+        site_rack_offset_c = rack.jar_ambient_offset_c(np.arange(1, jars_in_string + 1), jars_in_string)
+        for battery_id, position, string_number in zip(
+                layout.battery_ids[jars], layout.battery_position[jars].tolist(),
+                (layout.battery_string[jars] - layout.battery_string[jars.start] + 1).tolist()):
+            jar = site.jars[string_number - 1] if site.jars else None
+            named.append((PROFILE_NAMES.index(jar.profile) if jar and jar.profile else -1,
+                          jar.initial_soh_pct if jar and jar.initial_soh_pct is not None else np.nan))
+            battery_model.append(model_names.index(site.model))
+            rng = entity_rng(seed, battery_id, "manufacture")
+            draws.append((rng.random(), *rng.standard_normal(2), rng.random()))
+            ageing_normals.append(entity_rng(seed, battery_id, "ageing").standard_normal(ageing.NORMALS_PER_JAR))
+            # A jar alone on its string (the original service's) has no rack neighbours: the room's air.
+            local_c = 0.0
+            if jars_in_string > 1:
+                local_c = rack.local_offset_c(entity_rng(seed, battery_id, "rack").standard_normal())
+            rack_offset_c.append(site_rack_offset_c[position - 1] + local_c)
     profile_draw, capacity_z, resistance_z, age_draw = np.array(draws, dtype=np.float64).T
     healthy_share, accelerated_share, _ = spec.profile_mix
     profile = np.where(
@@ -343,16 +375,10 @@ def build_fleet(spec: FleetSpec, seed: int) -> Fleet:
     years_to_end_of_life = design_life_years / population.fade_rate_multiplier
     initial_age_years = age_draw * np.minimum(spec.max_initial_age_years, 0.9 * years_to_end_of_life)
     return Fleet(
+        **vars(layout),
         spec=spec,
         models=models,
-        site_ids=site_ids,
-        string_ids=string_ids,
-        string_site=np.array(string_site, dtype=np.int32),
-        battery_ids=battery_ids,
-        battery_string=np.array(battery_string, dtype=np.int32),
-        battery_site=np.array(battery_site, dtype=np.int32),
         battery_model=np.array(battery_model, dtype=np.int32),
-        battery_position=np.array(battery_position, dtype=np.int32),
         profile=profile,
         capacity_spread=np.clip(1.0 + spec.capacity_spread_pct / 100.0 * capacity_z, 0.8, 1.2),
         resistance_spread=np.clip(1.0 + spec.resistance_spread_pct / 100.0 * resistance_z, 0.7, 1.3),

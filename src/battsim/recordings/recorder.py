@@ -51,6 +51,16 @@ def _rollback(cursor: duckdb.DuckDBPyConnection) -> None:
         pass  # no transaction open, or the database refuses everything after a fatal write error
 
 
+def _insert_columns(con: duckdb.DuckDBPyConnection, table: str, columns: dict) -> None:
+    """Append rows given column by column, matched to ``table`` by name (its other columns NULL): one
+    Arrow scan, where ``executemany`` would cost a statement per row (a 4,096-jar part's strings took 0.8 s)."""
+    con.register("new_rows", pa.table(columns))
+    try:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM new_rows")
+    finally:
+        con.unregister("new_rows")
+
+
 @dataclass(frozen=True)
 class RunInfo:
     seed: int
@@ -132,15 +142,18 @@ class Recorder:
              __version__, FORMAT_VERSION, info.preset, datetime.now(UTC)],
         )
         spec = fleet.spec
-        con.executemany(
-            "INSERT INTO sites (site_key, site_id, name, timezone, longitude_deg, load_kw_per_string, room_setpoint_c) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [[i, s.site_id, s.name, s.timezone, s.longitude_deg, s.load_kw_per_string, s.room_setpoint_c]
-             for i, s in enumerate(spec.sites)],
-        )
+        _insert_columns(con, "sites", {
+            "site_key": np.arange(len(spec.sites), dtype=np.int32),
+            "site_id": [s.site_id for s in spec.sites],
+            "name": [s.name for s in spec.sites],
+            "timezone": [s.timezone for s in spec.sites],
+            "longitude_deg": [s.longitude_deg for s in spec.sites],
+            "load_kw_per_string": [s.load_kw_per_string for s in spec.sites],
+            "room_setpoint_c": [s.room_setpoint_c for s in spec.sites],
+        })
         resistance = np.array([fleet.models[m].internal_resistance_mohm for m in fleet.battery_model])
         capacity = np.array([fleet.models[m].capacity_ah_c10 for m in fleet.battery_model])
-        table = pa.table({
+        _insert_columns(con, "batteries", {  # installed_at, replace*: NULL
             "battery_key": pa.array(np.arange(fleet.size, dtype=np.uint16)),
             "battery_id": fleet.battery_ids,
             "site_id": [fleet.site_ids[s] for s in fleet.battery_site],
@@ -153,18 +166,17 @@ class Recorder:
             "initial_soh_pct": fleet.initial_soh_pct,
             "rack_offset_c": fleet.rack_offset_c,
         })
-        con.register("new_batteries", table)
-        con.execute("INSERT INTO batteries BY NAME SELECT * FROM new_batteries")  # installed_at, replace*: NULL
-        con.unregister("new_batteries")
         starts = np.flatnonzero(np.diff(fleet.battery_string, prepend=-1))
         jars = np.diff(np.append(starts, fleet.size))
         rated_ah = np.add.reduceat(capacity * fleet.capacity_spread, starts) / jars
-        con.executemany(
-            "INSERT INTO strings (string_key, string_id, site_id, jars, rated_capacity_ah, current_full_scale_a) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [[i, string_id, fleet.site_ids[fleet.string_site[i]], int(jars[i]), float(rated_ah[i]),
-              float(current_full_scale_a(rated_ah[i]))] for i, string_id in enumerate(fleet.string_ids)],
-        )
+        _insert_columns(con, "strings", {
+            "string_key": np.arange(len(fleet.string_ids), dtype=np.int32),
+            "string_id": fleet.string_ids,
+            "site_id": [fleet.site_ids[site] for site in fleet.string_site],
+            "jars": jars.astype(np.int32),
+            "rated_capacity_ah": rated_ah,
+            "current_full_scale_a": current_full_scale_a(rated_ah),
+        })
         if scenario_names:
             con.executemany("INSERT INTO scenario_catalogue (bit, scenario) VALUES (?, ?)",
                             list(enumerate(scenario_names)))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, replace
 
-from battsim.engine.fleet import Fleet, FleetSpec, SiteSpec
+from battsim.engine.fleet import FleetLayout, FleetSpec, SiteSpec
 from battsim.scenarios.timeline import Timeline
 
 # The recording format keys jars by USMALLINT (recordings/schema.py): a part holds at most 65,535 jars,
@@ -88,7 +88,7 @@ def _kept(value, known: set[str]):
     return [item for item in ids if item in known]
 
 
-def restrict_timeline(timeline: Timeline, fleet: Fleet) -> Timeline:
+def restrict_timeline(timeline: Timeline, fleet: FleetLayout) -> Timeline:
     """``timeline`` with each entry's targets narrowed to the part's sites, strings and jars; an entry
     that named targets and keeps none of them is left out (it acts on other parts)."""
     known = {"sites": set(fleet.site_ids), "strings": set(fleet.string_ids), "batteries": set(fleet.battery_ids)}

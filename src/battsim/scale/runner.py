@@ -27,7 +27,7 @@ from pathlib import Path
 
 import duckdb
 
-from battsim.engine.fleet import build_fleet
+from battsim.engine.fleet import fleet_layout
 from battsim.recordings.batch import BatchRun, RunInterrupted, keep_partial, record_run
 from battsim.recordings.outputs import replace_directory, staging_path
 from battsim.scale.manifest import CONFIG_NAME, MANIFEST_FORMAT, MANIFEST_VERSION, is_shard_set, write_config, write_manifest
@@ -67,8 +67,8 @@ class PartJob:
     max_part_jars: int
 
     def run(self, progress: Callable[[float, int], None] | None = None):
-        fleet = build_fleet(self.batch.fleet, self.batch.seed)
-        timelines = [restrict_timeline(parse_timeline(text, source), fleet) for source, text in self.timelines]
+        layout = fleet_layout(self.batch.fleet)
+        timelines = [restrict_timeline(parse_timeline(text, source), layout) for source, text in self.timelines]
         part = self.part
         shard = {"part": part.index, "parts": self.parts, "max_part_jars": self.max_part_jars,
                  "sites": [part.site_start, part.site_stop]}
@@ -199,8 +199,9 @@ def record_shards(run: ShardedRun, progress: Callable[[float, int], None] | None
         check_address(run.address)
     directory = staging_path(out) if replacing else out
     directory.mkdir(parents=True, exist_ok=True)
+    layout = fleet_layout(run.batch.fleet)
     for timeline in run.batch.timelines:
-        timeline.check(build_fleet(run.batch.fleet, run.batch.seed))
+        timeline.check(layout)
     run_id = uuid.uuid4().hex[:12]
     manifest = initial_manifest(run, run_id)
     write_config(directory, run.batch.config())

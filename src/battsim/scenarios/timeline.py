@@ -47,6 +47,7 @@ from battsim.scenarios.random_events import start_random_process
 from battsim.timeparse import MAX_DURATION_S, parse_duration
 
 if TYPE_CHECKING:
+    from battsim.engine.fleet import FleetLayout
     from battsim.engine.world import World
 
 DEFAULT_TIMEZONE = "Asia/Bangkok"
@@ -341,7 +342,7 @@ class Timeline:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def check(self, fleet) -> None:
+    def check(self, fleet: FleetLayout) -> None:
         """Refuse target ids the fleet does not have (TimelineError naming the file, event and field)."""
         targets = Targets(fleet)
         for label, entry in [(event.label, event.entry) for event in self.events] + list(self.randoms):
