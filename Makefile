@@ -31,7 +31,7 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench tools
 
 test: install system-packages lint
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --durations=15
 
 # The fuzzers with a longer budget than the one `make test` gives them.
 fuzz: install
@@ -49,7 +49,7 @@ bench: install system-packages
 	$(PY) tools/bench_table.py
 
 # Fleets of 24 to 100,000 jars with 1 and 2 workers (about 15 minutes); BENCH_SCALE_ARGS=--million adds
-# 1 M jars for a virtual day (about 25 minutes more).
+# 1 M jars for a virtual day (about 20 minutes more).
 BENCH_SCALE_ARGS ?=
 bench-scale: install
 	$(PY) bench/bench_scale.py --sizes 24,1944,20000,100000 $(BENCH_SCALE_ARGS)

@@ -250,6 +250,39 @@ def test_a_scenario_with_parameters_on_batteries_and_a_timeline_from_the_control
     assert page.evaluate("() => window.__battsim.errors.length") == 1
 
 
+MARKUP = '<img src=x onerror="window.__pwned = 1">'
+
+
+def test_markup_from_the_server_is_shown_as_text_never_run(page, server):
+    """A timeline event named with markup reaches the active-scenario list as the text it is."""
+    start_from_the_page(page, speed="1")
+    page.wait_for_function("() => window.__battsim.jars === 216")
+    timeline = f'[[event]]\nname = {MARKUP!r}\nscenario = "hvac_failure"\nat = "+1s"\nduration = "1h"\nsites = ["BKK_DC1"]\n'
+    assert server.http.post("/api/v1/timeline", json={"timeline": timeline}).status_code == 200
+    page.evaluate("() => document.dispatchEvent(new CustomEvent('battsim:timeline-installed'))")
+    expect(page.locator("#active-scenarios")).to_contain_text(MARKUP)
+    assert page.locator("#active-scenarios img").count() == 0
+    assert page.evaluate("() => window.__pwned") is None
+    assert_clean(page)
+
+
+def test_the_html_helper_escapes_every_value_and_keeps_fragments(page):
+    result = page.evaluate("""async () => {
+        const { html, render } = await import("/static/dashboard/html.js");
+        const name = '<b a="1">&\\'';
+        const el = document.createElement("div");
+        render(el, html`<b title="${name}">${name}${[html`<i>${"<x>"}</i>`, "<y>"]}${null}${false}</b>`);
+        let refused = null;
+        try { render(el, "<b>raw</b>"); } catch (error) { refused = error.constructor.name; }
+        return { markup: String(html`<b title="${name}">${name}${[html`<i>${"<x>"}</i>`, "<y>"]}${null}${false}</b>`),
+                 title: el.querySelector("b").title, text: el.textContent, refused };
+    }""")
+    assert result["markup"] == ('<b title="&lt;b a=&quot;1&quot;&gt;&amp;&#39;">&lt;b a=&quot;1&quot;&gt;&amp;&#39;'
+                                "<i>&lt;x&gt;</i>&lt;y&gt;</b>")
+    assert result["title"] == '<b a="1">&\'' and result["text"] == '<b a="1">&\'<x><y>'
+    assert result["refused"] == "TypeError"
+
+
 def test_a_replay_plays_and_seeks(page, server):
     page.select_option("#recording", label="outage-6h.duckdb")
     expect(page.locator("#recording-description")).to_contain_text("77,760 readings")

@@ -15,6 +15,7 @@ import resource
 import signal
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -87,6 +88,22 @@ def test_apply_with_an_overlong_duration_names_duration_s(server):
     ok = http.post(f"{API}/scenarios/apply", json={"scenario": "power_outage", "duration_s": 36_525 * 86_400})
     assert ok.status_code == 200, ok.text
     assert http.get(f"{API}/simulation/status").json()["is_running"]
+    http.post(f"{API}/simulation/stop")
+
+
+def test_apply_takes_a_duration_in_the_shared_grammar(server):
+    """The dashboard sends what the user typed ("1h30m"); the server reads it as timelines and the CLI do."""
+    http = server.http
+    assert http.post(f"{API}/simulation/start", json={"preset": "single-string", "paused": True}).status_code == 200
+    for text, seconds in (("1h30m", 5400), ("PT2H", 7200), ("90min", 5400)):
+        http.post(f"{API}/scenarios/clear")
+        ok = http.post(f"{API}/scenarios/apply", json={"scenario": "hvac_failure", "duration_s": text})
+        assert ok.status_code == 200, ok.text
+        [active] = http.get(f"{API}/scenarios/active").json()
+        since, until = (datetime.fromisoformat(active[key]) for key in ("since", "until"))
+        assert (until - since).total_seconds() == seconds, text
+    refused = http.post(f"{API}/scenarios/apply", json={"scenario": "hvac_failure", "duration_s": "soon"})
+    assert fields(refused) == ["duration_s"] and "not a duration" in refused.text and "1d12h" in refused.text
     http.post(f"{API}/simulation/stop")
 
 

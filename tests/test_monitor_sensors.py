@@ -126,3 +126,34 @@ def test_the_docstring_states_the_numbers_the_code_uses():
         assert phrase in doc, phrase
         number = float(re.search(r"\d+(?:\.\d+)?", phrase.replace("σ", "")).group())
         assert number == pytest.approx(value), phrase
+
+
+def test_what_the_monitor_does_not_have_is_null_in_every_column_never_nan(tmp_path):
+    """A module with no data from the first tick has no SOH estimate yet either: NULL, like its readings."""
+    from battsim.recordings.recorder import Recorder, RunInfo
+
+    out = tmp_path / "dark.duckdb"
+    fleet = build_fleet(get_preset("single-string"), seed=1)
+    recorder = Recorder(out, fleet, RunInfo(1, DEFAULT_START, None, 60, {}, "single-string"))
+    world = World(fleet, recorder, seed=1, interval_s=60)
+    start_us = int(DEFAULT_START.timestamp() * 1e6)
+    world.monitor.add_gap(np.arange(4), start_us, start_us + 3_600_000_000)  # jars 1-4, the first hour
+    world.run_until(3 * 3600)
+    world.flush()
+    recorder.close()
+    with duckdb.connect(str(out), read_only=True) as con:
+        dark = con.execute("SELECT count(*), count(soh_pct), count(voltage_v), count(true_soh_pct) FROM reading_samples "
+                           "WHERE battery_key < 4 AND timestamp < (SELECT start FROM runs) + INTERVAL 55 MINUTE").fetchone()
+        # Its SOH is estimated from its ohmic tests: none until one succeeds (the first, at the first tick, failed).
+        untested = con.execute("SELECT count_if((soh_pct IS NULL) <> (internal_resistance_mohm IS NULL)), "
+                               "count_if(battery_key >= 4 AND soh_pct IS NULL) FROM reading_samples").fetchone()
+        nan = {}
+        for table in ("reading_samples", "string_readings", "ohmic_tests"):
+            floats = [name for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall() if kind == "FLOAT"]
+            nan[table] = con.execute(f"SELECT {' + '.join(f'count_if(isnan({c}))' for c in floats)} "
+                                     f"FROM {table}").fetchone()[0]
+        summary = con.execute("SELECT count(*), count(min_voltage_v) FROM daily_battery_summary").fetchone()
+    assert dark[0] == 4 * 55 and dark[1] == 0 and dark[2] == 0 and dark[3] == dark[0]  # the truth is kept
+    assert untested == (0, 0)
+    assert nan == {"reading_samples": 0, "string_readings": 0, "ohmic_tests": 0}
+    assert summary[0] == summary[1] == 24  # the views skip what is missing

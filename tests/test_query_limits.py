@@ -90,7 +90,8 @@ def test_without_a_writable_spill_directory_spilling_is_off(recording, tmp_path,
 def test_a_result_over_the_byte_cap_is_a_422_naming_the_cap(data_dir, recording):
     before = digest(recording)
     web = FastAPI()
-    web.include_router(routes_query.query_router(data_dir, SandboxLimits(row_limit=50, max_result_bytes=1_000_000)))
+    web.state.queries = routes_query.Queries(data_dir, SandboxLimits(row_limit=50, max_result_bytes=1_000_000))
+    web.include_router(routes_query.router)
     client = TestClient(web)
     # 20 rows of 100 kB: under the row limit, twice the byte cap.
     response = client.post("/api/v1/query", json={"recording": "story",

@@ -159,13 +159,14 @@ def client_hour(fleet_hour, tmp_path):
     import uvicorn
     from fastapi import FastAPI
 
-    from battsim.service.routes_replay import replay_router
+    from battsim.service.routes_replay import Replays, router
 
     data = tmp_path / "data"
     data.mkdir()
     shutil.copy(fleet_hour, data / "hour.duckdb")
     web = FastAPI()
-    web.include_router(replay_router(data))
+    web.state.replays = Replays(data)
+    web.include_router(router)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

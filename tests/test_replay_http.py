@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 
 from battsim.engine.fleet import get_preset
 from battsim.recordings.batch import BatchRun, record_run
-from battsim.service.routes_replay import replay_router
+from battsim.service.routes_replay import Replays, router
 
 START = datetime(2026, 3, 1, tzinfo=ZoneInfo("Asia/Bangkok"))
 UTC = UTC
@@ -43,7 +43,8 @@ def client(recorded, tmp_path):
     shutil.copy(recorded[0], data / "outage-day.duckdb")
     (data / "notes.duckdb").write_text("not a database")
     app = FastAPI()
-    app.include_router(replay_router(data))
+    app.state.replays = Replays(data)
+    app.include_router(router)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -15,7 +15,7 @@ from tests.test_analysis import make_story_recording
 
 from battsim.recordings import sandbox
 from battsim.recordings.sandbox import SandboxLimits, run_sandboxed
-from battsim.service.routes_query import find_recording, query_router
+from battsim.service.routes_query import Queries, find_recording, router
 
 LIMITS = SandboxLimits(row_limit=50, time_limit_s=2.0)
 
@@ -35,7 +35,8 @@ def recording(data_dir) -> Path:
 @pytest.fixture(scope="module")
 def client(data_dir) -> TestClient:
     web = FastAPI()
-    web.include_router(query_router(data_dir, LIMITS))
+    web.state.queries = Queries(data_dir, LIMITS)
+    web.include_router(router)
     return TestClient(web)
 
 

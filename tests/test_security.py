@@ -219,7 +219,7 @@ def test_with_a_token_every_endpoint_needs_it_but_health_and_the_dashboards_file
     assert http.get(f"/api/v1/presets?token={TOKEN}").status_code == 401  # HTTP: the header only (URLs get logged)
     assert http.get("/api/v1/simulation/status", headers={"Authorization": f"Bearer {TOKEN}"}).json()["is_running"] is False
     assert http.post("/api/v1/query", json={"recording": "x", "sql": "SELECT 1"}).status_code == 401
-    for path in ("/health", "/docs", "/openapi.json", "/static/app.js", "/static/docs/swagger-ui.css"):
+    for path in ("/health", "/docs", "/openapi.json", "/static/dashboard/main.js", "/static/docs/swagger-ui.css"):
         assert http.get(path).status_code == 200, path
     assert http.get("/", headers={"Accept": "text/html"}).status_code == 200
     # /docs can send it: the OpenAPI document declares the scheme (and /health needs none).
@@ -249,7 +249,7 @@ def test_with_a_token_the_websocket_takes_it_as_a_header_a_subprotocol_or_a_quer
 
 
 def test_the_dashboard_and_docs_carry_security_headers(server):
-    for path in ("/", "/docs", "/api/v1/presets", "/static/app.js"):
+    for path in ("/", "/docs", "/api/v1/presets", "/static/dashboard/main.js"):
         headers = server.http.get(path, headers={"Accept": "text/html"}).headers
         assert headers["x-frame-options"] == "DENY", path
         assert headers["x-content-type-options"] == "nosniff"

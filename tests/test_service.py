@@ -328,3 +328,30 @@ def test_docs_and_openapi_are_served(server):
     assert server.http.get("/docs").status_code == 200
     paths = server.http.get("/openapi.json").json()["paths"]
     assert {"/api/v1/simulation/start", "/api/v1/scenarios/clear", "/api/v1/timeline"} <= set(paths)
+
+
+def test_openapi_describes_the_answer_of_every_operation(server):
+    """Every operation documents its 200 answer's fields (typed answer models), /metrics aside (Prometheus text)."""
+    spec = server.http.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    operations = [(path, method, operation) for path, methods in spec["paths"].items()
+                  for method, operation in methods.items() if path != "/metrics"]
+    assert len(operations) >= 49
+    for path, method, operation in operations:
+        answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        name = (answer.get("items") or answer)["$ref"].rsplit("/", 1)[-1]
+        assert schemas[name]["properties"], (method, path, name)
+    status = schemas["SimulationStatus"]["properties"]
+    assert {"is_running", "batteries_count", "interval_seconds", "readings_generated", "sim_time", "seq"} <= set(status)
+    assert "ISO 8601" in status["sim_time"]["description"]
+
+
+def test_typed_answers_keep_the_keys_the_original_had(server):
+    """No key added by the answer models: a slot never started answers the original's few fields only."""
+    idle = server.http.get("/api/v1/simulation/status").json()
+    assert set(idle) == {"is_running", "batteries_count", "interval_seconds", "scenario", "started_at",
+                         "readings_generated", "session", "is_paused", "recording_id"}
+    stopped = server.http.post("/api/v1/simulation/stop").json()
+    assert set(stopped) == {"status", "message", "warnings"}
+    cleared = server.http.post("/api/v1/scenarios/clear").json()
+    assert set(cleared) == {"status", "message", "batteries", "active_scenarios", "warnings"}

@@ -31,8 +31,8 @@ WHAT = {
                    "simulation's thread",
     "bench_modbus": "N Modbus clients polling the whole full fleet every second against `battsim serve "
                     "--modbus-port`; server CPU against no clients",
-    "bench_scale": "`battsim run --workers 1` and `2` on 24 to 100 k jars against DuckDB's ingest of the same rows; peak "
-                   "memory per worker",
+    "bench_scale": "`battsim run --workers 1` and `2` on 24 to 100 k jars (and 1 M with `--million`) against DuckDB's "
+                   "ingest of the same rows; peak memory per worker",
 }
 # The make target that measures each benchmark, named in the row of one not yet in the results file.
 TARGET = {"bench_report": "make bench-report", "bench_scale": "make bench-scale"}
@@ -101,6 +101,10 @@ def scale(f: dict) -> str:
                          f"{run['readings_per_s'] / 1e3:.0f} k/s ({run['worker_peak_mb']} MB)" for run in size["runs"])
         speedup = f", speed-up {size['speedup_2_over_1']:.2f}" if "speedup_2_over_1" in size else ""
         parts.append(f"{size['jars']:,} jars: {runs}{speedup}")
+    if million := f.get("million"):
+        parts.append(f"{million['jars']:,} jars (300 s, one virtual day, {million['parts']} parts): 2 workers "
+                     f"{million['readings_per_s'] / 1e3:.0f} k/s, {million['readings']:,} readings in "
+                     f"{million['wall_s'] / 60:.1f} min ({million['worker_peak_mb']} MB)")
     return "; ".join(parts) + f"; DuckDB alone {_m(f['duckdb_ingest_rows_per_s'])} rows/s"
 
 

@@ -27,7 +27,8 @@ READING_COLUMNS: dict[str, tuple[type, str]] = {
     "temperature_c": (np.float32, "Measured jar (negative post) temperature, °C (0.1 °C resolution)"),
     "internal_resistance_mohm": (np.float32, "Ohmic resistance measured by the last ohmic test (table ohmic_tests), "
                                  "held until the next one, mΩ (0.01 mΩ resolution)"),
-    "soh_pct": (np.float32, "State of health as a monitor estimates it from resistance, %"),
+    "soh_pct": (np.float32, "State of health as a monitor estimates it from resistance, %; missing until the "
+                "jar's first measured reading"),
     "soc_pct": (np.float32, "State of charge as the monitor estimates it: 100 % on float, else counted from the "
                 "string current against the rated capacity, %"),
     "ambient_c": (np.float32, "Battery-room air temperature from the room's own probe (one per site), °C"),

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import duckdb
 
-from battsim.recordings.digest import IGNORED_COLUMNS, quote, stored_tables, table_columns, table_digest
-from battsim.recordings.format import RecordingBusyError, check_recording, open_error
+from battsim.recordings.digest import IGNORED_COLUMNS, stored_tables, table_columns, table_digest
+from battsim.recordings.format import attach_read_only, check_recording
+from battsim.recordings.schema import quote_identifier as quote
 from battsim.scale import shardset
 
 # How rows of a table are paired; a table not listed pairs rows by the order of all their values.
@@ -82,12 +83,7 @@ def attached(paths: Mapping[str, str | Path]) -> Iterator[duckdb.DuckDBPyConnect
                 continue
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such recording")
-            try:
-                connection.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS {quote(alias)} (READ_ONLY)")
-            except duckdb.Error as error:
-                if "lock" in str(error).lower():
-                    raise RecordingBusyError(f"{path}: it is being written; compare it when the run ends") from None
-                raise open_error(path, error) from None
+            attach_read_only(connection, path, alias, busy="compare it when the run ends")
             check_recording(connection, path, catalog=alias)
         yield connection
     finally:

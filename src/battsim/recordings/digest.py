@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from battsim.recordings.schema import quote_identifier
 from battsim.scale import shardset
 
 # Columns that say which run or when it was made, never what it simulated (see the module docstring).
@@ -57,10 +58,6 @@ class RecordingDigest:
         return cls({name: TableDigest(int(t["rows"]), str(t["sha256"])) for name, t in data["tables"].items()})
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def stored_tables(connection: duckdb.DuckDBPyConnection, catalog: str | None = None) -> list[str]:
     """The recording's base tables (not its views), by name; of a shard set, its parts' tables."""
     if shardset.shard_set_catalog(connection, catalog):
@@ -80,7 +77,7 @@ def table_columns(connection: duckdb.DuckDBPyConnection, table: str, catalog: st
 
 
 def _field_text(column: str, sql_type: str) -> str:
-    value = quote(column)
+    value = quote_identifier(column)
     if sql_type.startswith("TIMESTAMP"):
         value = f"epoch_us({value})"
     return f"coalesce(CAST({value} AS VARCHAR), {_NULL})"
@@ -97,7 +94,7 @@ def table_digest(connection: duckdb.DuckDBPyConnection, table: str, catalog: str
     row_text = f" || {_SEPARATOR} || ".join(_field_text(name, kind) for name, kind in columns) or "''"
     rows = upper = lower = 0
     for part in catalogs:
-        source = f"{quote(part)}.main.{quote(table)}" if part else quote(table)
+        source = f"{quote_identifier(part)}.main.{quote_identifier(table)}" if part else quote_identifier(table)
         # Two 64-bit halves of each row's MD5, summed exactly (HUGEINT holds 2^64 rows' worth).
         counted = connection.execute(
             f"SELECT count(*), coalesce(sum(md5_number_upper(t)::HUGEINT), 0), coalesce(sum(md5_number_lower(t)::HUGEINT), 0) "

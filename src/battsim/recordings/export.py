@@ -30,7 +30,7 @@ import duckdb
 
 from battsim.engine.battery import MODE_NAMES
 from battsim.recordings.export_original import export_original
-from battsim.recordings.format import quote_literal, reading
+from battsim.recordings.format import reading
 from battsim.recordings.outputs import (
     EXPORT_MARKER,
     OutputError,
@@ -42,6 +42,7 @@ from battsim.recordings.outputs import (
 )
 from battsim.recordings.presentation import presented_sql
 from battsim.recordings.query import spill_privately
+from battsim.recordings.schema import quote_literal
 
 FORMATS = ("parquet", "csv", "json")
 _COPY_OPTIONS = {"parquet": "FORMAT parquet, COMPRESSION zstd", "csv": "FORMAT csv, HEADER true",
@@ -154,8 +155,6 @@ def _readings_select(connection) -> str:
             selected.append(f"k.{name}[s.battery_key + 1] AS {name}")
         elif name == "mode":
             selected.append(f"{mode_names}[s.mode + 1] AS mode")
-        elif samples.get(name) == "FLOAT":
-            selected.append(f"CASE WHEN isnan(s.{name}) THEN NULL ELSE s.{name} END AS {name}")
         elif name in samples:
             selected.append(f"s.{name}")
         else:

@@ -26,9 +26,10 @@ from pathlib import Path
 import duckdb
 
 from battsim.engine.battery import MODE_NAMES
-from battsim.recordings.format import quote_literal, reading
+from battsim.recordings.format import reading
 from battsim.recordings.outputs import EXPORT_MARKER, OutputError, check_out, discard, replace_directory, staging_path
 from battsim.recordings.query import spill_privately
+from battsim.recordings.schema import quote_literal
 
 LAYOUT = "original"
 BATTERY_COLUMNS = ("ts", "battery_id", "voltage_v", "temperature_c", "resistance_mohm", "conductance_s", "soc_pct",
@@ -38,21 +39,17 @@ _TS = "strftime(timezone('UTC', {column}), '%Y-%m-%d %H:%M:%S') AS ts"
 _OPTIONS = "FORMAT csv, HEADER true, COMPRESSION gzip"
 
 
-def _measured(column: str, digits: int) -> str:
-    # To the monitor's resolution, as a DOUBLE: a FLOAT printed as text shows its binary error (13.667001).
-    return f"CASE WHEN isnan(s.{column}) THEN NULL ELSE round(s.{column}::DOUBLE, {digits}) END"
-
-
 def _rounded(column: str, digits: int) -> str:
+    # To the monitor's resolution, as a DOUBLE: a FLOAT printed as text shows its binary error (13.667001).
     return f"round(s.{column}::DOUBLE, {digits})"
 
 
 def battery_sensors_sql(site_key: int) -> str:
-    resistance = _measured("internal_resistance_mohm", 2)
-    return f"""SELECT {_TS.format(column="s.timestamp")}, b.battery_id, {_measured("voltage_v", 3)} AS voltage_v,
-       {_measured("temperature_c", 1)} AS temperature_c, {resistance} AS resistance_mohm,
+    resistance = _rounded("internal_resistance_mohm", 2)
+    return f"""SELECT {_TS.format(column="s.timestamp")}, b.battery_id, {_rounded("voltage_v", 3)} AS voltage_v,
+       {_rounded("temperature_c", 1)} AS temperature_c, {resistance} AS resistance_mohm,
        round(1000.0 / nullif({resistance}, 0), 3) AS conductance_s, {_rounded("soc_pct", 1)} AS soc_pct,
-       CASE WHEN isnan(s.soh_pct) THEN NULL ELSE {_rounded("soh_pct", 1)} END AS soh_pct
+       {_rounded("soh_pct", 1)} AS soh_pct
 FROM reading_samples s JOIN batteries b USING (battery_key) JOIN sites z USING (site_id)
 WHERE z.site_key = {int(site_key)}
 ORDER BY s.timestamp, b.battery_id"""

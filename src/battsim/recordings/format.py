@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from battsim.recordings.schema import FORMAT_VERSION
+from battsim.recordings.schema import FORMAT_VERSION, quote_identifier, quote_literal
 
 # Tables every recording has (recordings/schema.py); a file without them is not a recording.
 REQUIRED_TABLES = ("runs", "sites", "batteries", "strings", "reading_samples", "string_readings", "ohmic_tests", "events")
@@ -138,14 +138,6 @@ def verify_recording(path: str | Path) -> None:
         check_recording(connection, path)
     finally:
         connection.close()
-
-
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def attach_read_only(connection: duckdb.DuckDBPyConnection, path: Path, alias: str, busy: str) -> None:

@@ -28,12 +28,9 @@ from typing import IO
 import duckdb
 import numpy as np
 
-from battsim.recordings.format import (
-    attach_read_only,
-    check_recording,
-    quote_identifier,
-)
+from battsim.recordings.format import attach_read_only, check_recording
 from battsim.recordings.presentation import columns_of, json_value, present_json_row, present_row
+from battsim.recordings.schema import quote_identifier
 from battsim.recordings.views import VIEW_NAMES, missing_views, view_sql
 from battsim.scale import shardset
 

@@ -35,7 +35,6 @@ from battsim.recordings.schema import (
 )
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
-_MEASURED = ("voltage_v", "current_a", "temperature_c", "internal_resistance_mohm")
 JAR_REPLACED = "jar_replaced"  # an event the recorder also writes into the batteries table
 RECORDER_MEMORY_LIMIT = "96MB"
 
@@ -71,8 +70,10 @@ class RunInfo:
     preset: str | None = None
 
 
-def _columns_to_arrow(columns: dict[str, np.ndarray], layout: list[tuple[str, str]],
-                      measured: tuple[str, ...] = ()) -> pa.Table:
+def _columns_to_arrow(columns: dict[str, np.ndarray], layout: list[tuple[str, str]]) -> pa.Table:
+    """Zero-copy Arrow view of a batch's columns in the table's order. A value the monitor does not have (NaN:
+    a sensor dropout, a communication gap, no ohmic test or SOH trend yet) is stored as NULL, in every column:
+    a reader never meets a NaN in a recording."""
     arrays, names = [], []
     for name, _ in layout:
         if name == "timestamp":
@@ -80,15 +81,14 @@ def _columns_to_arrow(columns: dict[str, np.ndarray], layout: list[tuple[str, st
         else:
             column = columns[name]
             # Only a column that has a NaN pays for the NULL mask; the rest stay zero-copy.
-            arrays.append(pa.array(column, from_pandas=name in measured and bool(np.isnan(column).any())))
+            missing = column.dtype.kind == "f" and bool(np.isnan(column).any())
+            arrays.append(pa.array(column, from_pandas=missing))
         names.append(name)
     return pa.Table.from_arrays(arrays, names=names)
 
 
 def batch_to_arrow(batch: ReadingBatch) -> pa.Table:
-    """Zero-copy Arrow view of a batch's readings; NaN measurements (sensor dropout, communication gap, no
-    ohmic test yet) become NULL."""
-    return _columns_to_arrow(batch.columns, reading_sample_columns(), _MEASURED)
+    return _columns_to_arrow(batch.columns, reading_sample_columns())
 
 
 def string_batch_to_arrow(batch: ReadingBatch) -> pa.Table:

@@ -152,7 +152,7 @@ def _string_series(connection: duckdb.DuckDBPyConnection, bucket_s: int) -> dict
     """Per string and time bucket: mean, min and max of the jars' voltage, current and temperature."""
     aggregates = []
     for name, column in (("voltage", "voltage_v"), ("current", "current_a"), ("temperature", "temperature_c")):
-        value = f"CASE WHEN isnan(r.{column}) THEN NULL ELSE r.{column} END"
+        value = f"r.{column}"
         aggregates += [f"avg({value}) AS {name}_mean", f"min({value}) AS {name}_min", f"max({value}) AS {name}_max"]
     query = f"""
         WITH strings AS (SELECT battery_key, dense_rank() OVER (ORDER BY string_id)::USMALLINT AS string_rank,
@@ -187,7 +187,7 @@ def _soh_series(connection: duckdb.DuckDBPyConnection, run: dict, step_s: int) -
     )
     query = f"""
         WITH measured AS (
-            SELECT battery_key, avg(CASE WHEN isnan(soh_pct) THEN NULL ELSE soh_pct END) AS soh_pct
+            SELECT battery_key, avg(soh_pct) AS soh_pct
             FROM reading_samples WHERE timestamp > '{moments[-2 if len(moments) > 1 else -1].isoformat()}'::TIMESTAMPTZ
             GROUP BY battery_key),
         sampled AS ({points})

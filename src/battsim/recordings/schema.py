@@ -19,8 +19,9 @@ Tables
     reading_samples  the stored readings, narrow: timestamp (TIMESTAMPTZ, UTC), battery_key, measured
                      values, then ground truth (true_*, sensor_fault, scenario_mask); every column is
                      described in :data:`battsim.engine.readings.READING_COLUMNS` (and ``battsim query
-                     --describe``). A measured value is NULL where the monitor had none (a sensor dropout,
-                     a communication gap, no ohmic test yet).
+                     --describe``). A value is NULL where the monitor had none (a sensor dropout, a
+                     communication gap, no ohmic test or SOH trend yet), in every table: no column of a
+                     recording holds NaN.
     string_readings  one row per string per tick: timestamp, string_key, voltage_v, current_a,
                      ripple_current_rms_a, ripple_voltage_rms_v, mode, then true_voltage_v, true_current_a,
                      true_ripple_current_rms_a, true_room_c (:data:`battsim.engine.readings.STRING_COLUMNS`)
@@ -190,14 +191,20 @@ def _readings_view() -> str:
     )
 
 
-def _literal(text: str) -> str:
+def quote_identifier(name: str) -> str:
+    """``name`` as a DuckDB identifier (a table, column or catalog), whatever it holds."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """``text`` as a DuckDB string literal."""
     return "'" + text.replace("'", "''") + "'"
 
 
 def _table_statements(name: str, table: Table) -> list[str]:
     columns = ", ".join(f'"{column.name}" {column.sql_type}' for column in table.columns)
-    return [f"CREATE TABLE {name} ({columns})", f"COMMENT ON TABLE {name} IS {_literal(table.description)}",
-            *(f'COMMENT ON COLUMN {name}."{column.name}" IS {_literal(column.description)}'
+    return [f"CREATE TABLE {name} ({columns})", f"COMMENT ON TABLE {name} IS {quote_literal(table.description)}",
+            *(f'COMMENT ON COLUMN {name}."{column.name}" IS {quote_literal(column.description)}'
               for column in table.columns)]
 
 
@@ -206,7 +213,7 @@ def create_statements() -> list[str]:
     return [
         *(statement for name, table in TABLES.items() for statement in _table_statements(name, table)),
         _readings_view(),
-        f"COMMENT ON VIEW readings IS {_literal(READINGS_VIEW_DESCRIPTION)}",
+        f"COMMENT ON VIEW readings IS {quote_literal(READINGS_VIEW_DESCRIPTION)}",
         *view_statements(),  # the analysis views (recordings/views.py)
-        *(f"COMMENT ON VIEW {name} IS {_literal(text)}" for name, text in VIEW_DESCRIPTIONS.items()),
+        *(f"COMMENT ON VIEW {name} IS {quote_literal(text)}" for name, text in VIEW_DESCRIPTIONS.items()),
     ]

@@ -71,11 +71,6 @@ def _with_days(source: str) -> str:
             f"AND d.quarter = epoch_us(r.timestamp) // {_QUARTER_US}")
 
 
-def _measured(column: str) -> str:
-    # A sensor dropout is stored as NaN; like the readings view, treat it as missing.
-    return f"CASE WHEN isnan(r.{column}) THEN NULL ELSE r.{column} END"
-
-
 def _with_ids(db: str, columns: str = "p.* EXCLUDE (battery_key)") -> str:
     return (f"SELECT b.site_id, b.string_id, b.battery_id, {columns} "
             f"FROM per_day p JOIN {db}batteries b USING (battery_key)")
@@ -89,7 +84,7 @@ def _hours_per_sample(db: str) -> str:
 def daily_battery_summary_sql(db: str = "", source: str | None = None) -> str:
     """``source``: the samples to summarise (default every row of ``reading_samples``)."""
     source = source or f"{db}reading_samples"
-    v, t, i = _measured("voltage_v"), _measured("temperature_c"), _measured("current_a")
+    v, t, i = "r.voltage_v", "r.temperature_c", "r.current_a"  # NULL where the monitor had none
     return f"""{_per_day_prelude(db)}, per_day AS (
     SELECT r.battery_key, {_LOCAL_DAY} AS day, count(*) AS readings,
            min({v}) AS min_voltage_v, max({v}) AS max_voltage_v, avg({v}) AS mean_voltage_v,
@@ -107,8 +102,8 @@ def soh_trend_sql(db: str = "", source: str | None = None) -> str:
     # shown beside the jar's own baseline (its as-new value) instead.
     source = source or f"{db}reading_samples"
     return f"""{_per_day_prelude(db)}, per_day AS (
-    SELECT r.battery_key, {_LOCAL_DAY} AS day, avg({_measured("soh_pct")}) AS soh_pct,
-           avg(r.true_soh_pct) AS true_soh_pct, avg({_measured("internal_resistance_mohm")}) AS internal_resistance_mohm
+    SELECT r.battery_key, {_LOCAL_DAY} AS day, avg(r.soh_pct) AS soh_pct,
+           avg(r.true_soh_pct) AS true_soh_pct, avg(r.internal_resistance_mohm) AS internal_resistance_mohm
     {_with_days(source)}
     GROUP BY ALL
 )
@@ -119,7 +114,7 @@ def soh_trend_sql(db: str = "", source: str | None = None) -> str:
 
 def time_above_temperature_sql(db: str = "", source: str | None = None) -> str:
     source = source or f"{db}reading_samples"
-    t = _measured("temperature_c")
+    t = "r.temperature_c"
     counts = "".join(f"count_if({t} > {c}) AS above_{c}, " for c in TEMPERATURE_THRESHOLDS_C)
     hours = "".join(f"p.above_{c} * h AS hours_above_{c}c, " for c in TEMPERATURE_THRESHOLDS_C)
     # Readings are counted per day first and turned into hours after: the hours per reading must
@@ -158,9 +153,9 @@ WITH transitions AS (
     FROM transitions WHERE kind = 'outage_start'
 ), on_battery AS (
     SELECT o.string_id, o.start, r.timestamp, r.mode,
-           sum(CASE WHEN isnan(r.voltage_v) THEN NULL ELSE r.voltage_v END) AS string_voltage_v,
-           min(CASE WHEN isnan(r.voltage_v) THEN NULL ELSE r.voltage_v END) AS block_voltage_v,
-           avg(CASE WHEN isnan(r.current_a) THEN NULL ELSE r.current_a END) AS string_current_a
+           sum(r.voltage_v) AS string_voltage_v,
+           min(r.voltage_v) AS block_voltage_v,
+           avg(r.current_a) AS string_current_a
     FROM {source} r JOIN {db}batteries b USING (battery_key)
          JOIN outages o ON o.string_id = b.string_id AND r.timestamp >= o.start AND r.timestamp <= o.until
     WHERE r.mode IN ({int(Mode.DISCHARGE)}, {int(Mode.DISCONNECTED)})

@@ -19,12 +19,8 @@ from pathlib import Path
 
 import duckdb
 
-from battsim.recordings.format import (
-    NotARecordingError,
-    attach_read_only,
-    check_recording,
-    quote_identifier,
-)
+from battsim.recordings.format import NotARecordingError, attach_read_only, check_recording
+from battsim.recordings.schema import quote_identifier
 from battsim.recordings.views import VIEW_NAMES
 from battsim.scale.manifest import MANIFEST_NAME, is_shard_set, read_config, read_manifest
 

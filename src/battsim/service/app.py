@@ -10,31 +10,33 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from battsim import __version__
 from battsim.engine.fleet import FleetSpec, get_preset
 from battsim.scenarios import Timeline
-from battsim.service.docs import declare_bearer, docs_router
+from battsim.service.docs import declare_bearer
+from battsim.service.docs import router as docs_router
 from battsim.service.limits import MAX_BODY_BYTES, BodyLimit
 from battsim.service.live import MAX_LIVE_JARS, MAX_NAMED_SESSIONS, Attach, LiveConfig, Sessions
-from battsim.service.original_api import API, original_http_error, original_validation_error
-from battsim.service.routes_devices import devices_router
-from battsim.service.routes_history import history_router
-from battsim.service.routes_query import query_router
-from battsim.service.routes_replay import replay_router
+from battsim.service.original_api import API, STATIC_DIR, original_http_error, original_validation_error
+from battsim.service.original_api import router as original_router
+from battsim.service.routes_devices import router as devices_router
+from battsim.service.routes_history import router as history_router
+from battsim.service.routes_query import Queries
+from battsim.service.routes_query import router as query_router
+from battsim.service.routes_replay import Replays
+from battsim.service.routes_replay import router as replay_router
 from battsim.service.routes_simulation import named_session, session_router
 from battsim.service.routes_simulation import router as simulation_router
-from battsim.service.routes_sinks import sinks_attachment, sinks_router
-from battsim.service.routes_timeline import timeline_router
+from battsim.service.routes_sinks import router as sinks_router
+from battsim.service.routes_sinks import sinks_attachment
+from battsim.service.routes_timeline import router as timeline_router
 from battsim.service.security import AccessPolicy, Guard
 from battsim.sinks import SinkConfig
-
-STATIC_DIR = Path(__file__).parent / "static"
 
 
 # ---------------------------------------------------------------------------------------- the app
@@ -95,68 +97,26 @@ def create_app(data_dir: str | Path = "recordings", preset: str | None = None, *
     app.add_middleware(Guard, policy=access)
     if access.token:
         declare_bearer(app)
-    app.include_router(docs_router())  # /docs from the package's files, and the endpoint map at /api/v1/
+    app.include_router(docs_router)  # /docs from the package's files, and the endpoint map at /api/v1/
     # The dashboard's files, when the package ships them (served at / to browsers, below).
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Recordings, replay and read-only SQL over the same data directory; a recording a live session is
     # still writing is read through its writer's connection.
-    app.include_router(replay_router(data_dir, live_connection=sessions.live_connection))
-    app.include_router(query_router(data_dir))
-    app.include_router(history_router(data_dir, sessions))  # recent history for the dashboard (issue 16)
-    app.include_router(devices_router())  # the Modbus register map (issue 19)
-    app.include_router(sinks_router(sessions))  # GET /api/v1/sinks, GET /metrics (issue 17)
+    app.state.replays = Replays(data_dir, live_connection=sessions.live_connection)
+    app.include_router(replay_router)
+    app.state.queries = Queries(data_dir)
+    app.include_router(query_router)
+    app.include_router(history_router)  # recent history for the dashboard (issue 16)
+    app.include_router(devices_router)  # the Modbus register map (issue 19)
+    app.include_router(sinks_router)  # GET /api/v1/sinks, GET /metrics (issue 17)
     app.include_router(simulation_router)  # presets, the scenario catalogue, the list of sessions
     # The live simulation, its scenarios, alarms and telemetry WebSocket: the default session's under /api/v1
     # (the original's paths), each named session's under /api/v1/sessions/{name}.
     app.include_router(session_router, prefix=API)
     app.include_router(session_router, prefix=f"{API}/sessions/{{name}}", dependencies=[Depends(named_session)])
-    app.include_router(timeline_router(sessions))  # timelines: install, preview, the builder's form (issue 24)
-
-    endpoints = {
-        # The original's names and values first, then ours.
-        "health": "/health",
-        "start_simulation": f"POST {API}/simulation/start",
-        "stop_simulation": f"POST {API}/simulation/stop",
-        "get_status": f"GET {API}/simulation/status",
-        "scenarios": f"GET {API}/scenarios",
-        "apply_scenario": f"POST {API}/scenarios/apply",
-        "clear_scenario": f"POST {API}/scenarios/clear",
-        "websocket": f"WS {API}/ws/telemetry",
-        "docs": "GET /docs",
-        "speed": f"POST {API}/simulation/speed",
-        "pause": f"POST {API}/simulation/pause",
-        "resume": f"POST {API}/simulation/resume",
-        "active_scenarios": f"GET {API}/scenarios/active",
-        "presets": f"GET {API}/presets",
-        "timeline": f"GET|POST {API}/timeline",
-        "timeline_preview": f"POST {API}/timeline/preview",
-        "alarms": f"GET {API}/alarms",
-        "subscribers": f"GET {API}/ws/subscribers",
-        "recordings": f"GET {API}/recordings",
-        "replay": f"POST {API}/replay/start|pause|resume|stop|seek|speed, GET {API}/replay/status",
-        "replay_telemetry": f"WS {API}/ws/replay",
-        "query": f"POST {API}/query",
-        "sinks": f"GET {API}/sinks",
-        "metrics": "GET /metrics",
-        "sessions": f"GET {API}/sessions; {API}/sessions/{{name}}/simulation/start|stop|status|..., "
-                    f"WS {API}/sessions/{{name}}/ws/telemetry",
-    }
-
-    # ------------------------------------------------------------------------------------ general
-    @app.get("/", summary="Endpoint map (JSON), or the dashboard for browsers")
-    async def root(request: Request):
-        accept = request.headers.get("accept", "")
-        index = STATIC_DIR / "index.html"
-        if "application/json" not in accept and "text/html" in accept and index.is_file():
-            return FileResponse(index)
-        return {"service": "Sensor Simulator Service", "version": "1.0.0", "battsim_version": __version__,
-                "endpoints": endpoints}
-
-    @app.get("/health", summary="Health check (the original's body)")
-    async def health():
-        return {"status": "healthy", "service": "sensor-simulator", "version": "1.0.0",
-                "battsim_version": __version__}
+    app.include_router(timeline_router)  # timelines: install, preview, the builder's form (issue 24)
+    app.include_router(original_router)  # the original's / (or the dashboard, for browsers) and /health
 
     return app

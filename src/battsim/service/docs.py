@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
+from pydantic import BaseModel, Field
 
 API = "/api/v1"
 SWAGGER_ASSETS = "/static/docs"  # swagger-ui-dist, vendored: see static/docs/README
@@ -61,22 +62,28 @@ def declare_bearer(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def docs_router() -> APIRouter:
-    router = APIRouter()
+router = APIRouter()
 
-    @router.get("/docs", include_in_schema=False, summary="API documentation (Swagger UI, from the package: works offline)")
-    async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        page = get_swagger_ui_html(openapi_url=root + request.app.openapi_url, title=f"{request.app.title} API",
-                                   swagger_js_url=f"{root}{SWAGGER_ASSETS}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{root}{SWAGGER_ASSETS}/swagger-ui.css", swagger_favicon_url="data:,",
-                                   swagger_ui_parameters={"validatorUrl": None})  # the validator badge is an online service
-        page.headers["content-security-policy"] = docs_csp(page.body.decode())
-        return page
 
-    @router.get(f"{API}/", summary="Endpoint map: method, path and summary of every endpoint")
-    async def api_index(request: Request) -> dict:
-        return {"service": request.app.title, "version": request.app.version, "docs": "/docs",
-                "endpoints": endpoint_map(request.app)}
+@router.get("/docs", include_in_schema=False, summary="API documentation (Swagger UI, from the package: works offline)")
+async def swagger_ui(request: Request) -> HTMLResponse:
+    root = request.scope.get("root_path", "")
+    page = get_swagger_ui_html(openapi_url=root + request.app.openapi_url, title=f"{request.app.title} API",
+                               swagger_js_url=f"{root}{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+                               swagger_css_url=f"{root}{SWAGGER_ASSETS}/swagger-ui.css", swagger_favicon_url="data:,",
+                               swagger_ui_parameters={"validatorUrl": None})  # the validator badge is an online service
+    page.headers["content-security-policy"] = docs_csp(page.body.decode())
+    return page
 
-    return router
+
+class ApiIndex(BaseModel):
+    service: str
+    version: str
+    docs: str
+    endpoints: list[dict[str, str]] = Field(description="Method, path and summary of every endpoint.")
+
+
+@router.get(f"{API}/", summary="Endpoint map: method, path and summary of every endpoint", response_model=ApiIndex)
+async def api_index(request: Request) -> dict:
+    return {"service": request.app.title, "version": request.app.version, "docs": "/docs",
+            "endpoints": endpoint_map(request.app)}

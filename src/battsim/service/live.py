@@ -219,6 +219,8 @@ class LiveSession:
         self.clock = PacedClock(offset_s, config.speed, paused=config.paused)
         self.backfill = Backfill(start, config.backfill_s) if config.backfill_s else None
         self.timelines: list[Timeline] = []
+        # When each was installed, in virtual time (its "+3d" events count from it), in the same order.
+        self.timelines_installed_at: list[datetime] = []
         # The original's status "scenario": the start's, until a clear of every battery.
         self.scenario = config.scenario
         self.started_at = datetime.now(UTC)
@@ -416,6 +418,7 @@ class LiveSession:
     def _install(self, timeline: Timeline) -> Timeline:
         timeline.install(self.world, self.scenarios)
         self.timelines.append(timeline)
+        self.timelines_installed_at.append(self.sim_now)
         self.wake()
         self._status_changed = True
         return timeline

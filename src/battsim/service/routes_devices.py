@@ -8,24 +8,30 @@ integrator imports into a DCIM's device template) or as JSON rows with the same 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
 
 from battsim.devices.register_map import MAP_VERSION, map_csv, rows
 
 API = "/api/v1"
 
 
-def devices_router() -> APIRouter:
-    router = APIRouter(tags=["devices"])
+class RegisterMap(BaseModel):
+    map_version: int = Field(description="Changes whenever an address or a field's meaning does.")
+    rows: list[dict[str, Any]] = Field(description="One per field: table, function, address, registers, name, "
+                                                   "type, unit, scale, as the CSV's columns.")
 
-    @router.get(f"{API}/modbus/map", summary="The Modbus TCP register map, as CSV or JSON",
-                responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
-    async def modbus_map(format: Literal["csv", "json"] = Query("csv", description="csv or json")):
-        if format == "json":
-            return {"map_version": MAP_VERSION, "rows": rows()}
-        return Response(map_csv(), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": 'inline; filename="battsim-modbus-map.csv"'})
 
-    return router
+router = APIRouter(tags=["devices"])
+
+
+@router.get(f"{API}/modbus/map", summary="The Modbus TCP register map, as CSV or JSON", response_model=RegisterMap,
+            responses={200: {"content": {"text/csv": {}}, "description": "CSV (the default) or, with format=json, "
+                                                                         "the same rows as JSON"}})
+async def modbus_map(format: Literal["csv", "json"] = Query("csv", description="csv or json")):
+    if format == "json":
+        return {"map_version": MAP_VERSION, "rows": rows()}
+    return Response(map_csv(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'inline; filename="battsim-modbus-map.csv"'})

@@ -9,7 +9,7 @@ query it can run: bad SQL, several statements, too slow) or 403 (not allowed: fi
 settings, writes, extensions) whose ``detail`` says why, and a result over the byte cap is a 422. A
 recording still being written by a live simulation is a 409: query it once the simulation is stopped.
 
-Queries run on the router's own pool of :data:`MAX_CONCURRENT_QUERIES` threads, never on the
+Queries run on the app's own pool of :data:`MAX_CONCURRENT_QUERIES` threads, never on the
 threads that serve the other endpoints; up to :data:`MAX_WAITING_QUERIES` more wait their turn (on
 the event loop, holding no thread), and beyond that a request is refused at once with a 503 and
 ``Retry-After``. So a burst of long queries delays only other queries.
@@ -23,11 +23,12 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import duckdb
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import HTTPConnection
 
 from battsim.recordings.format import RecordingBusyError
 from battsim.recordings.query import rows_as_objects
@@ -35,7 +36,7 @@ from battsim.recordings.recording import NotARecordingError
 from battsim.recordings.sandbox import QueryRefused, SandboxLimits, run_sandboxed
 
 RECORDING_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
-# Queries run at once per router; each may use SandboxLimits.threads cores (2 x 2 on a 2-core machine
+# Queries run at once per app; each may use SandboxLimits.threads cores (2 x 2 on a 2-core machine
 # already saturates it) and SandboxLimits.memory_limit.
 MAX_CONCURRENT_QUERIES = 2
 # Queries admitted beyond those, waiting in order; at most 2 rounds of the time limit before each runs.
@@ -103,43 +104,39 @@ class QueryResponse(BaseModel):
     elapsed_ms: float
 
 
-def query_router(data_dir: str | Path, limits: SandboxLimits = SandboxLimits()) -> APIRouter:
-    """The router serving ``POST /api/v1/query`` over the recordings in ``data_dir``."""
-    data_dir = Path(data_dir)
-    pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_QUERIES, thread_name_prefix="battsim-query")
-    # Admitted queries (running or waiting); released when the pool is done with one, even if its client left.
-    admitted = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES + MAX_WAITING_QUERIES)
-    router = APIRouter(prefix="/api/v1", tags=["analysis"])
+class Queries:
+    """The read-only SQL over the recordings in ``data_dir`` (``app.state.queries``): its own pool of threads
+    and the admission of queries to it."""
 
-    @router.post("/query", response_model=QueryResponse, summary="Read-only SQL over a recording",
-                 responses={400: {"description": "Not a query the sandbox can run (the detail says why)"},
-                            403: {"description": "Not allowed: file, network, settings, writes, extensions"},
-                            404: {"description": "No such recording"},
-                            409: {"description": "The recording is still being written"},
-                            422: {"description": "The result is larger than the byte cap (max_result_bytes)"},
-                            503: {"description": f"{MAX_CONCURRENT_QUERIES} queries running and "
-                                                 f"{MAX_WAITING_QUERIES} waiting; retry after Retry-After seconds"}})
-    async def query(request: QueryRequest) -> Response:
-        if not admitted.acquire(blocking=False):
+    def __init__(self, data_dir: str | Path, limits: SandboxLimits = SandboxLimits()):
+        self.data_dir = Path(data_dir)
+        self.limits = limits
+        self.pool = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_QUERIES, thread_name_prefix="battsim-query")
+        # Admitted queries (running or waiting); released when the pool is done with one, even if its client left.
+        self.admitted = threading.BoundedSemaphore(MAX_CONCURRENT_QUERIES + MAX_WAITING_QUERIES)
+
+    async def submit(self, request: QueryRequest) -> Response:
+        if not self.admitted.acquire(blocking=False):
             raise HTTPException(503, headers={"Retry-After": str(RETRY_AFTER_S)},
                                 detail=f"{MAX_CONCURRENT_QUERIES} queries are running and {MAX_WAITING_QUERIES} are"
                                        f" waiting (the query pool's limit); retry after {RETRY_AFTER_S} s")
         try:
-            future = pool.submit(answer, request)
+            future = self.pool.submit(self.answer, request)
         except BaseException:
-            admitted.release()
+            self.admitted.release()
             raise
-        future.add_done_callback(lambda _: admitted.release())
+        future.add_done_callback(lambda _: self.admitted.release())
         return await asyncio.wrap_future(future)
 
-    def answer(request: QueryRequest) -> Response:
+    def answer(self, request: QueryRequest) -> Response:
         """Find the recording and run the query, on a pool thread (both open files)."""
         try:
-            path = find_recording(data_dir, request.recording)
+            path = find_recording(self.data_dir, request.recording)
         except ValueError as error:
             raise HTTPException(400, detail=str(error)) from None
         except UnknownRecordingError as error:
             raise HTTPException(404, detail=str(error)) from None
+        limits = self.limits
         try:
             result = run_sandboxed(path, request.sql, limits)
         except QueryRefused as refusal:
@@ -159,4 +156,21 @@ def query_router(data_dir: str | Path, limits: SandboxLimits = SandboxLimits()) 
         # Encoded here, on the pool thread, not on the event loop: a result can be megabytes.
         return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), media_type="application/json")
 
-    return router
+
+def queries_of(connection: HTTPConnection) -> Queries:
+    return connection.app.state.queries
+
+
+router = APIRouter(prefix="/api/v1", tags=["analysis"])
+
+
+@router.post("/query", response_model=QueryResponse, summary="Read-only SQL over a recording",
+             responses={400: {"description": "Not a query the sandbox can run (the detail says why)"},
+                        403: {"description": "Not allowed: file, network, settings, writes, extensions"},
+                        404: {"description": "No such recording"},
+                        409: {"description": "The recording is still being written"},
+                        422: {"description": "The result is larger than the byte cap (max_result_bytes)"},
+                        503: {"description": f"{MAX_CONCURRENT_QUERIES} queries running and "
+                                             f"{MAX_WAITING_QUERIES} waiting; retry after Retry-After seconds"}})
+async def query(request: QueryRequest, queries: Annotated[Queries, Depends(queries_of)]) -> Response:
+    return await queries.submit(request)

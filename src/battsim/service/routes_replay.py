@@ -1,6 +1,6 @@
 """Recordings and replay over HTTP: list recordings, play one, control it, watch it on a WebSocket.
 
-    app.include_router(replay_router(data_dir, live_connection=...))
+    app.state.replays = Replays(data_dir, live_connection=...); app.include_router(router)
 
     GET  /api/v1/recordings                  id, preset, span, readings, status of each recording
     GET  /api/v1/recordings/{id}             one recording, with its sites and battery ids
@@ -38,14 +38,16 @@ from pathlib import Path
 from typing import Annotated
 
 import duckdb
-from fastapi import APIRouter, HTTPException, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, WebSocket
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import HTTPConnection
 
 from battsim.recordings.format import DamagedRecordingError, NotARecordingError, RecordingBusyError
 from battsim.recordings.replay import MOVING, Player, ReplayError, ReplaySource, UnreadableRecordingError, parse_speed
 from battsim.service.broadcast import Broadcaster, MessageFrame, ReadingFilter
 from battsim.service.limits import brief
 from battsim.service.routes_query import UnknownRecordingError, find_recording, within
+from battsim.service.simulation_bodies import Answer
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,56 @@ MAX_ID_CHARS = 200
 MAX_TIME_CHARS = 64
 MAX_IDS = 10_000
 IdList = list[Annotated[str, Field(max_length=100)]]
+
+
+
+# ------------------------------------------------------------------------------------ answers
+class RecordingEntry(Answer):
+    """A recording in the listing; one that cannot be read has only id, file, status and detail."""
+
+    id: str = Field(description="Its file name without .duckdb: what replay, query and history take.")
+    file: str
+    status: str = Field(description="complete, incomplete, running, busy (written by another process) or "
+                                    "unreadable (see detail).")
+    detail: str | None = None
+    run_id: str | None = None
+    preset: str | None = None
+    start: str | None = Field(default=None, description="The first reading's virtual time, ISO 8601 UTC.")
+    end: str | None = None
+    span_s: float | None = None
+    interval_s: int | None = None
+    readings: int | None = None
+    batteries: int | None = None
+    sites: list[str] | None = Field(default=None, description="Its site ids.")
+    timezone: str | None = None
+    size_bytes: int | None = None
+
+
+class RecordingDetail(RecordingEntry):
+    battery_ids: list[str]
+
+
+class PlaybackState(Answer):
+    """The replay's state, as every command answers it and every playback_state frame carries it."""
+
+    state: str = Field(description="idle (no replay), playing, following (at a live recording's edge), paused "
+                                   "or ended.")
+    session: int | None = Field(default=None, description="The replay session's number (a new one per start).")
+    recording: str | None = None
+    run_id: str | None = None
+    batteries: int | None = None
+    resumes_in_s: float | None = Field(default=None, description="Left of a start's delay_s, while it waits.")
+    position: str | None = Field(default=None, description="The virtual time reached, ISO 8601 UTC.")
+    speed: float | str | None = Field(default=None, description="Requested: a factor, or \"max\".")
+    achieved_speed: float | None = None
+    achieved_frames_per_s: float | None = None
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    loop: bool | None = None
+    loops: int | None = None
+    frames: int | None = None
+    readings: int | None = None
+    ended_reason: str | None = None
 
 
 class StartRequest(BaseModel):
@@ -273,31 +325,35 @@ def _first_line(error: BaseException) -> str:
     return brief(text)
 
 
-def replay_router(data_dir: str | Path, live_connection: LiveConnection | None = None,
-                  broadcaster: Broadcaster | None = None) -> APIRouter:
-    """Recordings in ``data_dir`` and the replay session.
+class Replays:
+    """The recordings in ``data_dir`` and the one replay session (``app.state.replays``).
 
     ``live_connection(path)`` returns a new DuckDB cursor on a recording this process is writing (None
     otherwise), which the replay closes when done: DuckDB lets one process hold a file read-write, so
     such a recording is read through its writer's connection, up to what has been committed.
     """
-    data_dir = Path(data_dir)
-    broadcaster = broadcaster or Broadcaster()
-    router = APIRouter(tags=["replay"])
-    current: dict[str, ReplaySession] = {}
 
-    def open_source(recording_id: str) -> tuple[Path, ReplaySource]:
+    def __init__(self, data_dir: str | Path, live_connection: LiveConnection | None = None,
+                 broadcaster: Broadcaster | None = None):
+        self.data_dir = Path(data_dir)
+        self.live_connection = live_connection
+        self.broadcaster = broadcaster or Broadcaster()
+        self.current: ReplaySession | None = None
+
+    def session(self) -> ReplaySession:
+        if self.current is None:
+            raise HTTPException(404, detail=f"no replay session; start one with POST {API}/replay/start")
+        return self.current
+
+    def open_source(self, recording_id: str) -> tuple[Path, ReplaySource]:
         try:
-            path = find_recording(data_dir, recording_id)
+            path = find_recording(self.data_dir, recording_id)
         except ValueError as error:
             raise _invalid("recording", str(error)) from None
         except UnknownRecordingError as error:
             raise HTTPException(404, detail=str(error)) from None
-        return path, _source(path, recording_id)
-
-    def _source(path: Path, recording_id: str) -> ReplaySource:
         try:
-            return source_of(path)
+            return path, self.source_of(path)
         except RecordingBusyError:
             raise HTTPException(409, detail=f"recording {recording_id!r} is being written by another process; "
                                             "replay it through the server that records it") from None
@@ -306,19 +362,24 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
         except (NotARecordingError, FileNotFoundError):
             raise HTTPException(404, detail=f"{recording_id!r} is not a battsim recording") from None
 
-    def source_of(path: Path) -> ReplaySource:
-        connection = live_connection(path) if live_connection else None
+    def source_of(self, path: Path) -> ReplaySource:
+        connection = self.live_connection(path) if self.live_connection else None
         if connection is not None:
             # A cursor made for us: closed with the source, so it does not outlive the replay.
             return ReplaySource.from_connection(connection, path.stem, owned=True)
         return ReplaySource.open(path)
 
-    def listed(path: Path) -> dict | None:
+    def listing(self) -> list[dict]:
+        # A symlink to a file outside the data directory is not followed (nor served by id).
+        entries = (self.listed(path) for path in sorted(self.data_dir.glob("*.duckdb")) if within(self.data_dir, path))
+        return [entry for entry in entries if entry is not None]
+
+    def listed(self, path: Path) -> dict | None:
         """A recording's entry in the listing; one that cannot be read is marked so (never failing the listing),
         a file that is no recording at all is left out (None)."""
         entry = {"id": path.stem, "file": path.name}
         try:
-            source = source_of(path)
+            source = self.source_of(path)
         except RecordingBusyError as error:
             return {**entry, "status": "busy", "detail": brief(str(error))}
         except (DamagedRecordingError, UnreadableRecordingError) as error:
@@ -336,120 +397,146 @@ def replay_router(data_dir: str | Path, live_connection: LiveConnection | None =
         finally:
             source.close()
 
-    def describe(path: Path, source: ReplaySource) -> dict:
-        info = source.info.as_dict()
-        return {"id": path.stem, "file": path.name, "size_bytes": path.stat().st_size, **info}
+    async def replace(self, replay: ReplaySession) -> None:
+        if self.current is not None:
+            previous, self.current = self.current, None
+            await previous.stop()
+        self.current = replay
 
-    def session() -> ReplaySession:
-        if "session" not in current:
-            raise HTTPException(404, detail=f"no replay session; start one with POST {API}/replay/start")
-        return current["session"]
 
-    # ------------------------------------------------------------------------------------ recordings
-    @router.get(f"{API}/recordings", summary="Recordings in the data directory")
-    def recordings() -> list[dict]:
-        # A symlink to a file outside the data directory is not followed (nor served by id).
-        entries = (listed(path) for path in sorted(data_dir.glob("*.duckdb")) if within(data_dir, path))
-        return [entry for entry in entries if entry is not None]
+def describe(path: Path, source: ReplaySource) -> dict:
+    return {"id": path.stem, "file": path.name, "size_bytes": path.stat().st_size, **source.info.as_dict()}
 
-    @router.get(f"{API}/recordings/{{recording_id}}", summary="One recording, with its sites and batteries",
-                responses={404: {"description": "No such recording"}, 409: {"description": "Written elsewhere"}})
-    def recording(recording_id: str) -> dict:
-        path, source = open_source(recording_id)
-        try:
-            return {**describe(path, source), "battery_ids": source.battery_ids}
-        finally:
-            source.close()
 
-    # ------------------------------------------------------------------------------------ replay
-    @router.post(f"{API}/replay/start", summary="Replay a recording (replaces the current replay)",
-                 responses={404: {"description": "No such recording"}, 422: {"description": "Bad window, "
-                            "filter or speed (the detail names the field)"}})
-    async def start(request: StartRequest) -> dict:
-        try:
-            speed = parse_speed(request.speed, "speed")
-        except ReplayError as error:
-            raise _invalid(error.field, error.message) from None
-        path, source = await asyncio.to_thread(open_source, request.recording)
-        try:
-            window = source.window(request.from_, request.to, request.battery_ids, request.site_ids, request.string_ids)
-            paused = request.start_paused or request.delay_s > 0
-            player = await asyncio.to_thread(Player, source, window, speed, request.loop, paused)
-        except ReplayError as error:
-            source.close()
-            raise _invalid(error.field, error.message) from None
-        except (duckdb.Error, NotARecordingError, OSError) as error:  # its first chunk could not be read
-            source.close()
-            raise HTTPException(409, detail=f"recording {request.recording!r} cannot be read: "
-                                            f"{_first_line(error)}") from None
-        except BaseException:
-            source.close()
-            raise
-        if "session" in current:
-            await current.pop("session").stop()
-        current["session"] = replay = ReplaySession(path.stem, source, player, broadcaster,
-                                                    0.0 if request.start_paused else request.delay_s)
-        return await replay.publish_state()
+def replays_of(connection: HTTPConnection) -> Replays:
+    return connection.app.state.replays
 
-    def control(name: str, summary: str, act: Callable[[Player], None]) -> None:
-        @router.post(f"{API}/replay/{name}", summary=summary, name=f"replay_{name}",
-                     responses={404: {"description": "No replay session"}})
-        async def endpoint() -> dict:
-            replay = session()
-            return await run(replay, lambda: act(replay.player))
 
-    async def run(replay: ReplaySession, action: Callable[[], None], field: str = "") -> dict:
-        """A command, with its failures as HTTP errors: bad input 422 (naming ``field``), anything else 409."""
-        try:
-            return await replay.command(action)
-        except ReplayError as error:
-            raise _invalid(field or error.field, error.message) from None
-        except ReplayFailed as error:
-            raise HTTPException(409, detail=str(error)) from None
+AppReplays = Annotated[Replays, Depends(replays_of)]
+router = APIRouter(tags=["replay"])
+# Answers keep exactly the keys the code set (an unreadable recording's entry has no span, idle no position).
+EXACT = {"response_model_exclude_unset": True, "response_model_by_alias": True}
+PLAYBACK = {"response_model": PlaybackState, **EXACT}
 
-    control("pause", "Pause the replay", Player.pause)
-    control("resume", "Resume the replay", Player.resume)
 
-    @router.post(f"{API}/replay/step", summary="One frame, while paused (the replay stays paused on it)",
-                 responses={404: {"description": "No replay session"}, 422: {"description": "Not paused"}})
-    async def step() -> dict:
-        replay = session()
-        return await run(replay, replay.player.step, "step")
+# ------------------------------------------------------------------------------------ recordings
+@router.get(f"{API}/recordings", summary="Recordings in the data directory", response_model=list[RecordingEntry],
+            **EXACT)
+def recordings(replays: AppReplays) -> list[dict]:
+    return replays.listing()
 
-    @router.post(f"{API}/replay/window", summary="Change the window (A-B loop) while playing",
-                 responses={404: {"description": "No replay session"}, 422: {"description": "Bad from or to"}})
-    async def window(request: WindowRequest) -> dict:
-        replay = session()
-        return await run(replay, lambda: replay.player.set_window(request.from_, request.to, request.loop))
 
-    @router.post(f"{API}/replay/stop", summary="Stop the replay", responses={404: {"description": "No replay session"}})
-    async def stop() -> dict:
-        return await session().stop()
+@router.get(f"{API}/recordings/{{recording_id}}", summary="One recording, with its sites and batteries",
+            response_model=RecordingDetail, **EXACT,
+            responses={404: {"description": "No such recording"}, 409: {"description": "Written elsewhere"}})
+def recording(recording_id: str, replays: AppReplays) -> dict:
+    path, source = replays.open_source(recording_id)
+    try:
+        return {**describe(path, source), "battery_ids": source.battery_ids}
+    finally:
+        source.close()
 
-    @router.post(f"{API}/replay/seek", summary="Jump to a time; the next frame holds each battery's last value",
-                 responses={404: {"description": "No replay session"}, 422: {"description": "Outside the window"}})
-    async def seek(request: SeekRequest) -> dict:
-        replay = session()
-        return await run(replay, lambda: replay.player.seek(request.time), "time")
 
-    @router.post(f"{API}/replay/speed", summary="Change the replay speed",
-                 responses={404: {"description": "No replay session"}, 422: {"description": "Out of range"}})
-    async def speed(request: SpeedRequest) -> dict:
-        replay = session()
-        return await run(replay, lambda: replay.player.set_speed(request.speed), "speed")
+# ------------------------------------------------------------------------------------ replay
+@router.post(f"{API}/replay/start", summary="Replay a recording (replaces the current replay)", **PLAYBACK,
+             responses={404: {"description": "No such recording"}, 422: {"description": "Bad window, "
+                        "filter or speed (the detail names the field)"}})
+async def start(request: StartRequest, replays: AppReplays) -> dict:
+    try:
+        speed = parse_speed(request.speed, "speed")
+    except ReplayError as error:
+        raise _invalid(error.field, error.message) from None
+    path, source = await asyncio.to_thread(replays.open_source, request.recording)
+    try:
+        window = source.window(request.from_, request.to, request.battery_ids, request.site_ids, request.string_ids)
+        paused = request.start_paused or request.delay_s > 0
+        player = await asyncio.to_thread(Player, source, window, speed, request.loop, paused)
+    except ReplayError as error:
+        source.close()
+        raise _invalid(error.field, error.message) from None
+    except (duckdb.Error, NotARecordingError, OSError) as error:  # its first chunk could not be read
+        source.close()
+        raise HTTPException(409, detail=f"recording {request.recording!r} cannot be read: "
+                                        f"{_first_line(error)}") from None
+    except BaseException:
+        source.close()
+        raise
+    replay = ReplaySession(path.stem, source, player, replays.broadcaster,
+                           0.0 if request.start_paused else request.delay_s)
+    await replays.replace(replay)
+    return await replay.publish_state()
 
-    @router.get(f"{API}/replay/status", summary="The replay's state, position and requested/achieved speed")
-    async def status() -> dict:
-        if "session" not in current:
-            return {"state": "idle"}
-        return await current["session"].current_status()
 
-    @router.websocket(f"{API}/ws/replay")
-    async def replay_socket(websocket: WebSocket):
-        """The replay's telemetry frames (as the live socket's) and playback_state frames."""
-        await websocket.accept()
-        replay = current.get("session")
-        greeting = {"type": "playback_state", **(await replay.current_status() if replay else {"state": "idle"})}
-        await broadcaster.serve(websocket, ReadingFilter(), greeting)
+async def run(replay: ReplaySession, action: Callable[[], None], field: str = "") -> dict:
+    """A command, with its failures as HTTP errors: bad input 422 (naming ``field``), anything else 409."""
+    try:
+        return await replay.command(action)
+    except ReplayError as error:
+        raise _invalid(field or error.field, error.message) from None
+    except ReplayFailed as error:
+        raise HTTPException(409, detail=str(error)) from None
 
-    return router
+
+NO_REPLAY = {404: {"description": "No replay session"}}
+
+
+@router.post(f"{API}/replay/pause", summary="Pause the replay", responses=NO_REPLAY, **PLAYBACK)
+async def pause(replays: AppReplays) -> dict:
+    replay = replays.session()
+    return await run(replay, replay.player.pause)
+
+
+@router.post(f"{API}/replay/resume", summary="Resume the replay", responses=NO_REPLAY, **PLAYBACK)
+async def resume(replays: AppReplays) -> dict:
+    replay = replays.session()
+    return await run(replay, replay.player.resume)
+
+
+@router.post(f"{API}/replay/step", summary="One frame, while paused (the replay stays paused on it)", **PLAYBACK,
+             responses={**NO_REPLAY, 422: {"description": "Not paused"}})
+async def step(replays: AppReplays) -> dict:
+    replay = replays.session()
+    return await run(replay, replay.player.step, "step")
+
+
+@router.post(f"{API}/replay/window", summary="Change the window (A-B loop) while playing", **PLAYBACK,
+             responses={**NO_REPLAY, 422: {"description": "Bad from or to"}})
+async def window(request: WindowRequest, replays: AppReplays) -> dict:
+    replay = replays.session()
+    return await run(replay, lambda: replay.player.set_window(request.from_, request.to, request.loop))
+
+
+@router.post(f"{API}/replay/stop", summary="Stop the replay", responses=NO_REPLAY, **PLAYBACK)
+async def stop(replays: AppReplays) -> dict:
+    return await replays.session().stop()
+
+
+@router.post(f"{API}/replay/seek", summary="Jump to a time; the next frame holds each battery's last value",
+             **PLAYBACK,
+             responses={**NO_REPLAY, 422: {"description": "Outside the window"}})
+async def seek(request: SeekRequest, replays: AppReplays) -> dict:
+    replay = replays.session()
+    return await run(replay, lambda: replay.player.seek(request.time), "time")
+
+
+@router.post(f"{API}/replay/speed", summary="Change the replay speed", **PLAYBACK,
+             responses={**NO_REPLAY, 422: {"description": "Out of range"}})
+async def speed(request: SpeedRequest, replays: AppReplays) -> dict:
+    replay = replays.session()
+    return await run(replay, lambda: replay.player.set_speed(request.speed), "speed")
+
+
+@router.get(f"{API}/replay/status", summary="The replay's state, position and requested/achieved speed", **PLAYBACK)
+async def status(replays: AppReplays) -> dict:
+    if replays.current is None:
+        return {"state": "idle"}
+    return await replays.current.current_status()
+
+
+@router.websocket(f"{API}/ws/replay")
+async def replay_socket(websocket: WebSocket, replays: AppReplays):
+    """The replay's telemetry frames (as the live socket's) and playback_state frames."""
+    await websocket.accept()
+    replay = replays.current
+    greeting = {"type": "playback_state", **(await replay.current_status() if replay else {"state": "idle"})}
+    await replays.broadcaster.serve(websocket, ReadingFilter(), greeting)

@@ -9,18 +9,16 @@ state does not allow), then handed to :mod:`battsim.service.live` (``app.state.s
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import UTC
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, WebSocket
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.requests import HTTPConnection
 
 from battsim.engine.alarms import RULES, AlarmThresholds
-from battsim.engine.battery import SOH_FLOOR_PCT
-from battsim.engine.fleet import PRESETS, FleetSpec, JarSpec, SiteSpec, get_preset
+from battsim.engine.fleet import PRESETS
 from battsim.scenarios import CATALOGUE, ScenarioError, TimelineError
-from battsim.scenarios.timeline import EARLIEST_YEAR, LATEST_YEAR, MAX_TIMELINE_BYTES
+from battsim.service.app_state import LiveSessions
 from battsim.service.broadcast import ReadingFilter
 from battsim.service.limits import brief, shown
 from battsim.service.live import (
@@ -33,186 +31,25 @@ from battsim.service.live import (
     Sessions,
     Slot,
     idle_status,
-    parse_backfill,
 )
 from battsim.service.original_api import API, ORIGINAL_TYPICAL_CONDITIONS, ambient_temp_onto
-from battsim.timeparse import MAX_DURATION_S
-
-# The fleet the original's {"batteries": [...]} start builds: each battery its own one-jar string in its
-# own room (site SITE01, SITE02, ... in the order given, as the original kept conditions per battery), carrying
-# the share of a preset 24-jar string's load (8 kW) that one jar carries (~0.25 C).
-API_SITE_PREFIX = "SITE"
-API_LOAD_KW_PER_JAR = SiteSpec.model_fields["load_kw_per_string"].default / 24
-# Virtual start times a live run may have: the timelines' years (scenarios/timeline.py), so every
-# timestamp of a run of any length at any speed stays well inside what Python and DuckDB represent.
-EARLIEST_START = datetime(EARLIEST_YEAR, 1, 1, tzinfo=UTC)
-LATEST_START = datetime(LATEST_YEAR, 12, 31, 23, 59, 59, tzinfo=UTC)
-# Ids in a request: as many as the largest fleet preset has jars, with room to spare.
-MAX_IDS = 10_000
-IdList = list[Annotated[str, Field(max_length=100)]]
-# A battery id: printable text (the original took any string), capped like every id in a request.
-BATTERY_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,100}$"
-
-
-def known_scenario(name: str) -> str:
-    if name not in CATALOGUE:
-        raise ValueError(f"unknown scenario {shown(name)!r}; known: {', '.join(CATALOGUE)}")
-    return name
-
-
-def ignored_fields(model: BaseModel, where: str) -> list[str]:
-    """Warnings for the fields a lenient (original) body carried that nothing reads."""
-    return [f"{where}{name}: not a field here, ignored" for name in sorted(model.model_extra or {})]
-
-
-def timeline_field(description: str, **options) -> Any:
-    return Field(max_length=MAX_TIMELINE_BYTES, description=f"{description} At most {MAX_TIMELINE_BYTES} characters.",
-                 **options)
-
-
-class BatteryConfig(BaseModel):
-    # Fields the original did not know are ignored (and reported as warnings), as it ignored them.
-    model_config = ConfigDict(extra="allow")
-    battery_id: str = Field(pattern=BATTERY_ID_PATTERN, examples=["BAT001"], description="Printable text, 1-100 characters.")
-    profile: Literal["healthy", "accelerated", "failing"] = "healthy"
-    initial_soh: float = Field(default=100.0, ge=0, le=100,
-                               description=f"State of health at the start, %; below {SOH_FLOOR_PCT:g} starts at "
-                                           f"{SOH_FLOOR_PCT:g} (a jar's floor).")
-
-
-class StartRequest(BaseModel):
-    """The original's start body (``batteries``, ``interval_seconds``, ``scenario``), or a preset fleet."""
-
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"batteries": [{"battery_id": "BAT001", "profile": "healthy", "initial_soh": 95.0},
-                       {"battery_id": "BAT002", "profile": "accelerated", "initial_soh": 85.0}],
-         "interval_seconds": 5},
-        {"preset": "thailand-9x24", "interval_seconds": 1, "speed": 60, "seed": 42, "timeline": "daily-outage"},
-    ]})
-    batteries: list[BatteryConfig] | None = Field(default=None, min_length=1, max_length=1000)
-    preset: str | None = Field(default=None, description=f"A fleet preset: {', '.join(PRESETS)}.")
-    interval_seconds: int = Field(default=5, ge=1, le=60, description="Virtual seconds between readings.")
-    scenario: str | None = Field(default=None, description="Applied to the whole fleet at start.")
-    timeline: str | None = timeline_field("TOML text of a timeline, or a shipped timeline's name.", default=None)
-    seed: int = Field(default=0, ge=0, lt=2**63)
-    speed: float = Field(default=1.0, gt=0, le=1e6, description="Virtual seconds per wall second.")
-    start: AwareDatetime | None = Field(default=None, description=f"Virtual start (default: now), in the years "
-                                                                 f"{EARLIEST_YEAR}-{LATEST_YEAR} (UTC).")
-    paused: bool = Field(default=False, description="Start paused; resume with POST /simulation/resume.")
-    backfill: Annotated[str, Field(max_length=64)] | float | None = Field(
-        default=None, examples=["30d"], description="History to simulate first, at batch speed: virtual time starts "
-        "this long before now (\"30d\", \"12h\", seconds; at most 366 days), then runs at the speed from now.")
-
-    @field_validator("backfill")
-    @classmethod
-    def _backfill_duration(cls, value):
-        return parse_backfill(value)
-
-    @field_validator("scenario")
-    @classmethod
-    def _scenario_known(cls, value):
-        return value if value is None else known_scenario(value)
-
-    @field_validator("preset")
-    @classmethod
-    def _preset_known(cls, value):
-        if value is not None and value not in PRESETS:
-            raise ValueError(f"unknown preset {shown(value)!r}; presets: {', '.join(PRESETS)}")
-        return value
-
-    @field_validator("start")
-    @classmethod
-    def _start_in_range(cls, value):
-        # Compared as instants (never converted), so a far offset cannot overflow here.
-        if value is not None and not EARLIEST_START <= value <= LATEST_START:
-            raise ValueError(f"{value.isoformat()} is outside {EARLIEST_START.isoformat()} to {LATEST_START.isoformat()}")
-        return value
-
-    @model_validator(mode="after")
-    def _start_or_backfill(self):
-        if self.backfill and self.start is not None:
-            raise ValueError("backfill: give start or backfill, not both (a back-fill starts that long before now)")
-        return self
-
-    @model_validator(mode="after")
-    def _one_fleet(self):
-        if (self.batteries is None) == (self.preset is None):
-            raise ValueError("give either batteries (a list of {battery_id, profile, initial_soh}) or preset "
-                             f"({', '.join(PRESETS)}), not both")
-        return self
-
-    def unique_batteries(self) -> list[BatteryConfig]:
-        """The batteries, each id once: a repeated id is the same battery (its first entry), as in the original."""
-        first: dict[str, BatteryConfig] = {}
-        for battery in self.batteries or []:
-            first.setdefault(battery.battery_id, battery)
-        return list(first.values())
-
-    def warnings(self) -> list[str]:
-        """What the original accepted that we take leniently: unknown fields, repeated ids, a SOH below the floor."""
-        found = ignored_fields(self, "")
-        seen: set[str] = set()
-        for index, battery in enumerate(self.batteries or []):
-            found += ignored_fields(battery, f"batteries[{index}].")
-            if battery.battery_id in seen:
-                found.append(f"batteries[{index}].battery_id: {shown(battery.battery_id)} is listed already; "
-                             "this entry is ignored")
-            seen.add(battery.battery_id)
-            if battery.initial_soh < SOH_FLOOR_PCT:
-                found.append(f"batteries[{index}].initial_soh: {battery.initial_soh:g} starts at the "
-                             f"{SOH_FLOOR_PCT:g} % floor (a jar with no capacity left has no state of charge)")
-        return found
-
-    def fleet(self) -> tuple[FleetSpec, str | None]:
-        if self.preset is not None:
-            return get_preset(self.preset), self.preset
-        sites = [SiteSpec(site_id=f"{API_SITE_PREFIX}{number:02d}", name=f"Room of {b.battery_id}",
-                          load_kw_per_string=API_LOAD_KW_PER_JAR,
-                          jars=[JarSpec(battery_id=b.battery_id, profile=b.profile,
-                                        initial_soh_pct=max(b.initial_soh, SOH_FLOOR_PCT))])
-                 for number, b in enumerate(self.unique_batteries(), start=1)]
-        return FleetSpec(name="api", description="Batteries listed in the start request, each in its own room",
-                         sites=sites), None
-
-
-class ApplyRequest(BaseModel):
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"scenario": "power_outage", "battery_ids": ["BAT001"], "ambient_temp": 28.0},
-        {"scenario": "hvac_failure", "site_ids": ["HKT_DC1"], "duration_s": 7200},
-    ]})
-    scenario: str = Field(description=f"One of: {', '.join(CATALOGUE)}.")
-    battery_ids: IdList | None = Field(default=None, max_length=MAX_IDS,
-                                       description="Targets; none given, or an empty list: the whole fleet. Unknown ids "
-                                                   "are ignored (and named in warnings).")
-    site_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
-    string_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
-    ambient_temp: float | None = Field(default=None, ge=-10, le=60, description="Hold the battery room at this, °C.")
-    params: dict[str, Any] | None = Field(default=None, description="Scenario parameters (GET /scenarios).")
-    duration_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S,
-                                     description="Ends by itself after this (seconds, at most 100 years); "
-                                                 "default: until cleared.")
-
-    @field_validator("scenario")
-    @classmethod
-    def _scenario_known(cls, value):
-        return known_scenario(value)
-
-
-class ClearRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    battery_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
-    site_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
-    string_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
-    scenario: str | None = Field(default=None, description="Clear only this scenario.")
-
-    @field_validator("scenario")
-    @classmethod
-    def _scenario_known(cls, value):
-        return value if value is None else known_scenario(value)
-
-
-class SpeedRequest(BaseModel):
-    speed: float = Field(gt=0, le=1e6, description="Virtual seconds per wall second.", examples=[60])
+from battsim.service.simulation_bodies import (
+    ActiveScenario,
+    AlarmsAnswer,
+    ApplyRequest,
+    CatalogueEntry,
+    ClearRequest,
+    Preset,
+    ScenarioAnswer,
+    SessionsAnswer,
+    SimulationStatus,
+    SpeedRequest,
+    StartAnswer,
+    StartRequest,
+    StopAnswer,
+    SubscribersAnswer,
+    ignored_fields,
+)
 
 
 def invalid(field: str, message: str) -> HTTPException:
@@ -225,11 +62,6 @@ def warned(warnings: list[str]) -> dict:
     return {"warnings": warnings} if warnings else {}
 
 
-def sessions_of(connection: HTTPConnection) -> Sessions:
-    return connection.app.state.sessions
-
-
-LiveSessions = Annotated[Sessions, Depends(sessions_of)]
 SESSION_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,40}$"
 
 
@@ -246,6 +78,8 @@ def slot_of(connection: HTTPConnection) -> str:
 
 
 SlotName = Annotated[str, Depends(slot_of)]
+# An answer with exactly the keys the code set: the original's shapes have no key added (simulation_bodies).
+EXACT = {"response_model_exclude_unset": True}
 router = APIRouter()  # what no session owns: presets, the scenario catalogue, the list of sessions
 # The same endpoints for the default session (under /api/v1, the original's paths) and for each named one
 # (under /api/v1/sessions/{name}): app.py includes this router at both prefixes.
@@ -294,7 +128,7 @@ def check_ids(session, site_ids, string_ids) -> None:
             raise HTTPException(404, detail=f"{name}: unknown {named} (this fleet has e.g. {sample})")
 
 
-@router.get(f"{API}/presets", summary="Fleet presets")
+@router.get(f"{API}/presets", summary="Fleet presets", response_model=list[Preset])
 async def presets():
     return [{"name": name, "description": spec.description, "sites": len(spec.sites),
              "strings": sum(site.strings for site in spec.sites),
@@ -302,7 +136,7 @@ async def presets():
             for name, spec in PRESETS.items()]
 
 # ------------------------------------------------------------------------------------ simulation
-@session_router.post("/simulation/start", summary="Start a live simulation",
+@session_router.post("/simulation/start", summary="Start a live simulation", response_model=StartAnswer, **EXACT,
           responses={400: {"description": "A simulation is already running"}})
 async def start(request: StartRequest, sessions: LiveSessions, slot: SlotName):
     fleet, preset_name = request.fleet()
@@ -327,7 +161,8 @@ async def start(request: StartRequest, sessions: LiveSessions, slot: SlotName):
             "sim_start": session.status()["sim_start"], **warned(request.warnings())}
 
 
-@session_router.post("/simulation/stop", summary="Stop the simulation; its recording is marked complete")
+@session_router.post("/simulation/stop", summary="Stop the simulation; its recording is marked complete",
+                     response_model=StopAnswer, **EXACT)
 async def stop(sessions: LiveSessions, slot: SlotName):
     try:
         session = await sessions.stop(slot)
@@ -339,34 +174,35 @@ async def stop(sessions: LiveSessions, slot: SlotName):
             "readings_generated": session.readings_generated}
 
 
-@session_router.get("/simulation/status", summary="Simulation status")
+@session_router.get("/simulation/status", summary="Simulation status", response_model=SimulationStatus, **EXACT)
 async def status(sessions: LiveSessions, slot: SlotName):
     session = found_slot(sessions, slot).session
     return session.status() if session is not None else idle_status(slot)
 
 
-@session_router.post("/simulation/speed", summary="Change the speed while running")
+@session_router.post("/simulation/speed", summary="Change the speed while running", response_model=SimulationStatus,
+                     **EXACT)
 async def set_speed(request: SpeedRequest, sessions: LiveSessions, slot: SlotName):
     session = running(sessions, slot)
     session.set_speed(request.speed)
     return session.status()
 
 
-@session_router.post("/simulation/pause", summary="Pause virtual time")
+@session_router.post("/simulation/pause", summary="Pause virtual time", response_model=SimulationStatus, **EXACT)
 async def pause(sessions: LiveSessions, slot: SlotName):
     session = running(sessions, slot)
     session.pause()
     return session.status()
 
 
-@session_router.post("/simulation/resume", summary="Resume virtual time")
+@session_router.post("/simulation/resume", summary="Resume virtual time", response_model=SimulationStatus, **EXACT)
 async def resume(sessions: LiveSessions, slot: SlotName):
     session = running(sessions, slot)
     session.resume()
     return session.status()
 
 # ------------------------------------------------------------------------------------ scenarios
-@router.get(f"{API}/scenarios", summary="The scenario catalogue")
+@router.get(f"{API}/scenarios", summary="The scenario catalogue", response_model=list[CatalogueEntry])
 async def scenarios():
     return [{"scenario": spec.name, "name": spec.title, "description": spec.description,
              "typical_conditions": ORIGINAL_TYPICAL_CONDITIONS.get(spec.name, {}),
@@ -375,12 +211,13 @@ async def scenarios():
             for spec in CATALOGUE.values()]
 
 
-@session_router.get("/scenarios/active", summary="Scenarios acting now")
+@session_router.get("/scenarios/active", summary="Scenarios acting now", response_model=list[ActiveScenario])
 async def active_scenarios(sessions: LiveSessions, slot: SlotName):
     return running(sessions, slot).scenarios.active()
 
 
 @session_router.post("/scenarios/apply", summary="Apply a scenario to batteries, strings or sites",
+          response_model=ScenarioAnswer, **EXACT,
           responses={404: {"description": "Unknown string or site ids"},
                      400: {"description": "No simulation is running"}})
 async def apply(request: ApplyRequest, sessions: LiveSessions, slot: SlotName):
@@ -409,6 +246,7 @@ async def apply(request: ApplyRequest, sessions: LiveSessions, slot: SlotName):
 
 
 @session_router.post("/scenarios/clear", summary="Clear scenarios (all, or on the given batteries)",
+          response_model=ScenarioAnswer, **EXACT,
           openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
               # Inline: the body is read by hand, so FastAPI never adds ClearRequest to components/schemas.
               "schema": {"anyOf": [ClearRequest.model_json_schema(),
@@ -447,7 +285,7 @@ async def clear(request: Request, sessions: LiveSessions, slot: SlotName):
             "active_scenarios": session.scenarios.active(), **warned(warnings + unknown)}
 
 # ------------------------------------------------------------------------------------ alarms
-@session_router.get("/alarms", summary="Alarm rules and the alarms raised now")
+@session_router.get("/alarms", summary="Alarm rules and the alarms raised now", response_model=AlarmsAnswer)
 async def alarms(sessions: LiveSessions, slot: SlotName):
     session = found_slot(sessions, slot).running
     active = []
@@ -462,7 +300,8 @@ async def alarms(sessions: LiveSessions, slot: SlotName):
             "thresholds": AlarmThresholds().model_dump(), "active": active}
 
 # ------------------------------------------------------------------------------------ WebSocket
-@session_router.get("/ws/subscribers", summary="WebSocket subscribers: sent, dropped, queued")
+@session_router.get("/ws/subscribers", summary="WebSocket subscribers: sent, dropped, queued",
+                    response_model=SubscribersAnswer)
 async def subscribers(sessions: LiveSessions, slot: SlotName):
     return found_slot(sessions, slot).broadcaster.stats()
 
@@ -496,7 +335,8 @@ async def telemetry(websocket: WebSocket, sessions: LiveSessions, slot: SlotName
     await slot.broadcaster.serve(websocket, reading_filter, greeting)
 
 
-@router.get(f"{API}/sessions", summary="Every session: the default one and the named ones, running or not")
+@router.get(f"{API}/sessions", summary="Every session: the default one and the named ones, running or not",
+            response_model=SessionsAnswer)
 async def list_sessions(sessions: LiveSessions):
     listed = []
     for name in [DEFAULT_SLOT, *sorted(set(sessions.slots) - {DEFAULT_SLOT})]:

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from fastapi import APIRouter, Response
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field
 
 from battsim.engine.maintenance import JAR_REPLACED
 from battsim.engine.readings import ReadingBatch
 from battsim.engine.world import Event
+from battsim.service.app_state import LiveSessions
 from battsim.service.live import DEFAULT_SLOT, Attach, LiveSession, Sessions
 from battsim.sinks import FanOut, SinkConfig
 from battsim.sinks.prometheus import Collector, FleetMetrics
@@ -66,25 +68,39 @@ def _attached(sessions: Sessions) -> SessionSinks | None:
     return next((attached for attached in session.attached if isinstance(attached, SessionSinks)), None)
 
 
-def sinks_router(sessions: Sessions) -> APIRouter:
-    router = APIRouter(tags=["sinks"])
-    registry = CollectorRegistry(auto_describe=False)
+class SinkStatus(BaseModel):
+    model_config = ConfigDict(extra="allow")  # each kind adds its own counters
+    name: str
+    state: str
+    last_error: str | None
+    queued: int = Field(description="Readings waiting in its queue.")
+    sent: int
+    retried: int
+    dropped: int = Field(description="Readings given up on (queue full, or undeliverable after retries).")
 
+
+class SinksAnswer(BaseModel):
+    running: bool = Field(description="Whether the default session's simulation is running.")
+    sinks: list[SinkStatus]
+
+
+router = APIRouter(tags=["sinks"])
+
+
+@router.get(f"{API}/sinks", summary="Each sink's state and counters", response_model=SinksAnswer)
+def sinks(sessions: LiveSessions) -> dict:
+    attached = _attached(sessions)
+    session = sessions.slot(DEFAULT_SLOT).session
+    return {"running": bool(session is not None and session.running),
+            "sinks": [] if attached is None else attached.sinks.status()}
+
+
+@router.get("/metrics", summary="Prometheus metrics of the live simulation and its sinks")
+def metrics(sessions: LiveSessions) -> Response:
     def sources():
         attached = _attached(sessions)
         return (None, []) if attached is None else (attached.metrics, attached.sinks.status())
 
+    registry = CollectorRegistry(auto_describe=False)  # per request: it reads this app's sessions
     registry.register(Collector(sources))
-
-    @router.get(f"{API}/sinks", summary="Each sink's state and counters")
-    def sinks() -> dict:
-        attached = _attached(sessions)
-        session = sessions.slot(DEFAULT_SLOT).session
-        return {"running": bool(session is not None and session.running),
-                "sinks": [] if attached is None else attached.sinks.status()}
-
-    @router.get("/metrics", summary="Prometheus metrics of the live simulation and its sinks")
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    return router
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

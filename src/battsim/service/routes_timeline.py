@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -25,6 +26,7 @@ from battsim.scenarios import Timeline, TimelineError, shipped_timelines
 from battsim.scenarios.builder_form import FormError, TimelineForm, check_form, form_timeline, form_to_toml, timeline_to_form
 from battsim.scenarios.preview import MAX_OCCURRENCES, occurrences, preview, random_entries
 from battsim.scenarios.timeline import MAX_TIMELINE_BYTES, parse_timeline
+from battsim.service.app_state import LiveSessions
 from battsim.service.limits import brief
 from battsim.service.live import DEFAULT_SLOT, NotRunning, Sessions, resolve_timeline
 
@@ -146,128 +148,150 @@ class TargetsResponse(BaseModel):
     sites: list[Site]
 
 
-def timeline_router(sessions: Sessions) -> APIRouter:
-    router = APIRouter(tags=["timeline"])
-    # When each installed timeline was installed, in virtual time ("+3d" events count from it); those the
-    # simulation started with were installed at its start.
-    installed_at: dict[int, tuple[Timeline, datetime]] = {}
+def running_session(sessions: Sessions):
+    try:
+        return sessions.running(DEFAULT_SLOT)
+    except NotRunning as error:
+        raise HTTPException(409, detail=str(error)) from None
 
-    def running_session():
+
+def fleet_of(sessions: Sessions, preset: str | None) -> tuple[Fleet, str]:
+    if preset is not None:
+        if preset not in PRESETS:
+            raise invalid(("preset",), f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+        return preset_fleet(preset), preset
+    session = sessions.slot(DEFAULT_SLOT).running
+    if session is None:
+        raise HTTPException(409, detail=f"no simulation is running: give a preset to preview on "
+                                        f"({', '.join(PRESETS)}) or start one")
+    return session.fleet, session.config.preset or session.fleet.spec.name
+
+
+def timeline_of(request: TimelineRequest, fleet: Fleet, since: datetime) -> Timeline:
+    """The request's timeline checked against the fleet, or a 422 naming the field."""
+    if request.form is not None:
         try:
-            return sessions.running(DEFAULT_SLOT)
-        except NotRunning as error:
-            raise HTTPException(409, detail=str(error)) from None
-
-    def fleet_of(preset: str | None) -> tuple[Fleet, str]:
-        if preset is not None:
-            if preset not in PRESETS:
-                raise invalid(("preset",), f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
-            return preset_fleet(preset), preset
-        session = sessions.slot(DEFAULT_SLOT).running
-        if session is None:
-            raise HTTPException(409, detail=f"no simulation is running: give a preset to preview on "
-                                            f"({', '.join(PRESETS)}) or start one")
-        return session.fleet, session.config.preset or session.fleet.spec.name
-
-    def timeline_of(request: TimelineRequest, fleet: Fleet, since: datetime) -> Timeline:
-        """The request's timeline checked against the fleet, or a 422 naming the field."""
-        if request.form is not None:
-            try:
-                timeline, order = form_timeline(request.form)
-                check_form(request.form, timeline, order, fleet, since)
-            except FormError as error:
-                raise invalid(("form", *error.loc), error.message) from None
-            return timeline
-        try:
-            timeline = resolve_timeline(request.timeline)
-            timeline.check(fleet)
-        except TimelineError as error:
-            raise invalid(("timeline",), str(error)) from None
-        return timeline
-
-    @router.get(f"{API}/timeline", summary="Timelines installed in the running simulation, and the shipped ones")
-    async def get_timeline():
-        session = sessions.slot(DEFAULT_SLOT).running
-        return {
-            "installed": [{"source": t.source, "timezone": t.timezone, "description": t.description,
-                           "events": t.describe(), "text": t.text} for t in (session.timelines if session else [])],
-            "shipped": {name: path.read_text(encoding="utf-8") for name, path in shipped_timelines().items()},
-        }
-
-    @router.post(f"{API}/timeline", summary="Install a timeline (TOML text, a shipped name or the builder's form) "
-                                            "from now on")
-    async def post_timeline(request: TimelineRequest):
-        session = running_session()
-        now = session.sim_now
-        # Checked off the event loop (a long repeat takes a while to expand), installed on it.
-        timeline = await asyncio.to_thread(timeline_of, request, session.fleet, now)
-        try:
-            installed = session.install_timeline(timeline.text if request.form is not None else request.timeline)
-        except TimelineError as error:
-            raise invalid(("timeline",), str(error)) from None
-        installed_at[id(installed)] = (installed, now)
-        return {"status": "installed", "source": installed.source, "events": installed.describe()}
-
-    @router.post(f"{API}/timeline/preview", summary="The next occurrences of a timeline on a fleet (nothing installed)",
-                 response_model=PreviewResponse,
-                 responses={409: {"description": "No simulation is running and no preset was given"}})
-    async def post_preview(request: PreviewRequest):
-        fleet, fleet_name = fleet_of(request.preset)
-        session = sessions.slot(DEFAULT_SLOT).running
-        since = request.since or (session.sim_now if session is not None else datetime.now(UTC))
-        # What the simulation has, taken on the event loop; the expansions run off it, so they never hold up
-        # the live simulation or its subscribers.
-        mine = session is not None and request.preset is None
-        installed_now = [(each, installed_at.get(id(each), (each, session.world.start))[1])
-                         for each in session.timelines] if mine else []
-        active = session.scenarios.active() if mine else None
-
-        def answer() -> dict:
-            timeline = timeline_of(request, fleet, since)
-            shown = preview(timeline, fleet, since, request.count)
-            installed = None
-            if mine:
-                rows = sorted((row for each, at in installed_now
-                               for row in occurrences(each, fleet, since, request.count, installed=at)),
-                              key=lambda row: row["start"])
-                installed = {"occurrences": rows[:request.count], "active": active,
-                             "random": [row for each, _ in installed_now for row in random_entries(each, fleet)]}
-            return {**shown, "fleet": fleet_name, "installed": installed, "toml": timeline.text}
-
-        return await asyncio.to_thread(answer)
-
-    @router.post(f"{API}/timeline/toml", summary="The builder's form as timeline TOML", response_model=TomlResponse)
-    async def post_toml(request: FormRequest):
-        try:
-            return {"toml": await asyncio.to_thread(form_to_toml, request.form)}
+            timeline, order = form_timeline(request.form)
+            check_form(request.form, timeline, order, fleet, since)
         except FormError as error:
             raise invalid(("form", *error.loc), error.message) from None
+        return timeline
+    try:
+        timeline = resolve_timeline(request.timeline)
+        timeline.check(fleet)
+    except TimelineError as error:
+        raise invalid(("timeline",), str(error)) from None
+    return timeline
 
-    @router.post(f"{API}/timeline/form", summary="Timeline TOML as the builder's form", response_model=FormResponse)
-    async def post_form(request: TomlRequest):
-        try:
-            return {"form": timeline_to_form(parse_timeline(request.timeline, "timeline"))}
-        except TimelineError as error:
-            raise invalid(("timeline",), str(error)) from None
 
-    @router.get(f"{API}/timeline/targets", summary="The fleet tree (site → string → jar) to pick targets from",
-                response_model=TargetsResponse)
-    async def get_targets(preset: str | None = Query(None, max_length=100, description="This preset's fleet instead "
-                                                                                          "of the running one's.")):
-        try:
-            fleet, name = fleet_of(preset)
-        except HTTPException as error:
-            if error.status_code == 422:
-                raise HTTPException(422, detail=[{"loc": ["query", "preset"], "msg": error.detail[0]["msg"],
-                                                  "type": "value_error"}]) from None
-            raise
-        strings: dict[int, list[str]] = {}
-        for jar, battery_id in enumerate(fleet.battery_ids):
-            strings.setdefault(int(fleet.battery_string[jar]), []).append(battery_id)
-        return {"fleet": name, "sites": [
-            {"site_id": site_id, "name": fleet.site(index).name, "timezone": fleet.site(index).timezone,
-             "strings": [{"string_id": fleet.string_ids[s], "batteries": strings[s]}
-                         for s in range(len(fleet.string_ids)) if int(fleet.string_site[s]) == index]}
-            for index, site_id in enumerate(fleet.site_ids)]}
+class InstalledTimeline(BaseModel):
+    source: str = Field(description="Its file, shipped name, or `api`.")
+    timezone: str
+    description: str | None
+    events: list[dict[str, Any]] = Field(description="Its events and random processes, each with its label.")
+    text: str = Field(description="Its TOML.")
 
-    return router
+
+class TimelinesAnswer(BaseModel):
+    installed: list[InstalledTimeline] = Field(description="In the running simulation, in the order installed.")
+    shipped: dict[str, str] = Field(description="Each shipped timeline's TOML, by name.")
+
+
+class InstallAnswer(BaseModel):
+    status: str
+    source: str
+    events: list[dict[str, Any]]
+
+
+router = APIRouter(tags=["timeline"])
+
+
+@router.get(f"{API}/timeline", summary="Timelines installed in the running simulation, and the shipped ones",
+            response_model=TimelinesAnswer)
+async def get_timeline(sessions: LiveSessions):
+    session = sessions.slot(DEFAULT_SLOT).running
+    return {
+        "installed": [{"source": t.source, "timezone": t.timezone, "description": t.description,
+                       "events": t.describe(), "text": t.text} for t in (session.timelines if session else [])],
+        "shipped": {name: path.read_text(encoding="utf-8") for name, path in shipped_timelines().items()},
+    }
+
+
+@router.post(f"{API}/timeline", summary="Install a timeline (TOML text, a shipped name or the builder's form) "
+                                        "from now on", response_model=InstallAnswer)
+async def post_timeline(request: TimelineRequest, sessions: LiveSessions):
+    session = running_session(sessions)
+    now = session.sim_now
+    # Checked off the event loop (a long repeat takes a while to expand), installed on it.
+    timeline = await asyncio.to_thread(timeline_of, request, session.fleet, now)
+    try:
+        installed = session.install_timeline(timeline.text if request.form is not None else request.timeline)
+    except TimelineError as error:
+        raise invalid(("timeline",), str(error)) from None
+    return {"status": "installed", "source": installed.source, "events": installed.describe()}
+
+
+@router.post(f"{API}/timeline/preview", summary="The next occurrences of a timeline on a fleet (nothing installed)",
+             response_model=PreviewResponse,
+             responses={409: {"description": "No simulation is running and no preset was given"}})
+async def post_preview(request: PreviewRequest, sessions: LiveSessions):
+    fleet, fleet_name = fleet_of(sessions, request.preset)
+    session = sessions.slot(DEFAULT_SLOT).running
+    since = request.since or (session.sim_now if session is not None else datetime.now(UTC))
+    # What the simulation has, taken on the event loop; the expansions run off it, so they never hold up
+    # the live simulation or its subscribers.
+    mine = session is not None and request.preset is None
+    installed_now = list(zip(session.timelines, session.timelines_installed_at)) if mine else []
+    active = session.scenarios.active() if mine else None
+
+    def answer() -> dict:
+        timeline = timeline_of(request, fleet, since)
+        shown = preview(timeline, fleet, since, request.count)
+        installed = None
+        if mine:
+            rows = sorted((row for each, at in installed_now
+                           for row in occurrences(each, fleet, since, request.count, installed=at)),
+                          key=lambda row: row["start"])
+            installed = {"occurrences": rows[:request.count], "active": active,
+                         "random": [row for each, _ in installed_now for row in random_entries(each, fleet)]}
+        return {**shown, "fleet": fleet_name, "installed": installed, "toml": timeline.text}
+
+    return await asyncio.to_thread(answer)
+
+
+@router.post(f"{API}/timeline/toml", summary="The builder's form as timeline TOML", response_model=TomlResponse)
+async def post_toml(request: FormRequest):
+    try:
+        return {"toml": await asyncio.to_thread(form_to_toml, request.form)}
+    except FormError as error:
+        raise invalid(("form", *error.loc), error.message) from None
+
+
+@router.post(f"{API}/timeline/form", summary="Timeline TOML as the builder's form", response_model=FormResponse)
+async def post_form(request: TomlRequest):
+    try:
+        return {"form": timeline_to_form(parse_timeline(request.timeline, "timeline"))}
+    except TimelineError as error:
+        raise invalid(("timeline",), str(error)) from None
+
+
+@router.get(f"{API}/timeline/targets", summary="The fleet tree (site → string → jar) to pick targets from",
+            response_model=TargetsResponse)
+async def get_targets(sessions: LiveSessions,
+                      preset: str | None = Query(None, max_length=100, description="This preset's fleet instead "
+                                                                                   "of the running one's.")):
+    try:
+        fleet, name = fleet_of(sessions, preset)
+    except HTTPException as error:
+        if error.status_code == 422:
+            raise HTTPException(422, detail=[{"loc": ["query", "preset"], "msg": error.detail[0]["msg"],
+                                              "type": "value_error"}]) from None
+        raise
+    strings: dict[int, list[str]] = {}
+    for jar, battery_id in enumerate(fleet.battery_ids):
+        strings.setdefault(int(fleet.battery_string[jar]), []).append(battery_id)
+    return {"fleet": name, "sites": [
+        {"site_id": site_id, "name": fleet.site(index).name, "timezone": fleet.site(index).timezone,
+         "strings": [{"string_id": fleet.string_ids[s], "batteries": strings[s]}
+                     for s in range(len(fleet.string_ids)) if int(fleet.string_site[s]) == index]}
+        for index, site_id in enumerate(fleet.site_ids)]}

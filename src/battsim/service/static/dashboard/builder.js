@@ -9,13 +9,12 @@
  *
  * Exposed for tests as window.__battsimBuilder.
  */
+import { ServerError, api } from "./api.js";
+import { $ } from "./page.js";
 
-const API = "api/v1/";
-const TOKEN_KEY = "battsim.token"; // the one app.js keeps (sessionStorage, this tab only)
 const WEEKDAYS = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"];
 const PREVIEW_COUNT = 10;
 
-const $ = (id) => document.getElementById(id);
 const state = {
   scenarios: [],
   tree: null, // {fleet, sites: [{site_id, name, timezone, strings: [{string_id, batteries}]}]}
@@ -23,30 +22,7 @@ const state = {
   current: 0, // the event being edited
   preview: null, // the last answer of POST timeline/preview
   errors: [], // [{field, message}] shown now
-  requests: 0,
 };
-
-class ServerError extends Error {
-  constructor(status, detail) {
-    super(Array.isArray(detail) ? detail.map((d) => `${(d.loc || []).join(".")}: ${d.msg}`).join("; ") : String(detail));
-    this.status = status;
-    this.detail = detail;
-  }
-}
-
-async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = `Bearer ${token}`;
-  state.requests += 1;
-  const response = await fetch(API + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await response.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  if (!response.ok) throw new ServerError(response.status, data && data.detail !== undefined ? data.detail : data);
-  return data;
-}
 
 function element(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -236,7 +212,8 @@ function clearErrors() {
 // enclosing one (params.x → params), else the general message line. An error in another event selects it.
 function showError(error) {
   clearErrors();
-  const details = Array.isArray(error.detail) ? error.detail : [{ loc: [], msg: error.message }];
+  const details = Array.isArray(error.detail) ? error.detail
+    : [{ loc: [], msg: typeof error.detail === "string" ? error.detail : error.message }];
   for (const detail of details) {
     let loc = (detail.loc || []).filter((p) => p !== "body");
     if (loc[0] === "form") loc = loc.slice(1);
@@ -385,8 +362,8 @@ async function open(file) {
 async function loadTree() {
   try {
     state.tree = await api("GET", `timeline/targets${(await running()) ? "" : `?preset=${encodeURIComponent($("preset").value || "thailand-9x24")}`}`);
-  } catch (error) {
-    state.tree = null;
+  } catch {
+    state.tree = null; // no fleet to show (the preset is unknown or the server is gone): an empty tree
   }
   renderTargets();
 }
