@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import duckdb
 from battsim.engine.fleet import get_preset
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
-from battsim.recordings.schema import create_statements
+from harness import duckdb_ingest
 from results_file import Measurement
 
 TABLES = ("reading_samples", "string_readings", "ohmic_tests", "events")
@@ -65,29 +64,6 @@ def simulate_in_child(days: float, out: Path, batch_rows: int) -> tuple[int, flo
     return outcome
 
 
-def duckdb_ingest(rows: int, batch_rows: int, source: Path, out: Path) -> tuple[int, float]:
-    """DuckDB's own rate for the same rows: the simulated readings, read back into memory as Arrow
-    batches of the same size, inserted into a fresh file with the same schema, one transaction each."""
-    with duckdb.connect(str(source), read_only=True) as con:
-        sample = con.sql(f"SELECT * FROM reading_samples LIMIT {min(rows, 2_000_000)}").to_arrow_table()
-    batches = [sample.slice(offset, batch_rows) for offset in range(0, sample.num_rows, batch_rows)]
-    con = duckdb.connect(str(out))
-    for statement in create_statements():
-        con.execute(statement)
-    inserted = 0
-    began = time.perf_counter()
-    while inserted < rows:
-        for batch in batches:
-            con.begin()
-            con.from_arrow(batch).insert_into("reading_samples")
-            con.commit()
-            inserted += batch.num_rows
-            if inserted >= rows:
-                break
-    con.close()
-    return inserted, time.perf_counter() - began
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=7.0, help="virtual days of the throughput run")
@@ -101,7 +77,8 @@ def main() -> None:
         readings, wall_s, peak_mb = simulate_in_child(args.days, scratch / "sim.duckdb", args.batch_rows)
         sim_rate = readings / wall_s
         tables = rows_per_table(scratch / "sim.duckdb")
-        ingested, ingest_s = duckdb_ingest(readings, args.batch_rows, scratch / "sim.duckdb", scratch / "ingest.duckdb")
+        ingested, ingest_s = duckdb_ingest([scratch / "sim.duckdb"], readings, scratch / "ingest.duckdb",
+                                           args.batch_rows, sample_rows=2_000_000)
         ingest_rate = ingested / ingest_s
         print(f"fleet                 thailand-full, 1,944 jars, 60 s interval, {args.days:g} days")
         print(f"simulate + record     {readings:,} readings in {wall_s:.2f} s = {sim_rate:,.0f} readings/s")

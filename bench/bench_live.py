@@ -20,35 +20,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 
-import httpx
 import numpy as np
 from websockets.asyncio.client import connect
 
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.world import World
+from harness import cpu_seconds, free_port, served_full_fleet
 from results_file import Measurement
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tick_cost_ms(ticks: int = 60) -> float:
@@ -132,33 +113,15 @@ async def main() -> None:
     measurement = Measurement("bench_live")
     floor_ms = tick_cost_ms()
     port = free_port()
-    with tempfile.TemporaryDirectory() as data_dir:
-        battsim = Path(sys.executable).parent / "battsim"
-        server = subprocess.Popen([str(battsim), "serve", "--port", str(port), "--data-dir", data_dir, "--preset",
-                                   "thailand-full", "--interval", "1", "--speed", "1", "--no-random-outages"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            base, url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/api/v1/ws/telemetry"
-            async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-                for _ in range(300):
-                    try:
-                        if (await http.get("/api/v1/simulation/status")).json()["readings_generated"]:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
-                else:
-                    raise SystemExit("the server did not start")
-                await asyncio.sleep(2.0)
-                cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
-                await asyncio.sleep(args.seconds)
-                baseline = {"subscribers": 0, "server_cpu": (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)}
-                one = await phase(url, server.pid, 1, args.seconds)
-                many = await phase(url, server.pid, args.subscribers, args.seconds)
-                stopped = (await http.post("/api/v1/simulation/stop")).json()
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+    async with served_full_fleet(port) as (server, http):
+        url = f"ws://127.0.0.1:{port}/api/v1/ws/telemetry"
+        await asyncio.sleep(2.0)
+        cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+        await asyncio.sleep(args.seconds)
+        baseline = {"subscribers": 0, "server_cpu": (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)}
+        one = await phase(url, server.pid, 1, args.seconds)
+        many = await phase(url, server.pid, args.subscribers, args.seconds)
+        stopped = (await http.post("/api/v1/simulation/stop")).json()
 
     print(f"full fleet (1,944 jars) at a 1 s interval, speed 1x, on {os.cpu_count()} cores "
           f"(load average {os.getloadavg()[0]:.1f}: other work on the machine inflates latency)")

@@ -21,20 +21,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import numpy as np
 from pymodbus.client import AsyncModbusTcpClient
 
 from battsim.devices.register_map import fields
-from bench_live import cpu_seconds, free_port
+from harness import cpu_seconds, free_port, served_full_fleet
 from results_file import Measurement
 
 UNITS = 81
@@ -87,38 +82,19 @@ async def main() -> None:
 
     measurement = Measurement("bench_modbus")
     port, modbus_port = free_port(), free_port()
-    with tempfile.TemporaryDirectory() as data_dir:
-        battsim = Path(sys.executable).parent / "battsim"
-        server = subprocess.Popen([str(battsim), "serve", "--port", str(port), "--data-dir", data_dir, "--preset",
-                                   "thailand-full", "--interval", "1", "--speed", "1", "--no-random-outages",
-                                   "--modbus-port", str(modbus_port)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-                for _ in range(600):
-                    try:
-                        if (await status(http))["readings_generated"]:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
-                else:
-                    raise SystemExit("the server did not start")
-                await asyncio.sleep(2.0)
-                cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
-                await asyncio.sleep(args.seconds)
-                baseline_cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)
+    async with served_full_fleet(port, "--modbus-port", str(modbus_port)) as (server, http):
+        await asyncio.sleep(2.0)
+        cpu0, wall0 = cpu_seconds(server.pid), time.monotonic()
+        await asyncio.sleep(args.seconds)
+        baseline_cpu = (cpu_seconds(server.pid) - cpu0) / (time.monotonic() - wall0)
 
-                pollers = [Poller() for _ in range(args.clients)]
-                ticks0 = (await status(http))["ticks"]
-                cpu0, own0, wall0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
-                await asyncio.gather(*(p.run(modbus_port, wall0 + args.seconds) for p in pollers))
-                cpu1, own1, wall1 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
-                after = await status(http)
-                await http.post("/api/v1/simulation/stop")
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(30)
+        pollers = [Poller() for _ in range(args.clients)]
+        ticks0 = (await status(http))["ticks"]
+        cpu0, own0, wall0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        await asyncio.gather(*(p.run(modbus_port, wall0 + args.seconds) for p in pollers))
+        cpu1, own1, wall1 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        after = await status(http)
+        await http.post("/api/v1/simulation/stop")
 
     wall = wall1 - wall0
     loaded_cpu = (cpu1 - cpu0) / wall

@@ -21,16 +21,14 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import duckdb
-
 from battsim.engine.fleet import get_preset, national_telecom
-from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
+from battsim.engine.world import DEFAULT_START
 from battsim.recordings.batch import BatchRun
-from battsim.recordings.schema import create_statements
 from battsim.scale.manifest import read_manifest
 from battsim.scale.plan import DEFAULT_PART_JARS, site_jars
 from battsim.scale.runner import ShardedRun, record_shards
 from battsim.scenarios.default_outages import with_random_outages
+from harness import duckdb_ingest
 from results_file import Measurement
 
 JARS_PER_TELECOM_SITE = 22_336 / 2_000  # the preset's mix (engine/fleet.py TELECOM_PLANTS)
@@ -65,33 +63,6 @@ def sharded(spec, name: str, out: Path, workers: int, hours: float, interval_s: 
             "worker_peak_mb": round(max(p["worker_peak_rss_mb"] for p in parts))}
 
 
-def duckdb_ingest(rows: int, parts: list[Path], out: Path) -> float:
-    """Rows/s DuckDB inserts the same rows (the run's own readings, read back) in the recorder's batch size."""
-    sample, have = [], 0
-    for part in parts:
-        with duckdb.connect(str(part), read_only=True) as con:
-            table = con.sql(f"SELECT * FROM reading_samples LIMIT {min(rows, 4_000_000) - have}").to_arrow_table()
-        sample.append(table)
-        have += table.num_rows
-        if have >= min(rows, 4_000_000):
-            break
-    batches = [b for t in sample for b in (t.slice(o, DEFAULT_BATCH_ROWS) for o in range(0, t.num_rows, DEFAULT_BATCH_ROWS))]
-    con = duckdb.connect(str(out))
-    for statement in create_statements():
-        con.execute(statement)
-    inserted, began = 0, time.perf_counter()
-    while inserted < rows:
-        for batch in batches:
-            con.begin()
-            con.from_arrow(batch).insert_into("reading_samples")
-            con.commit()
-            inserted += batch.num_rows
-            if inserted >= rows:
-                break
-    con.close()
-    return inserted / (time.perf_counter() - began)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="24,1944,20000,100000", help="fleet sizes in jars, comma-separated")
@@ -124,7 +95,8 @@ def main() -> None:
         if largest is not None:
             jars, rows, rate = largest
             parts = sorted((scratch / f"{jars}-w2").glob("part-*.duckdb"))
-            ingest = duckdb_ingest(rows, parts, scratch / "ingest.duckdb")
+            inserted, seconds = duckdb_ingest(parts, rows, scratch / "ingest.duckdb")
+            ingest = inserted / seconds
             figures["duckdb_ingest_rows_per_s"] = round(ingest)
             figures["ratio_2_workers_to_ingest"] = round(rate / ingest, 2)
             print(f"duckdb ingest alone  {ingest:,.0f} rows/s (one process); 2 workers at {rate / ingest:.2f} of it")

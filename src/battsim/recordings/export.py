@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from pathlib import Path
 import duckdb
 
 from battsim.engine.battery import MODE_NAMES
-from battsim.recordings.export_original import export_original
+from battsim.recordings.export_original import write_original_layout
 from battsim.recordings.format import reading
 from battsim.recordings.outputs import (
     EXPORT_MARKER,
@@ -76,9 +77,13 @@ def export_recording(recording: str | Path, out: str | Path, format: str = "parq
     original project's CSV files per site, :mod:`battsim.recordings.export_original`)."""
     if layout not in LAYOUTS:
         raise ExportError("layout", f"{layout!r} is not one of {', '.join(LAYOUTS)}")
-    if layout == "original":
-        return export_original(recording, out, overwrite=overwrite)
     out = Path(out)
+    if layout == "original":
+        if out.suffix in (".parquet", ".csv", ".gz"):
+            raise ExportError("out", f"{out.name}: the original layout is a folder of files per site; give a directory")
+        _check_out(recording, out, overwrite, single_file=False)
+        return _staged(recording, out, single_file=False,
+                       write=lambda connection, staged: write_original_layout(connection, staged, recording))
     if format not in FORMATS:
         raise ExportError("format", f"{format!r} is not one of {', '.join(FORMATS)}")
     single_file = out.suffix in (".parquet", ".csv", ".json")
@@ -88,33 +93,48 @@ def export_recording(recording: str | Path, out: str | Path, format: str = "parq
         raise ExportError("partition", "partitioning is for --format parquet")
     if partition and single_file:
         raise ExportError("partition", "a partitioned export is a directory; give --out a directory, not a file")
+    _check_out(recording, out, overwrite, single_file)
+    options = _COPY_OPTIONS[format]
+
+    def write(connection, staged: Path) -> dict[str, int]:
+        if single_file:
+            return {"readings": _copy(connection, _readings_select(connection), staged, options)}
+        rows: dict[str, int] = {}
+        for table in TABLES:
+            if table == "readings" and partition:
+                rows[table] = _copy(connection, _partitioned_readings(connection), staged / "readings",
+                                    f"{options}, PARTITION_BY (site_id, date)")
+            else:
+                query = _readings_select(connection) if table == "readings" else _select(connection, table)
+                rows[table] = _copy(connection, query, staged / f"{table}.{format}", options)
+        (staged / EXPORT_MARKER).write_text(json.dumps({"recording": str(recording), "format": format,
+                                                        "partition": partition, "rows": rows}) + "\n")
+        return rows
+
+    return _staged(recording, out, single_file, write)
+
+
+def _check_out(recording: str | Path, out: Path, overwrite: bool, single_file: bool) -> None:
     try:
         empty_dir = not single_file and out.is_dir() and not any(out.iterdir())
         check_out(out, overwrite or empty_dir, inputs=[Path(recording)], kind="file" if single_file else "directory")
     except OutputError as error:
         raise ExportError("out", str(error)) from None
 
+
+def _staged(recording: str | Path, out: Path, single_file: bool,
+            write: Callable[[duckdb.DuckDBPyConnection, Path], dict[str, int]]) -> ExportSummary:
+    """``write(connection, staged)`` into a file or directory beside ``out``, then renamed into place: a failed
+    export leaves ``out`` as it was (and says which ``out`` it could not write)."""
     began = time.perf_counter()
-    options = _COPY_OPTIONS[format]
-    rows: dict[str, int] = {}
     spill = ExitStack()  # DuckDB's scratch files in a private temporary directory, not <cwd>/.tmp
     connection = spill.enter_context(spill_privately([recording]))
     staged = staging_path(out)
     try:
         with reading([recording]):
-            if single_file:
-                rows["readings"] = _copy(connection, _readings_select(connection), staged, options)
-            else:
+            if not single_file:
                 staged.mkdir()
-                for table in TABLES:
-                    if table == "readings" and partition:
-                        rows[table] = _copy(connection, _partitioned_readings(connection), staged / "readings",
-                                            f"{options}, PARTITION_BY (site_id, date)")
-                    else:
-                        query = _readings_select(connection) if table == "readings" else _select(connection, table)
-                        rows[table] = _copy(connection, query, staged / f"{table}.{format}", options)
-                (staged / EXPORT_MARKER).write_text(json.dumps({"recording": str(recording), "format": format,
-                                                                "partition": partition, "rows": rows}) + "\n")
+            rows = write(connection, staged)
         if single_file:
             replace_file(staged, out)
         else:

@@ -19,16 +19,12 @@ by id. The folder is written beside ``out`` and renamed into place when complete
 from __future__ import annotations
 
 import json
-import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import duckdb
 
 from battsim.engine.battery import MODE_NAMES
-from battsim.recordings.format import reading
-from battsim.recordings.outputs import EXPORT_MARKER, OutputError, check_out, discard, replace_directory, staging_path
-from battsim.recordings.query import spill_privately
+from battsim.recordings.outputs import EXPORT_MARKER
 from battsim.recordings.schema import quote_literal
 
 LAYOUT = "original"
@@ -66,41 +62,15 @@ WHERE z.site_key = {int(site_key)}
 ORDER BY s.timestamp, t.string_id"""
 
 
-def export_original(recording: str | Path, out: str | Path, overwrite: bool = False):
-    """Write ``recording`` into the folder ``out`` in the original layout; returns an ExportSummary."""
-    from battsim.recordings.export import ExportError, ExportSummary  # export.py imports this module
-
-    out = Path(out)
-    if out.suffix in (".parquet", ".csv", ".gz"):
-        raise ExportError("out", f"{out.name}: the original layout is a folder of files per site; give a directory")
-    try:
-        empty_dir = out.is_dir() and not any(out.iterdir())
-        check_out(out, overwrite or empty_dir, inputs=[Path(recording)], kind="directory")
-    except OutputError as error:
-        raise ExportError("out", str(error)) from None
-    began = time.perf_counter()
+def write_original_layout(connection: duckdb.DuckDBPyConnection, staged: Path, recording: str | Path) -> dict[str, int]:
+    """Write the recording ``connection`` reads into the directory ``staged`` in the original layout (two files
+    per site and the export marker); the rows written per file. export.py stages and places the directory."""
     rows: dict[str, int] = {}
-    spill = ExitStack()
-    connection = spill.enter_context(spill_privately([recording]))
-    staged = staging_path(out)
-    try:
-        with reading([recording]):
-            staged.mkdir()
-            sites = connection.execute("SELECT site_key, site_id FROM sites ORDER BY site_key").fetchall()
-            for site_key, site_id in sites:
-                for name, query in ((f"battery_sensors_{site_id}.csv.gz", battery_sensors_sql(site_key)),
-                                    (f"string_sensors_{site_id}.csv.gz", string_sensors_sql(site_key))):
-                    target = quote_literal(str(staged / name))
-                    rows[name] = connection.execute(f"COPY ({query}) TO {target} ({_OPTIONS})").fetchone()[0]
-            (staged / EXPORT_MARKER).write_text(json.dumps({"recording": str(recording), "layout": LAYOUT,
-                                                            "rows": rows}) + "\n")
-        replace_directory(staged, out)
-    except (OSError, duckdb.IOException) as error:
-        discard(staged)
-        raise ExportError("out", f"cannot write {out} ({str(error).splitlines()[0].replace(str(staged), str(out))})") from None
-    except BaseException:
-        discard(staged)
-        raise
-    finally:
-        spill.close()
-    return ExportSummary(out, rows, time.perf_counter() - began)
+    sites = connection.execute("SELECT site_key, site_id FROM sites ORDER BY site_key").fetchall()
+    for site_key, site_id in sites:
+        for name, query in ((f"battery_sensors_{site_id}.csv.gz", battery_sensors_sql(site_key)),
+                            (f"string_sensors_{site_id}.csv.gz", string_sensors_sql(site_key))):
+            target = quote_literal(str(staged / name))
+            rows[name] = connection.execute(f"COPY ({query}) TO {target} ({_OPTIONS})").fetchone()[0]
+    (staged / EXPORT_MARKER).write_text(json.dumps({"recording": str(recording), "layout": LAYOUT, "rows": rows}) + "\n")
+    return rows
