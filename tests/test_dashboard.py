@@ -20,18 +20,13 @@ from battsim.engine.fleet import get_preset
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.scenarios import load_timeline
 from battsim.service.security import access_policy
+from dashboard_browser import assert_clean, chromium, needs_chromium, new_page, wait_loaded
 from test_service_helpers import serve, wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium at /usr/bin/chromium (`make test` installs it)")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = needs_chromium
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "dashboard"
-WAIT_MS = 60_000  # the most any condition may take before a test fails (generous: a loaded 2-core machine)
 
 RECORDING_START = datetime(2026, 3, 2, tzinfo=UTC)
 # The recording the replay test plays: six hours of the 9-site fleet with a one-hour outage at one site.
@@ -63,28 +58,9 @@ def server(data_dir):
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
-
-def new_page(context):
-    """A page whose console errors (CSP violations among them) are collected in ``page.console_errors``."""
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.console_errors = []
-    page.on("console", lambda message: message.type == "error" and page.console_errors.append(
-        f"{message.text} at {message.location.get('url')}"))
-    page.on("pageerror", lambda error: page.console_errors.append(f"uncaught: {error}"))
-    return page
-
-
-def wait_loaded(page) -> None:
-    """Loaded: the controls are filled from the API and the live feed is connected."""
-    page.wait_for_function("() => window.__battsim && document.querySelectorAll('#preset option').length > 0 "
-                           "&& document.querySelectorAll('#scenario option').length > 0 "
-                           "&& window.__battsim.feeds().live.state === 'open'")
 
 
 @pytest.fixture
@@ -98,12 +74,6 @@ def page(browser, server):
     context.close()
     for path in ("/api/v1/simulation/stop", "/api/v1/replay/stop"):
         server.http.post(path)  # 409/404 when nothing runs: fine
-
-
-def assert_clean(page) -> None:
-    """Nothing went wrong on the page: no console errors and no failed request shown to the user."""
-    assert page.console_errors == []
-    assert page.evaluate("() => window.__battsim.errors") == []
 
 
 def screenshot(page, name: str) -> None:

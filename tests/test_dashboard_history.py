@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
+from dashboard_browser import WAIT_MS, assert_clean, chromium, needs_chromium, new_page, wait_loaded
 from test_service_helpers import WAIT_S, serve, wait_until
 
 
@@ -41,12 +40,8 @@ def test_history_before_any_simulation_is_a_404(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ in the browser
+@needs_chromium
 def test_the_page_opens_on_history_alarms_and_the_running_settings(tmp_path):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    from test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, assert_clean, new_page, wait_loaded
-
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
     with serve(tmp_path) as server:
         http = server.http
         http.post("/api/v1/simulation/start", json={"preset": "single-string", "interval_seconds": 60, "seed": 5,
@@ -55,8 +50,7 @@ def test_the_page_opens_on_history_alarms_and_the_running_settings(tmp_path):
                    timeout=4 * WAIT_S)
         wait_until(lambda: len(http.get("/api/v1/history?window=1h").json()["frames"]) == 60)
         active = http.get("/api/v1/alarms").json()["active"]
-        with playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        with chromium() as browser:
             page = new_page(browser.new_context(viewport={"width": 1280, "height": 1000}))
             page.goto(server.base + "/")
             wait_loaded(page)
@@ -76,17 +70,13 @@ def test_the_page_opens_on_history_alarms_and_the_running_settings(tmp_path):
             assert deviation["string"] == "BKK_DC1_SYS01_STR01" and len(deviation["last"]) == 24
             assert abs(sum(deviation["last"])) < 1 and 0 < max(abs(v) for v in deviation["last"]) < 500
             assert_clean(page)
-            browser.close()
 
 
+@needs_chromium
 def test_a_replay_started_elsewhere_is_shown_and_controllable_and_1280_px_cuts_nothing(tmp_path):
-    playwright_api = pytest.importorskip("playwright.sync_api")
     from battsim.engine.fleet import get_preset
     from battsim.recordings.batch import BatchRun, record_run
-    from test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, assert_clean, new_page, wait_loaded
 
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
     start = datetime(2026, 3, 2, tzinfo=UTC)
     record_run(BatchRun(fleet=get_preset("thailand-9x24"), out=tmp_path / "six.duckdb", seed=3, start=start,
                         end=start + timedelta(hours=6), interval_s=60))
@@ -96,8 +86,7 @@ def test_a_replay_started_elsewhere_is_shown_and_controllable_and_1280_px_cuts_n
                                                     "speed": 600}).raise_for_status()
         # Started by curl, not by the page:
         http.post("/api/v1/replay/start", json={"recording": "six", "speed": 60, "start_paused": True}).raise_for_status()
-        with playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        with chromium() as browser:
             page = new_page(browser.new_context(viewport={"width": 1280, "height": 1000}))
             page.goto(server.base + "/")
             wait_loaded(page)
@@ -116,4 +105,3 @@ def test_a_replay_started_elsewhere_is_shown_and_controllable_and_1280_px_cuts_n
             }""")
             assert overflow["page"] <= 1280 and overflow["cut"] == [], overflow
             assert_clean(page)
-            browser.close()

@@ -11,16 +11,12 @@ from pathlib import Path
 import pytest
 
 from battsim.scenarios.timeline import parse_timeline
+from dashboard_browser import chromium, needs_chromium, new_page
 from test_service_helpers import next_of, serve
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
-
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium at /usr/bin/chromium (`make test` installs it)")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = needs_chromium
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "builder"
 WAIT_MS = 20_000
 
@@ -33,20 +29,14 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1600, "height": 1100}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.console_errors = []
-    page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
-    page.on("pageerror", lambda error: page.console_errors.append(f"uncaught: {error}"))
+    page = new_page(context, WAIT_MS)
     yield page
     context.close()
     server.http.post("/api/v1/simulation/stop")
