@@ -31,11 +31,11 @@ lint: install
 	$(VENV)/bin/ruff check src tests bench tools
 
 test: install system-packages lint
-	$(PY) -m pytest -n 2 --durations=15
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=15
 
 # The fuzzers with a longer budget than the one `make test` gives them.
 fuzz: install
-	BATTSIM_FUZZ_EXAMPLES=2000 $(PY) -m pytest -n 2 -m fuzz
+	BATTSIM_FUZZ_EXAMPLES=2000 $(PY) -m pytest -n 2 --dist loadgroup -m fuzz
 
 # Each benchmark writes its figures, the load average and the library versions to bench/results.json;
 # the README's performance table is then generated from that file (tools/bench_table.py), never typed.
@@ -76,7 +76,7 @@ test-lowest: install system-packages
 	$(VENV)/bin/uv pip sync --quiet --python $(LOWEST)/bin/python $(LOWEST_LOCK)
 	$(VENV)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --no-deps -e .
 	@echo "lowest direct versions: $$(awk '/^[a-z0-9]/ {pkg = $$1} /battsim \(pyproject.toml\)/ {print pkg}' $(LOWEST_LOCK) | tr '\n' ' ')"
-	$(LOWEST)/bin/python -m pytest -n 2 -o timeout_method=thread -rfE
+	$(LOWEST)/bin/python -m pytest -n 2 --dist loadgroup -o timeout_method=thread -rfE
 
 # Refresh the lock to the newest releases pyproject.toml allows; run `make test` before committing it.
 lock: install

@@ -19,6 +19,8 @@ from battsim.scenarios.default_outages import GRID_OUTAGES, with_random_outages
 from battsim.service import cli
 from test_service_helpers import WAIT_S, battsim_command, free_port, json_once_listening, wait_until
 
+# One worker runs this module (make test: --dist loadgroup), so its recordings are simulated once, not per worker.
+pytestmark = pytest.mark.xdist_group("default_outages")
 README = Path(__file__).resolve().parents[1] / "README.md"
 OUTAGES_SQL = "SELECT site_id, timestamp, kind FROM events WHERE kind IN ('outage_start', 'outage_end') ORDER BY ALL"
 
@@ -48,6 +50,13 @@ def default_recording(tmp_path_factory) -> Path:
     return default_run(tmp_path_factory.mktemp("default") / "week.duckdb")
 
 
+@pytest.fixture(scope="module")
+def year_at_seed_1(tmp_path_factory) -> Path:
+    """A year of the default preset at hourly readings and another seed than the default's (shared: it takes a while)."""
+    return default_run(tmp_path_factory.mktemp("year") / "year.duckdb", "--seed", "1", "--days", "365",
+                       "--interval", "3600")
+
+
 def test_a_default_run_answers_the_readme_discharge_query_with_rows(default_recording):
     discharging = rows(default_recording, readme_discharge_query())
     assert discharging, "the README's discharge query found no rows on a default run"
@@ -61,12 +70,12 @@ def test_a_default_run_answers_the_readme_discharge_query_with_rows(default_reco
     assert sources == [(f"random {GRID_OUTAGES}: [[random]] #1 (grid)",)]
 
 
-def test_the_outages_are_the_same_for_the_same_seed_and_differ_for_another(default_recording, tmp_path):
+def test_the_outages_are_the_same_for_the_same_seed_and_differ_for_another(default_recording, year_at_seed_1,
+                                                                          tmp_path):
     again = default_run(tmp_path / "again.duckdb", "--days", "7")
     assert rows(again, OUTAGES_SQL) == rows(default_recording, OUTAGES_SQL)
     # Over a year at seed 1, the same preset: other instants (and, at 37 outages a year across the sites, many).
-    other = rows(default_run(tmp_path / "other.duckdb", "--seed", "1", "--days", "365", "--interval", "3600"),
-                 OUTAGES_SQL)
+    other = rows(year_at_seed_1, OUTAGES_SQL)
     assert other and set(other) != set(rows(default_recording, OUTAGES_SQL))
 
 
@@ -77,9 +86,9 @@ def test_no_random_outages_keeps_the_fleet_on_float(tmp_path):
     assert json.loads(rows(quiet, "SELECT config FROM runs")[0][0])["timelines"] == []
 
 
-def test_outages_follow_each_site_rate(tmp_path):
+def test_outages_follow_each_site_rate(year_at_seed_1):
     # A year at hourly readings: Phuket (8 a year) has more than Chiang Mai (2 a year), every one 30-90 minutes.
-    year = default_run(tmp_path / "year.duckdb", "--days", "365", "--interval", "3600")
+    year = year_at_seed_1
     per_site = dict(rows(year, "SELECT site_id, count(*) FROM events WHERE kind = 'outage_start' GROUP BY ALL"))
     assert per_site.get("HKT_DC1", 0) > per_site.get("CNX_DC1", 0)
     durations_min = [r[0] for r in rows(year, "SELECT duration_s / 60 FROM outage_autonomy WHERE ended")]
