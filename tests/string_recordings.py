@@ -11,6 +11,7 @@ from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.models import get_model
 from battsim.engine.world import DEFAULT_START, World
 from battsim.recordings.recorder import Recorder, RunInfo
+from battsim.recordings.run_config import RunConfig
 
 HOUR_S = 3600.0
 # Stored charge of a full jar per Ah of its rated capacity (the model's C20-over-C10 reserve).
@@ -22,7 +23,8 @@ def record_string(path: Path, interval_s: int, days: float, actions=(), seed: in
     """Record ``preset`` at ``interval_s`` with actions [(virtual_s, callable(world))]; returns a read-only
     connection and the world. ``prepare(world)`` runs before the first tick is taken."""
     fleet = build_fleet(get_preset(preset), seed=seed)
-    recorder = Recorder(path, fleet, RunInfo(seed, DEFAULT_START, None, interval_s, {}))
+    config = RunConfig(fleet={}, seed=seed, interval_s=interval_s)
+    recorder = Recorder(path, fleet, RunInfo(seed, DEFAULT_START, None, interval_s, config))
     world = World(fleet, recorder, seed=seed, interval_s=interval_s)
     if prepare is not None:
         prepare(world)

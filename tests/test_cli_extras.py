@@ -3,7 +3,6 @@ booting like ``battsim run``, and Ctrl-C on ``battsim run`` leaving a readable r
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -61,8 +60,9 @@ def test_serve_boots_a_fleet_file_with_its_timelines(tmp_path):
     assert f"timeline {tmp_path / 'later.toml'}" in output, output
     with open_recording(booted["recording_path"]) as recording:
         assert recording.run.status == "complete"
-        config = json.loads(recording.connection.execute("SELECT config FROM runs").fetchone()[0])
-        assert [t["source"] for t in config["timelines"]] == timelines
+        config = recording.config
+    assert config.mode == "live" and config.speed is not None and config.start is None
+    assert [t.source for t in config.timelines] == timelines
 
 
 @pytest.mark.parametrize(("flags", "named", "says"), [

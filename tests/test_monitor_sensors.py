@@ -131,10 +131,12 @@ def test_the_docstring_states_the_numbers_the_code_uses():
 def test_what_the_monitor_does_not_have_is_null_in_every_column_never_nan(tmp_path):
     """A module with no data from the first tick has no SOH estimate yet either: NULL, like its readings."""
     from battsim.recordings.recorder import Recorder, RunInfo
+    from battsim.recordings.run_config import RunConfig
 
     out = tmp_path / "dark.duckdb"
     fleet = build_fleet(get_preset("single-string"), seed=1)
-    recorder = Recorder(out, fleet, RunInfo(1, DEFAULT_START, None, 60, {}, "single-string"))
+    config = RunConfig(fleet={}, seed=1, interval_s=60)
+    recorder = Recorder(out, fleet, RunInfo(1, DEFAULT_START, None, 60, config, "single-string"))
     world = World(fleet, recorder, seed=1, interval_s=60)
     start_us = int(DEFAULT_START.timestamp() * 1e6)
     world.monitor.add_gap(np.arange(4), start_us, start_us + 3_600_000_000)  # jars 1-4, the first hour

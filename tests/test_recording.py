@@ -1,5 +1,6 @@
 """The recording file: its tables, its status, the Python API, and surviving a kill mid-run."""
 
+import json
 import os
 import signal
 import subprocess
@@ -149,3 +150,22 @@ def test_batch_runs_record_alarms_unless_asked_not_to(tmp_path):
 
     assert alarm_events(alarms=True) > 0  # aged jars of the preset are over their resistance baseline
     assert alarm_events(alarms=False) == 0
+
+
+def test_runs_config_is_one_typed_shape_for_batch_and_live_runs(day_recording):
+    from pydantic import ValidationError
+
+    from battsim.recordings.run_config import RunConfig
+
+    with open_recording(day_recording) as recording:
+        config = recording.config
+        stored = json.loads(recording.sql("SELECT config FROM runs").item())
+    assert config.mode == "batch" and config.seed == stored["seed"] and config.interval_s == 60
+    assert config.start and config.end and config.speed is None
+    assert set(stored) == {"fleet", "seed", "start", "end", "interval_s", "preset", "timelines", "alarms"}
+    assert get_preset(config.preset).model_dump(mode="json") == config.fleet  # the run can be made again
+    live = {key: value for key, value in stored.items() if key not in ("start", "end", "alarms")}
+    assert RunConfig.read(json.dumps({**live, "mode": "live", "speed": 60.0, "backfill_s": 0.0})).speed == 60.0
+    assert RunConfig.read(stored).as_json() == stored  # read and written back: the same keys and values
+    with pytest.raises(ValidationError, match="not_a_field"):
+        RunConfig.read({**stored, "not_a_field": 1})

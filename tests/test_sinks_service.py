@@ -73,13 +73,15 @@ def test_a_live_session_feeds_its_sinks_and_metrics(tmp_path, webhook, broker):
         assert server.http.post("/api/v1/simulation/stop").status_code == 200
         after = server.http.get("/api/v1/sinks").json()
         assert after["running"] is False and {sink["state"] for sink in after["sinks"]} == {"stopped"}
-        delivered = after["sinks"][0]["sent"]
+        delivered, dropped = after["sinks"][0]["sent"], after["sinks"][0]["dropped"]
         listed = {(e["method"], e["path"]) for e in server.http.get("/api/v1/").json()["endpoints"]}
         assert {("GET", "/api/v1/sinks"), ("GET", "/metrics")} <= listed
     recordings = list((tmp_path / "recordings").glob("*.duckdb"))
     with open_recording(recordings[0]) as recording:
         recorded = recording.sql("SELECT count(*) AS n FROM readings")["n"][0]
-    assert len(webhook.rows()) == delivered == recorded   # the webhook got every recorded reading
+    # Every recorded reading reached the webhook or was counted dropped: a live sink that falls behind drops the
+    # oldest (at 600x on a loaded machine it may), and says how many.
+    assert len(webhook.rows()) == delivered and delivered + dropped == recorded and delivered >= 72
 
 
 def test_metrics_before_any_simulation(tmp_path):

@@ -11,6 +11,7 @@ from battsim.engine.battery import Mode
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.world import DEFAULT_START, World
 from battsim.recordings.recorder import Recorder, RunInfo
+from battsim.recordings.run_config import RunConfig
 
 
 def test_timestamps_are_exactly_start_plus_k_intervals_over_a_year(tmp_path):
@@ -119,7 +120,8 @@ def test_equalize_runs_every_90_days_at_local_night():
 
 def test_recorder_and_world_agree_on_counts(tmp_path):
     fleet = build_fleet(get_preset("single-string"), seed=2)
-    recorder = Recorder(tmp_path / "r.duckdb", fleet, RunInfo(2, DEFAULT_START, None, 30, {}))
+    config = RunConfig(fleet={}, seed=2, interval_s=30)
+    recorder = Recorder(tmp_path / "r.duckdb", fleet, RunInfo(2, DEFAULT_START, None, 30, config))
     world = World(fleet, recorder, seed=2, interval_s=30, batch_rows=1000)
     world.run_until(timedelta(hours=5).total_seconds())
     world.flush()

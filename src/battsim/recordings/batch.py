@@ -22,6 +22,7 @@ from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START, World
 from battsim.recordings.format import NotARecordingError, RecordingBusyError, verify_recording
 from battsim.recordings.outputs import discard, replace_file, staging_path, wal_path
 from battsim.recordings.recorder import Recorder, RecordingExistsError, RunInfo
+from battsim.recordings.run_config import RunConfig, ShardPlace, TimelineText
 from battsim.scenarios import SCENARIO_NAMES, Scenarios, Timeline
 
 # How much virtual time the world advances between progress reports.
@@ -42,7 +43,7 @@ class BatchRun:
     alarms: bool = True  # evaluate the alarm rules and record alarm_raised / alarm_cleared events
     configure_world: list[Callable[[World], None]] = field(default_factory=list)
     timelines: list[Timeline] = field(default_factory=list)  # installed in order; they merge
-    config_extra: dict = field(default_factory=dict)
+    shard: ShardPlace | None = None  # a part of a shard set (battsim.scale.runner): where it sits in the whole run
     # battsim.sinks configs fed every reading and event (alarms too) besides the recording; a back-fill waits for
     # a slow sink rather than dropping, so the run delivers everything (and goes at the slowest sink's pace)
     sinks: list = field(default_factory=list)
@@ -51,18 +52,14 @@ class BatchRun:
     def span_s(self) -> float:
         return (self.end - self.start).total_seconds()
 
-    def config(self) -> dict:
-        return {
-            "fleet": self.fleet.model_dump(mode="json"),
-            "seed": self.seed,
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
-            "interval_s": self.interval_s,
-            "preset": self.preset,
-            "timelines": [{"source": t.source, "toml": t.text} for t in self.timelines],
-            "alarms": self.alarms,
-            **self.config_extra,
-        }
+    def config(self) -> RunConfig:
+        config = RunConfig(fleet=self.fleet.model_dump(mode="json"), seed=self.seed,
+                           start=self.start.isoformat(), end=self.end.isoformat(), interval_s=self.interval_s,
+                           preset=self.preset, alarms=self.alarms,
+                           timelines=[TimelineText(source=t.source, toml=t.text) for t in self.timelines])
+        if self.shard is not None:
+            config.shard = self.shard
+        return config
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from battsim.engine.fleet import Fleet
 from battsim.engine.readings import ReadingBatch
 from battsim.engine.sensors import current_full_scale_a
 from battsim.engine.world import EPOCH, Event
+from battsim.recordings.run_config import RunConfig
 from battsim.recordings.schema import (
     FORMAT_VERSION,
     create_statements,
@@ -66,7 +67,7 @@ class RunInfo:
     start: datetime
     end: datetime | None
     interval_s: int
-    config: dict
+    config: RunConfig
     preset: str | None = None
 
 
@@ -138,7 +139,7 @@ class Recorder:
         con.execute(
             'INSERT INTO runs (id, seed, config, start, "end", interval_s, status, version, format_version, preset, '
             "readings, ticks, wall_seconds, created_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, 0, 0, 0, ?)",
-            [self.run_id, info.seed, json.dumps(info.config, default=str), info.start, info.end, info.interval_s,
+            [self.run_id, info.seed, json.dumps(info.config.as_json()), info.start, info.end, info.interval_s,
              __version__, FORMAT_VERSION, info.preset, datetime.now(UTC)],
         )
         spec = fleet.spec

@@ -19,6 +19,7 @@ import polars as pl
 
 from battsim.recordings import views
 from battsim.recordings.format import NotARecordingError, check_recording, open_error
+from battsim.recordings.run_config import RunConfig
 from battsim.scale import shardset
 
 __all__ = ["NotARecordingError", "Recording", "RunMetadata", "open_recording"]
@@ -76,6 +77,11 @@ class Recording:
 
     def close(self) -> None:
         self.connection.close()
+
+    @property
+    def config(self) -> RunConfig:
+        """What the run was asked for (``runs.config``): mode, fleet, seed, interval, timelines, ..."""
+        return RunConfig.read(self.connection.sql("SELECT config FROM runs").fetchall()[0][0])
 
     @property
     def run(self) -> RunMetadata:

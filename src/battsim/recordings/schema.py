@@ -89,7 +89,8 @@ TABLES: dict[str, Table] = {
     "runs": Table("One row: the run this file records", (
         Column("id", "VARCHAR PRIMARY KEY", "Run id, 12 hex digits, new for every recording"),
         Column("seed", "BIGINT", "Random seed: the same seed and config give the same readings"),
-        Column("config", "JSON", "What the run was asked for (fleet, interval, timelines, ...) as JSON"),
+        Column("config", "JSON", "What the run was asked for, as JSON: mode (batch or live), fleet, seed, interval_s, "
+                              "timelines, ... (battsim.recordings.run_config.RunConfig)"),
         Column("start", "TIMESTAMPTZ", "Virtual start of the run"),
         Column("end", "TIMESTAMPTZ", "Virtual end asked for (NULL for a live run, which ends when stopped)"),
         Column("interval_s", "INTEGER", "Seconds between ticks"),

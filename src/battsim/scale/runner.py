@@ -30,6 +30,7 @@ import duckdb
 from battsim.engine.fleet import fleet_layout
 from battsim.recordings.batch import BatchRun, RunInterrupted, keep_partial, record_run
 from battsim.recordings.outputs import replace_directory, staging_path
+from battsim.recordings.run_config import ShardPlace
 from battsim.scale.manifest import CONFIG_NAME, MANIFEST_FORMAT, MANIFEST_VERSION, is_shard_set, write_config, write_manifest
 from battsim.scale.plan import DEFAULT_PART_JARS, Part, assign, part_spec, plan_parts, restrict_timeline
 from battsim.scenarios.timeline import parse_timeline
@@ -70,9 +71,9 @@ class PartJob:
         layout = fleet_layout(self.batch.fleet)
         timelines = [restrict_timeline(parse_timeline(text, source), layout) for source, text in self.timelines]
         part = self.part
-        shard = {"part": part.index, "parts": self.parts, "max_part_jars": self.max_part_jars,
-                 "sites": [part.site_start, part.site_stop]}
-        batch = replace(self.batch, timelines=timelines, config_extra={**self.batch.config_extra, "shard": shard})
+        shard = ShardPlace(part=part.index, parts=self.parts, max_part_jars=self.max_part_jars,
+                           sites=(part.site_start, part.site_stop))
+        batch = replace(self.batch, timelines=timelines, shard=shard)
         return record_run(batch, progress=progress)
 
 
@@ -204,7 +205,7 @@ def record_shards(run: ShardedRun, progress: Callable[[float, int], None] | None
         timeline.check(layout)
     run_id = uuid.uuid4().hex[:12]
     manifest = initial_manifest(run, run_id)
-    write_config(directory, run.batch.config())
+    write_config(directory, run.batch.config().as_json())
     write_manifest(directory, manifest)
     jobs = jobs_for(run, directory)
     began = time.perf_counter()

@@ -43,6 +43,7 @@ from battsim.engine.readings import ReadingBatch
 from battsim.engine.world import Event, World
 from battsim.recordings.batch import write_failure
 from battsim.recordings.recorder import Recorder, RunInfo
+from battsim.recordings.run_config import RunConfig, TimelineText
 from battsim.scenarios import (
     CATALOGUE,
     SCENARIO_NAMES,
@@ -130,11 +131,13 @@ class LiveConfig:
     paused: bool = False
     backfill_s: float = 0.0  # history before now, run at batch speed first (start is then now - backfill_s)
 
-    def config(self) -> dict:
-        return {"mode": "live", "fleet": self.fleet.model_dump(mode="json"), "seed": self.seed,
-                "interval_s": self.interval_s, "speed": self.speed, "preset": self.preset,
-                "scenario": self.scenario, "timeline": self.timeline, "backfill_s": self.backfill_s,
-                **({"timelines": [{"source": t.source, "toml": t.text} for t in self.timelines]} if self.timelines else {})}
+    def config(self) -> RunConfig:
+        config = RunConfig(mode="live", fleet=self.fleet.model_dump(mode="json"), seed=self.seed,
+                           interval_s=self.interval_s, speed=self.speed, preset=self.preset, scenario=self.scenario,
+                           timeline=self.timeline, backfill_s=self.backfill_s)
+        if self.timelines:
+            config.timelines = [TimelineText(source=t.source, toml=t.text) for t in self.timelines]
+        return config
 
 
 def default_start(interval_s: int, now_s: float | None = None, backfill_s: float = 0.0) -> datetime:
