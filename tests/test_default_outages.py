@@ -19,7 +19,8 @@ from battsim.scenarios.default_outages import GRID_OUTAGES, with_random_outages
 from battsim.service import cli
 from test_service_helpers import WAIT_S, battsim_command, free_port, json_once_listening, wait_until
 
-# One worker runs this module (make test: --dist loadgroup), so its recordings are simulated once, not per worker.
+# One worker runs this module (make test: --dist loadgroup) and its recordings are session fixtures, so each is
+# simulated once, not once per worker or per stretch of this module's tests.
 pytestmark = pytest.mark.xdist_group("default_outages")
 README = Path(__file__).resolve().parents[1] / "README.md"
 OUTAGES_SQL = "SELECT site_id, timestamp, kind FROM events WHERE kind IN ('outage_start', 'outage_end') ORDER BY ALL"
@@ -45,12 +46,12 @@ def readme_discharge_query() -> str:
     raise AssertionError("README.md has no query with mode = 'discharge'")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def default_recording(tmp_path_factory) -> Path:
     return default_run(tmp_path_factory.mktemp("default") / "week.duckdb")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session, not module: a worker may run other modules between this one's tests
 def year_at_seed_1(tmp_path_factory) -> Path:
     """A year of the default preset at hourly readings and another seed than the default's (shared: it takes a while)."""
     return default_run(tmp_path_factory.mktemp("year") / "year.duckdb", "--seed", "1", "--days", "365",

@@ -192,6 +192,7 @@ class Workspace:
 BLOCKS = parse_blocks(README.read_text(encoding="utf-8"))
 
 
+@pytest.mark.timeout(900)  # the whole README in order, serially: 2-4 minutes here, more on a loaded machine
 def test_the_readme_runs_as_written(tmp_path):
     span = os.environ.get(SPAN_ENV, DEFAULT_SPAN_DAYS)
     workspace = Workspace(tmp_path / "readme", span)

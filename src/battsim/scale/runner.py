@@ -37,6 +37,7 @@ from battsim.scenarios.timeline import parse_timeline
 
 # How long the parent waits for workers to finish their part after Ctrl-C before it stops them harder.
 STOP_GRACE_S = 60.0
+INTERRUPTED = "interrupted"  # a part's error when Ctrl-C cut it
 
 
 @dataclass
@@ -173,9 +174,10 @@ def _work(jobs: list[PartJob], messages) -> None:
         try:
             summary = job.run(lambda done_s, readings, index=index: messages.put(("progress", index, readings)))
         except RunInterrupted as stopped:
-            messages.put(("incomplete", index, stopped.summary.readings, "interrupted"))
+            messages.put(("incomplete", index, stopped.summary.readings, INTERRUPTED))
             return
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # between batches' guarded sections: the part is cut all the same
+            messages.put(("incomplete", index, 0, INTERRUPTED))
             return
         except Exception as error:  # reported to the parent, which names the part
             messages.put(("incomplete", index, 0, str(error).splitlines()[0] if str(error) else type(error).__name__))
@@ -222,6 +224,8 @@ def record_shards(run: ShardedRun, progress: Callable[[float, int], None] | None
     except RuntimeError as error:  # the engine could not start (Ray's cluster unreachable): said, with the manifest
         failure = error
     wall_s = time.perf_counter() - began
+    # A worker stopped by Ctrl-C means the run was interrupted, even if this process did not see the signal itself.
+    interrupted = interrupted or any(part["error"] == INTERRUPTED for part in manifest["parts"])
     for part in manifest["parts"]:
         path = directory / part["file"]
         status, part["readings"] = part_status(path)
