@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -18,10 +19,11 @@ from tests.test_service_helpers import battsim_command
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.world import DEFAULT_START
 from battsim.recordings import NotARecordingError, open_recording
+from battsim.recordings.format import DamagedRecordingError
 from battsim.recordings.batch import BatchRun
 from battsim.recordings.diff import attached
 from battsim.recordings.digest import recording_digest
-from battsim.scale.manifest import MANIFEST_NAME, read_manifest
+from battsim.scale.manifest import CONFIG_NAME, MANIFEST_NAME, read_manifest
 from battsim.scale.plan import assign, part_spec, plan_parts, restrict_timeline
 from battsim.scale.runner import ShardedRun, record_shards
 from battsim.scenarios.timeline import parse_timeline
@@ -197,6 +199,19 @@ def test_a_manifest_of_another_version_or_a_part_outside_is_refused(sets, tmp_pa
         open_recording(copy)
     (copy / MANIFEST_NAME).unlink()
     assert "without battsim-shards.json" in cli("query", str(copy), "SELECT 1").stderr
+
+
+def test_a_set_without_its_run_config_still_reads_and_config_names_the_missing_file(sets, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(sets[2], copy)
+    with open_recording(copy) as recording:
+        config = recording.config
+        assert config.fleet["name"] == SPEC.name and config.seed == 3 and config.timelines[0].source == "outage.toml"
+    (copy / CONFIG_NAME).unlink()
+    with open_recording(copy) as recording:
+        assert recording.run.readings == 216 * 288
+        with pytest.raises(DamagedRecordingError, match=f"{CONFIG_NAME}.*missing or unreadable"):
+            recording.config
 
 
 # ---------------------------------------------------------------------------------------- bad flags

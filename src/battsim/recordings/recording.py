@@ -10,17 +10,20 @@ never loaded whole unless asked for.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
+from pydantic import ValidationError
 
 from battsim.recordings import views
-from battsim.recordings.format import NotARecordingError, check_recording, open_error
+from battsim.recordings.format import DamagedRecordingError, NotARecordingError, check_recording, open_error
 from battsim.recordings.run_config import RunConfig
 from battsim.scale import shardset
+from battsim.scale.manifest import CONFIG_NAME
 
 __all__ = ["NotARecordingError", "Recording", "RunMetadata", "open_recording"]
 
@@ -81,7 +84,16 @@ class Recording:
     @property
     def config(self) -> RunConfig:
         """What the run was asked for (``runs.config``): mode, fleet, seed, interval, timelines, ..."""
-        return RunConfig.read(self.connection.sql("SELECT config FROM runs").fetchall()[0][0])
+        stored = self.connection.sql("SELECT config FROM runs").fetchall()[0][0]
+        try:
+            return RunConfig.read(stored)
+        except ValidationError as error:
+            if self.path.is_dir() and json.loads(stored) == {}:
+                raise DamagedRecordingError(
+                    f"{self.path}: the shard set's run configuration ({CONFIG_NAME}, which its manifest names) is "
+                    "missing or unreadable; each part's own runs.config still holds the configuration of that part"
+                ) from None
+            raise DamagedRecordingError(f"{self.path}: runs.config cannot be read: {error}") from None
 
     @property
     def run(self) -> RunMetadata:

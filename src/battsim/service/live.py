@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import duckdb
 import numpy as np
@@ -156,6 +156,11 @@ def recording_path(data_dir: Path, name: str, moment: datetime) -> Path:
     return path
 
 
+class InstalledTimeline(NamedTuple):
+    timeline: Timeline
+    at: datetime  # virtual time of the install: its relative events ("+3d") count from it
+
+
 class RecordingFailed(RuntimeError):
     """The recording of a new session could not be created (a full disk, a read-only data directory)."""
 
@@ -221,9 +226,7 @@ class LiveSession:
         offset_s = 0.0 if config.start else max(0.0, wall_time() - start.timestamp())
         self.clock = PacedClock(offset_s, config.speed, paused=config.paused)
         self.backfill = Backfill(start, config.backfill_s) if config.backfill_s else None
-        self.timelines: list[Timeline] = []
-        # When each was installed, in virtual time (its "+3d" events count from it), in the same order.
-        self.timelines_installed_at: list[datetime] = []
+        self.timelines: list[InstalledTimeline] = []
         # The original's status "scenario": the start's, until a clear of every battery.
         self.scenario = config.scenario
         self.started_at = datetime.now(UTC)
@@ -420,8 +423,7 @@ class LiveSession:
 
     def _install(self, timeline: Timeline) -> Timeline:
         timeline.install(self.world, self.scenarios)
-        self.timelines.append(timeline)
-        self.timelines_installed_at.append(self.sim_now)
+        self.timelines.append(InstalledTimeline(timeline, self.sim_now))
         self.wake()
         self._status_changed = True
         return timeline
@@ -518,7 +520,7 @@ class LiveSession:
             "recording_path": str(self.recording_path),
             "active_scenarios": self.scenarios.active(),
             "active_alarms": len(self.alarms.active_alarms()),
-            "timelines": [timeline.source for timeline in self.timelines],
+            "timelines": [installed.timeline.source for installed in self.timelines],
             "backfill": self.backfill.status() if self.backfill is not None else None,
             "error": self.error,
         }

@@ -212,7 +212,8 @@ async def get_timeline(sessions: LiveSessions):
     session = sessions.slot(DEFAULT_SLOT).running
     return {
         "installed": [{"source": t.source, "timezone": t.timezone, "description": t.description,
-                       "events": t.describe(), "text": t.text} for t in (session.timelines if session else [])],
+                       "events": t.describe(), "text": t.text}
+                      for t, _ in (session.timelines if session else [])],
         "shipped": {name: path.read_text(encoding="utf-8") for name, path in shipped_timelines().items()},
     }
 
@@ -241,7 +242,7 @@ async def post_preview(request: PreviewRequest, sessions: LiveSessions):
     # What the simulation has, taken on the event loop; the expansions run off it, so they never hold up
     # the live simulation or its subscribers.
     mine = session is not None and request.preset is None
-    installed_now = list(zip(session.timelines, session.timelines_installed_at)) if mine else []
+    installed_now = list(session.timelines) if mine else []
     active = session.scenarios.active() if mine else None
 
     def answer() -> dict:

@@ -158,17 +158,22 @@ class StartRequest(BaseModel):
                          sites=sites), None
 
 
-class ApplyRequest(BaseModel):
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
-        {"scenario": "power_outage", "battery_ids": ["BAT001"], "ambient_temp": 28.0},
-        {"scenario": "hvac_failure", "site_ids": ["HKT_DC1"], "duration_s": 7200},
-    ]})
-    scenario: str = Field(description=f"One of: {', '.join(CATALOGUE)}.")
+class Targets(BaseModel):
+    """Which part of the fleet a scenario request is about; none given, or empty lists: the whole fleet."""
+    model_config = ConfigDict(extra="allow")
     battery_ids: IdList | None = Field(default=None, max_length=MAX_IDS,
                                        description="Targets; none given, or an empty list: the whole fleet. Unknown ids "
                                                    "are ignored (and named in warnings).")
     site_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
     string_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
+
+
+class ApplyRequest(Targets):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        {"scenario": "power_outage", "battery_ids": ["BAT001"], "ambient_temp": 28.0},
+        {"scenario": "hvac_failure", "site_ids": ["HKT_DC1"], "duration_s": 7200},
+    ]})
+    scenario: str = Field(description=f"One of: {', '.join(CATALOGUE)}.")
     ambient_temp: float | None = Field(default=None, ge=-10, le=60, description="Hold the battery room at this, °C.")
     params: dict[str, Any] | None = Field(default=None, description="Scenario parameters (GET /scenarios).")
     duration_s: float | str | None = Field(default=None, examples=[7200, "2h"],
@@ -186,11 +191,7 @@ class ApplyRequest(BaseModel):
         return value if value is None else parse_duration(value)
 
 
-class ClearRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    battery_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
-    site_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
-    string_ids: IdList | None = Field(default=None, max_length=MAX_IDS)
+class ClearRequest(Targets):
     scenario: str | None = Field(default=None, description="Clear only this scenario.")
 
     @field_validator("scenario")
