@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from battsim.user_files import read_user_file
+
 UNITS = ("A", "W/cell", "W/block")
 FIRST_HEADERS = ("end_voltage_per_cell", "end_voltage_v_per_cell")
 _UNITS_LINE = re.compile(r"^#\s*units\s*:\s*(\S+)\s*$", re.IGNORECASE)
@@ -162,15 +164,5 @@ def _check_row(values: list[float | None], labels: tuple[str, ...], where: str) 
 
 def read_table(path: str | Path, units: str | None = None) -> DischargeTable:
     """Read a discharge table CSV file (see :func:`parse_table`)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TableError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise TableError(f"{path}: is a directory; give a CSV file") from None
-    except UnicodeDecodeError as error:
-        raise TableError(f"{path}: not UTF-8 text (byte {error.start})") from None
-    except OSError as error:
-        raise TableError(f"{path}: cannot be read ({error.strerror or error})") from None
+    text = read_user_file(path, TableError, "a CSV file")
     return parse_table(text, str(path), units)

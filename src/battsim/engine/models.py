@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from battsim.user_files import read_user_file
+
 # Heat a racked 30 kg (100 Ah) block loses per kelvin above the room: natural convection
 # (about 4-5 W/(m²·K) for a 0.22 m tall face) plus radiation (4σεT³ ≈ 6 W/(m²·K), ε 0.9) over the
 # 0.27 m² not facing a neighbour or the shelf. Surface scales with mass^(2/3). See docs/physics.md.
@@ -204,17 +206,9 @@ def describe_validation_error(error: ValidationError, source: str) -> str:
 
 def read_toml(path: Path) -> dict:
     """Parse a TOML file, turning syntax errors into a message with the file and line."""
+    text = read_user_file(path, ModelFileError, "a TOML file")
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory; give a TOML file") from None
-    except OSError as error:
-        raise ModelFileError(f"{path}: cannot be read ({error.strerror or error})") from None
-    except UnicodeDecodeError as error:
-        raise ModelFileError(f"{path}: not UTF-8 text (byte {error.start}); TOML files are UTF-8") from None
+        return tomllib.loads(text)
     except RecursionError:
         raise ModelFileError(f"{path}: nested too deeply to be read") from None
     except tomllib.TOMLDecodeError as error:

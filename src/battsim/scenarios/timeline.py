@@ -45,6 +45,7 @@ from battsim.scenarios.catalogue import CATALOGUE
 from battsim.scenarios.controller import ScenarioError, Scenarios, Targets, get_spec, validate_params
 from battsim.scenarios.random_events import start_random_process
 from battsim.timeparse import MAX_DURATION_S, parse_duration
+from battsim.user_files import read_user_file
 
 if TYPE_CHECKING:
     from battsim.engine.fleet import FleetLayout
@@ -435,23 +436,6 @@ def _nesting(text: str) -> int:
     return deepest
 
 
-def _read(path: Path, source: str) -> str:
-    """A timeline file's text, refused unread if it is larger than MAX_TIMELINE_BYTES."""
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_TIMELINE_BYTES + 1)
-    except FileNotFoundError:
-        raise TimelineError(f"{source}: no such timeline file") from None
-    except (OSError, ValueError) as error:
-        raise TimelineError(f"{source}: cannot be read ({error})") from None
-    if len(data) > MAX_TIMELINE_BYTES:
-        raise TimelineError(f"{source}: larger than {MAX_TIMELINE_BYTES:,} bytes, the most a timeline may be")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise TimelineError(f"{source}: cannot be read (not UTF-8: {error})") from None
-
-
 def load_timeline(path_or_text: str | Path, source: str | None = None) -> Timeline:
     """Read and check a timeline from a file path, a shipped timeline's name (``"daily-outage"``, as
     ``battsim run --timeline`` takes it; a file of that name wins), or TOML text."""
@@ -461,7 +445,8 @@ def load_timeline(path_or_text: str | Path, source: str | None = None) -> Timeli
         if shipped is not None and path.parent == Path(".") and not path.exists():
             source, path = source or str(path_or_text), shipped
         source = source or str(path)
-        return parse_timeline(_read(path, source), source)
+        return parse_timeline(read_user_file(path, TimelineError, "a timeline", max_bytes=MAX_TIMELINE_BYTES,
+                                             source=source), source)
     return parse_timeline(path_or_text, source or "<timeline>")
 
 
