@@ -20,9 +20,8 @@ from pathlib import Path
 import duckdb
 
 from battsim.recordings.digest import IGNORED_COLUMNS, stored_tables, table_columns, table_digest
-from battsim.recordings.format import attach_read_only, check_recording
+from battsim.recordings.query import attach_checked
 from battsim.recordings.schema import quote_identifier as quote
-from battsim.scale import shardset
 
 # How rows of a table are paired; a table not listed pairs rows by the order of all their values.
 # Readings are compared through the readings view, which names jars by battery_id.
@@ -77,14 +76,7 @@ def attached(paths: Mapping[str, str | Path]) -> Iterator[duckdb.DuckDBPyConnect
     try:
         connection.execute("SET TimeZone = 'UTC'")
         for alias, path in paths.items():
-            path = Path(path)
-            if path.is_dir():  # a shard set (battsim run --workers): its parts as one recording
-                shardset.attach_shard_set(connection, path, alias)
-                continue
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such recording")
-            attach_read_only(connection, path, alias, busy="compare it when the run ends")
-            check_recording(connection, path, catalog=alias)
+            attach_checked(connection, path, alias, busy="compare it when the run ends")
         yield connection
     finally:
         connection.close()

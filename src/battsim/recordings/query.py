@@ -60,8 +60,22 @@ def run_names(paths: Sequence[str | Path]) -> list[str]:
     return names
 
 
-def _attach(connection: duckdb.DuckDBPyConnection, path: Path, alias: str) -> None:
-    attach_read_only(connection, path, alias, busy="query it when the run ends")
+def attach_checked(connection: duckdb.DuckDBPyConnection, path: str | Path, alias: str,
+                   busy: str = "query it when the run ends") -> None:
+    """Attach a recording (a file or a shard set) read-only as ``alias``, checked first by every reader's check;
+    a file refused is detached again. ``busy`` ends the message for a file a run is still writing."""
+    path = Path(path)
+    if path.is_dir():  # a shard set (battsim run --workers): its parts as one recording
+        shardset.attach_shard_set(connection, path, alias)
+        return
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such recording")
+    attach_read_only(connection, path, alias, busy=busy)
+    try:
+        check_recording(connection, path, catalog=alias)
+    except BaseException:
+        connection.execute(f"DETACH {quote_identifier(alias)}")
+        raise
 
 
 def attach_recording(connection: duckdb.DuckDBPyConnection, path: str | Path, alias: str) -> None:
@@ -70,26 +84,17 @@ def attach_recording(connection: duckdb.DuckDBPyConnection, path: str | Path, al
     Such a file is attached under a hidden name instead, and ``alias`` becomes an in-memory catalog
     of views: one per table of the file, plus the analysis views reading the file's tables.
     """
-    path = Path(path)
-    if path.is_dir():  # a shard set (battsim run --workers): its parts as one recording
-        shardset.attach_shard_set(connection, path, alias)
+    attach_checked(connection, path, alias)
+    if Path(path).is_dir():  # a shard set's catalog has its views already
         return
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such recording")
-    _attach(connection, path, alias)
     relations = [row[0] for row in connection.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [alias]
     ).fetchall()]
-    try:
-        check_recording(connection, path, catalog=alias)
-    except BaseException:
-        connection.execute(f"DETACH {quote_identifier(alias)}")
-        raise
     if not missing_views(connection, alias):
         return
     connection.execute(f"DETACH {quote_identifier(alias)}")
     hidden = f"__file_{alias}"
-    _attach(connection, path, hidden)
+    attach_read_only(connection, Path(path), hidden, busy="query it when the run ends")
     raw, shown = f"{quote_identifier(hidden)}.main.", f"{quote_identifier(alias)}.main."
     connection.execute(f"ATTACH ':memory:' AS {quote_identifier(alias)}")
     for name in relations:
