@@ -5,7 +5,7 @@ import pytest
 from tests.helpers import CollectingSink
 
 from battsim.engine import lab
-from battsim.engine.battery import BatteryBank, Mode
+from battsim.engine.battery import SOH_FLOOR_PCT, BatteryBank, Mode
 from battsim.engine.failures import (
     FAILURE_NAMES,
     enable_failures,
@@ -64,6 +64,20 @@ def test_a_short_in_a_string_raises_the_voltage_of_the_other_cells():
     assert after.voltage_v[0] < before.voltage_v[0] - 1.0
     assert after.voltage_v[2:] == pytest.approx(before.voltage_v[2:])
     assert after.current_a[0] == after.current_a[1] > 3 * before.current_a[0]  # one current, far above float
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_failures_that_take_a_jars_last_capacity_leave_it_at_the_soh_floor_with_a_state_of_charge():
+    """A jar struck again and again (as hazard-scaled random failures do) keeps 1 % of its capacity: at 0 its
+    state of charge was a division by zero (NaN) that spread through the string's solution."""
+    bank = lab.bench(MODEL, jars=2)
+    for _ in range(20):
+        bank.dry_out(np.array([0]))
+        bank.sulfate(np.array([0]))
+    assert bank.soh_pct[0] == SOH_FLOOR_PCT
+    for mode in (Mode.DISCHARGE, Mode.FLOAT):
+        terminal = bank.advance(60.0, np.full(2, mode, dtype=np.uint8), np.full(2, 5.0), np.full(2, 25.0))
+        assert np.isfinite(terminal.voltage_v).all() and np.isfinite(bank.state_of_charge()).all()
 
 
 def test_dry_out_and_sulfation_and_corrosion_change_the_physics():

@@ -19,10 +19,10 @@ from tests.test_service_helpers import battsim_command
 from battsim.engine.fleet import build_fleet, get_preset
 from battsim.engine.world import DEFAULT_START
 from battsim.recordings import NotARecordingError, open_recording
-from battsim.recordings.format import DamagedRecordingError
 from battsim.recordings.batch import BatchRun
 from battsim.recordings.diff import attached
 from battsim.recordings.digest import recording_digest
+from battsim.recordings.format import DamagedRecordingError
 from battsim.scale.manifest import CONFIG_NAME, MANIFEST_NAME, read_manifest
 from battsim.scale.plan import assign, part_spec, plan_parts, restrict_timeline
 from battsim.scale.runner import ShardedRun, record_shards
@@ -211,7 +211,7 @@ def test_a_set_without_its_run_config_still_reads_and_config_names_the_missing_f
     with open_recording(copy) as recording:
         assert recording.run.readings == 216 * 288
         with pytest.raises(DamagedRecordingError, match=f"{CONFIG_NAME}.*missing or unreadable"):
-            recording.config
+            _ = recording.config
 
 
 # ---------------------------------------------------------------------------------------- bad flags

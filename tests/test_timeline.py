@@ -9,11 +9,13 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import duckdb
+import numpy as np
 import pytest
 from tests.helpers import CollectingSink
 from typer.testing import CliRunner
 
-from battsim.engine.fleet import FleetSpec, build_fleet, get_preset
+from battsim.engine.fleet import FleetSpec, build_fleet, entity_rng, get_preset
+from battsim.engine.physics import SECONDS_PER_YEAR
 from battsim.engine.world import DEFAULT_START, World
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.scenarios import (
@@ -22,6 +24,7 @@ from battsim.scenarios import (
     load_timeline,
     shipped_timelines,
 )
+from battsim.scenarios.random_events import outage_draws
 from battsim.service.cli import app
 from battsim.timeparse import parse_duration
 
@@ -175,7 +178,7 @@ def test_a_sites_random_outages_do_not_depend_on_the_rest_of_the_fleet():
     assert full == alone
 
 
-# A failure that takes a jar's last points of capacity once divided by zero (NaN state of charge).
+# Failures striking jars already struck once took a jar's last capacity (test_physics_runaway has that case alone).
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_random_battery_failures_strike_only_the_target_sites_and_repeat_with_the_seed():
     timeline = load_timeline('[[random]]\nkind = "battery_failure"\nsites = ["BKK_DC1", "HKT_DC1"]\n'
@@ -185,7 +188,7 @@ def test_random_battery_failures_strike_only_the_target_sites_and_repeat_with_th
         sink = CollectingSink()
         world = World(build_fleet(get_preset("thailand-9x24"), seed), sink, seed=seed, interval_s=3600)
         timeline.install(world, Scenarios(world))
-        world.run_until(120 * 86_400)
+        world.run_until(20 * 86_400)  # about a dozen failures at 300 times the profiles' hazard
         return [(e.timestamp_us, e.battery_id, e.detail["failure"]) for e in sink.events
                 if e.kind == "battery_failure"]
 
@@ -196,35 +199,61 @@ def test_random_battery_failures_strike_only_the_target_sites_and_repeat_with_th
     assert failures(seed=5) != first
 
 
+def regional_draws(site, seed: int, years: float) -> list[tuple[float, float]]:
+    """A site's default random outages (its region's rate) for ``years``: (start s, duration s) from its own stream."""
+    rng = entity_rng(seed, site.site_id, "random:grid_outage:0")
+    draws = outage_draws(rng, SECONDS_PER_YEAR / site.outages_per_year, 30 * 60, 90 * 60)
+    outages, now_s = [], 0.0
+    for up_s, down_s in draws:
+        now_s += up_s
+        if now_s >= years * SECONDS_PER_YEAR:
+            return outages
+        outages.append((now_s, down_s))
+        now_s += down_s
+
+
 def test_random_outages_follow_the_regional_rate_and_last_30_to_90_minutes():
+    years = 30  # about 1,100 outages over the nine sites
+    sites = get_preset("thailand-9x24").sites
+    drawn = {site.site_id: regional_draws(site, seed=11, years=years) for site in sites}
+    for site in sites:  # a Poisson count per site: within four standard deviations of its mean
+        expected = site.outages_per_year * years
+        assert abs(len(drawn[site.site_id]) - expected) < 4.0 * expected ** 0.5, (site.site_id, len(drawn[site.site_id]))
+    # Phuket's grid (8 a year) fails more often than Chiang Mai's (2 a year).
+    assert len(drawn["HKT_DC1"]) > 2 * len(drawn["CNX_DC1"])
+    durations_min = np.array([down_s / 60 for outages in drawn.values() for _, down_s in outages])
+    assert 30 <= durations_min.min() and durations_min.max() <= 90
+    # Uniform on 30-90 min: mean 60, standard deviation 60 / sqrt(12) per outage.
+    assert abs(durations_min.mean() - 60) < 4.0 * (60 / 12 ** 0.5) / len(durations_min) ** 0.5
+
+
+def test_a_default_random_outage_timeline_plays_each_sites_regional_draws():
     timeline = load_timeline('[[random]]\nkind = "grid_outage"\n')
     sink = CollectingSink()
-    # This checks the random process, not the physics, over three years (about 110 outages): daily ticks, and each
-    # site's string cut to one healthy jar carrying its share of the load, since the physics still sub-steps every
-    # discharge and recharge (the cost). Outages are drawn per site, so their times do not depend on the jars.
+    # What the world does with the draws, not the physics: each site's string cut to one healthy jar carrying its
+    # share of the load, daily ticks (the physics still sub-steps every discharge and recharge, the cost).
     full = get_preset("thailand-9x24")
     sites = [site.model_copy(update={"jars_per_string": 1, "load_kw_per_string": site.load_kw_per_string / 24})
              for site in full.sites]
     spec = full.model_copy(update={"profile_mix": (1.0, 0.0, 0.0), "sites": sites})
     world = World(build_fleet(spec, 11), sink, seed=11, interval_s=86_400)
     timeline.install(world, Scenarios(world))
-    years = 3
-    world.run_until(years * 365.25 * 86_400)
-    starts, durations = {}, []
-    per_site = {site.site_id: 0 for site in spec.sites}
+    years = 0.1  # five weeks: four outages at three sites
+    world.run_until(years * SECONDS_PER_YEAR)
+    starts, played = {}, {site.site_id: [] for site in sites}
     for event in sink.events:
+        seconds = (event.timestamp_us - world.start_us) / 1e6
         if event.kind == "outage_start":
-            starts[event.string_id] = event.timestamp_us
-            per_site[event.site_id] += 1
+            starts[event.string_id] = seconds
         elif event.kind == "outage_end":
-            durations.append((event.timestamp_us - starts.pop(event.string_id)) / 60e6)
-    assert 30 <= min(durations) and max(durations) <= 90
-    expected = {site.site_id: site.outages_per_year * years for site in spec.sites}
-    # A Poisson count: within three standard deviations of its mean.
-    total_expected = sum(expected.values())
-    assert abs(sum(per_site.values()) - total_expected) < 3.0 * total_expected ** 0.5
-    # Phuket's grid (8 a year) fails more often than Chiang Mai's (2 a year).
-    assert per_site["HKT_DC1"] > per_site["CNX_DC1"], per_site
+            start_s = starts.pop(event.string_id)
+            played[event.site_id].append((start_s, seconds - start_s))
+    assert sum(len(outages) for outages in played.values()) >= 3
+    for site in sites:
+        expected = regional_draws(site, seed=11, years=years)
+        assert len(played[site.site_id]) == len(expected), site.site_id
+        for (start_s, down_s), (drawn_start_s, drawn_down_s) in zip(played[site.site_id], expected):
+            assert start_s == pytest.approx(drawn_start_s, abs=1e-3) and down_s == pytest.approx(drawn_down_s, abs=1e-3)
 
 
 # ------------------------------------------------------------------------------------ schedules

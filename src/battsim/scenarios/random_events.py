@@ -16,6 +16,7 @@ they appear in ``events`` and in ``scenario_mask`` as ground truth.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,11 +52,10 @@ def start_random_process(world: World, controller: Scenarios, entry: RandomEntry
         if entry.kind == "grid_outage":
             rate = entry.rate_per_year if entry.rate_per_year is not None else world.fleet.site(site).outages_per_year
             if rate > 0:
-                world.env.process(_grid_outages(
-                    world, controller, site_id, rng, SECONDS_PER_YEAR / rate,
-                    parse_duration(entry.duration_min or DEFAULT_OUTAGE_MIN),
-                    parse_duration(entry.duration_max or DEFAULT_OUTAGE_MAX), source,
-                ))
+                draws = outage_draws(rng, SECONDS_PER_YEAR / rate,
+                                     parse_duration(entry.duration_min or DEFAULT_OUTAGE_MIN),
+                                     parse_duration(entry.duration_max or DEFAULT_OUTAGE_MAX))
+                world.env.process(_grid_outages(world, controller, site_id, draws, source))
         elif entry.kind == "hvac_fault":
             world.env.process(_hvac_faults(
                 world, controller, site_id, rng, parse_duration(entry.mtbf or DEFAULT_HVAC_MTBF),
@@ -65,15 +65,21 @@ def start_random_process(world: World, controller: Scenarios, entry: RandomEntry
         failures.enable_failures(world, hazard_scale=entry.hazard_scale or 1.0, sites=[int(site) for site in sites])
 
 
-def _grid_outages(world: World, controller: Scenarios, site_id: str, rng: np.random.Generator,
-                  mean_gap_s: float, shortest_s: float, longest_s: float, source: str):
-    """Grid up for an exponential time, then down for a uniform 30-90 min, and again."""
-    env = world.env
+def outage_draws(rng: np.random.Generator, mean_gap_s: float, shortest_s: float,
+                 longest_s: float) -> Iterator[tuple[float, float]]:
+    """A site's grid outages, forever: (seconds the grid stays up, seconds it is then down), a Poisson process
+    (exponential gaps of mean ``mean_gap_s``) of outages lasting uniformly ``shortest_s`` to ``longest_s``."""
     while True:
-        yield env.timeout(rng.exponential(mean_gap_s))
-        duration_s = rng.uniform(shortest_s, longest_s)
-        controller.apply("power_outage", sites=[site_id], duration_s=duration_s, source=f"random {source}")
-        yield env.timeout(duration_s)
+        yield rng.exponential(mean_gap_s), rng.uniform(shortest_s, longest_s)
+
+
+def _grid_outages(world: World, controller: Scenarios, site_id: str, draws: Iterator[tuple[float, float]],
+                  source: str):
+    """Grid up, then down, as drawn, and again; the next outage is drawn once the grid is back."""
+    for up_s, down_s in draws:
+        yield world.env.timeout(up_s)
+        controller.apply("power_outage", sites=[site_id], duration_s=down_s, source=f"random {source}")
+        yield world.env.timeout(down_s)
 
 
 def _hvac_faults(world: World, controller: Scenarios, site_id: str, rng: np.random.Generator,
