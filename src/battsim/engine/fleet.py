@@ -10,6 +10,7 @@ jar is the same whatever fleet it is part of.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -218,13 +219,34 @@ def _thai_fleet(name: str, description: str, strings: int, sites=THAI_SITES) -> 
     )
 
 
-PRESETS: dict[str, FleetSpec] = {
-    "thailand-9x24": _thai_fleet("thailand-9x24", "The 9 Thai sites, one string of 24 jars each (216 jars).", 1),
-    "thailand-full": _thai_fleet(
+class _Presets(Mapping[str, FleetSpec]):
+    """The presets by name, each made on first use: national-telecom's 2,000 sites take 0.1 s, which every
+    ``battsim`` command and worker process would otherwise pay at start-up."""
+
+    def __init__(self, makers: dict[str, Callable[[], FleetSpec]]):
+        self._makers = makers
+        self._made: dict[str, FleetSpec] = {}
+
+    def __getitem__(self, name: str) -> FleetSpec:
+        if name not in self._made:
+            self._made[name] = self._makers[name]()
+        return self._made[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+
+PRESETS: Mapping[str, FleetSpec] = _Presets({
+    "thailand-9x24": lambda: _thai_fleet("thailand-9x24", "The 9 Thai sites, one string of 24 jars each (216 jars).", 1),
+    "thailand-full": lambda: _thai_fleet(
         "thailand-full", "9 Thai sites × 9 strings × 24 jars (1,944 jars), fleet mix 85/12/3 %.", 9
     ),
-    "single-string": _thai_fleet("single-string", "One Bangkok site, one string of 24 jars.", 1, THAI_SITES[3:4]),
-}
+    "single-string": lambda: _thai_fleet("single-string", "One Bangkok site, one string of 24 jars.", 1, THAI_SITES[3:4]),
+    "national-telecom": lambda: national_telecom(),
+})
 
 
 def get_preset(name: str) -> FleetSpec:
@@ -462,7 +484,6 @@ def national_telecom(sites: int = NATIONAL_TELECOM_SITES) -> FleetSpec:
     )
 
 
-PRESETS["national-telecom"] = national_telecom()
 # Presets made by a function of the number of sites: --sites N makes them with N sites.
 PROCEDURAL_PRESETS = {"national-telecom": national_telecom}
 

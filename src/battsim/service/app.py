@@ -20,6 +20,7 @@ from battsim.engine.fleet import FleetSpec, get_preset
 from battsim.scenarios import Timeline
 from battsim.service.docs import declare_bearer
 from battsim.service.docs import router as docs_router
+from battsim.service.guard import Guard
 from battsim.service.limits import MAX_BODY_BYTES, BodyLimit
 from battsim.service.live import MAX_LIVE_JARS, MAX_NAMED_SESSIONS, Attach, LiveConfig, Sessions
 from battsim.service.original_api import API, STATIC_DIR, original_http_error, original_validation_error
@@ -35,7 +36,7 @@ from battsim.service.routes_simulation import router as simulation_router
 from battsim.service.routes_sinks import router as sinks_router
 from battsim.service.routes_sinks import sinks_attachment
 from battsim.service.routes_timeline import router as timeline_router
-from battsim.service.security import AccessPolicy, Guard
+from battsim.service.security import AccessPolicy
 from battsim.sinks import SinkConfig
 
 
