@@ -7,10 +7,12 @@ from pathlib import Path
 
 import duckdb
 
-from battsim.engine.fleet import get_preset
+from battsim.engine.fleet import entity_rng, get_preset
+from battsim.engine.physics import SECONDS_PER_YEAR
 from battsim.engine.world import DEFAULT_START
 from battsim.recordings.batch import BatchRun, record_run
 from battsim.recordings.schema import reading_sample_columns
+from battsim.scenarios.random_events import outage_draws
 
 
 class CollectingSink:
@@ -44,3 +46,17 @@ def content_hash(path: Path) -> int:
     columns = ", ".join(f'"{name}"' for name, _ in reading_sample_columns())
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(f"SELECT sum(hash({columns})::HUGEINT) FROM reading_samples").fetchone()[0]
+
+
+def regional_draws(site, seed: int, years: float) -> list[tuple[float, float]]:
+    """A site's random grid outages at its region's rate (the first [[random]] grid_outage entry of a run, as the
+    default grid-outages timeline is) for ``years``: (start, duration), seconds from the run's start."""
+    rng = entity_rng(seed, site.site_id, "random:grid_outage:0")
+    draws = outage_draws(rng, SECONDS_PER_YEAR / site.outages_per_year, 30 * 60, 90 * 60)
+    outages, now_s = [], 0.0
+    for up_s, down_s in draws:
+        now_s += up_s
+        if now_s >= years * SECONDS_PER_YEAR:
+            return outages
+        outages.append((now_s, down_s))
+        now_s += down_s

@@ -14,9 +14,11 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
+from battsim.engine.fleet import get_preset
 from battsim.scenarios import load_timeline, shipped_timelines
 from battsim.scenarios.default_outages import GRID_OUTAGES, with_random_outages
 from battsim.service import cli
+from helpers import regional_draws
 from test_service_helpers import WAIT_S, battsim_command, free_port, json_once_listening, wait_until
 
 # One worker runs this module (make test: --dist loadgroup) and its recordings are session fixtures, so each is
@@ -51,13 +53,6 @@ def default_recording(tmp_path_factory) -> Path:
     return default_run(tmp_path_factory.mktemp("default") / "week.duckdb")
 
 
-@pytest.fixture(scope="session")  # session, not module: a worker may run other modules between this one's tests
-def year_at_seed_1(tmp_path_factory) -> Path:
-    """A year of the default preset at hourly readings and another seed than the default's (shared: it takes a while)."""
-    return default_run(tmp_path_factory.mktemp("year") / "year.duckdb", "--seed", "1", "--days", "365",
-                       "--interval", "3600")
-
-
 def test_a_default_run_answers_the_readme_discharge_query_with_rows(default_recording):
     discharging = rows(default_recording, readme_discharge_query())
     assert discharging, "the README's discharge query found no rows on a default run"
@@ -71,13 +66,11 @@ def test_a_default_run_answers_the_readme_discharge_query_with_rows(default_reco
     assert sources == [(f"random {GRID_OUTAGES}: [[random]] #1 (grid)",)]
 
 
-def test_the_outages_are_the_same_for_the_same_seed_and_differ_for_another(default_recording, year_at_seed_1,
-                                                                          tmp_path):
+def test_the_outages_are_the_same_for_the_same_seed_and_differ_for_another(default_recording, tmp_path):
     again = default_run(tmp_path / "again.duckdb", "--days", "7")
     assert rows(again, OUTAGES_SQL) == rows(default_recording, OUTAGES_SQL)
-    # Over a year at seed 1, the same preset: other instants (and, at 37 outages a year across the sites, many).
-    other = rows(year_at_seed_1, OUTAGES_SQL)
-    assert other and set(other) != set(rows(default_recording, OUTAGES_SQL))
+    other = default_run(tmp_path / "other.duckdb", "--seed", "1")
+    assert rows(other, OUTAGES_SQL) != rows(default_recording, OUTAGES_SQL)
 
 
 def test_no_random_outages_keeps_the_fleet_on_float(tmp_path):
@@ -87,13 +80,21 @@ def test_no_random_outages_keeps_the_fleet_on_float(tmp_path):
     assert json.loads(rows(quiet, "SELECT config FROM runs")[0][0])["timelines"] == []
 
 
-def test_outages_follow_each_site_rate(year_at_seed_1):
-    # A year at hourly readings: Phuket (8 a year) has more than Chiang Mai (2 a year), every one 30-90 minutes.
-    year = year_at_seed_1
-    per_site = dict(rows(year, "SELECT site_id, count(*) FROM events WHERE kind = 'outage_start' GROUP BY ALL"))
-    assert per_site.get("HKT_DC1", 0) > per_site.get("CNX_DC1", 0)
-    durations_min = [r[0] for r in rows(year, "SELECT duration_s / 60 FROM outage_autonomy WHERE ended")]
-    assert durations_min and all(30 - 1e-6 <= d <= 90 + 1e-6 for d in durations_min)
+def test_a_default_run_plays_each_sites_draws_at_its_regional_rate(default_recording):
+    """Each site's outages are its own stream's draws at its outages_per_year (test_timeline checks those draws'
+    rates and durations over 30 years), started and ended when drawn."""
+    played = {}
+    for site_id, start_s, duration_s, ended in rows(default_recording, """
+            SELECT site_id, epoch(o.start) - epoch(r.start), duration_s, ended
+            FROM outage_autonomy o, runs r ORDER BY ALL"""):
+        played.setdefault(site_id, []).append((start_s, duration_s if ended else None))
+    assert len(played) >= 2, played
+    for site in get_preset("thailand-9x24").sites:
+        drawn = regional_draws(site, seed=0, years=7 / 365.25)
+        assert len(played.get(site.site_id, [])) == len(drawn), site.site_id
+        for (start_s, down_s), (drawn_start_s, drawn_down_s) in zip(played.get(site.site_id, []), drawn):
+            assert start_s == pytest.approx(drawn_start_s, abs=1e-3)
+            assert down_s is None or down_s == pytest.approx(drawn_down_s, abs=1e-3)
 
 
 def test_a_timeline_with_its_own_grid_outages_is_not_doubled():

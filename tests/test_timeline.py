@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import duckdb
 import numpy as np
 import pytest
-from tests.helpers import CollectingSink
+from tests.helpers import CollectingSink, regional_draws
 from typer.testing import CliRunner
 
-from battsim.engine.fleet import FleetSpec, build_fleet, entity_rng, get_preset
+from battsim.engine.fleet import FleetSpec, build_fleet, get_preset
 from battsim.engine.physics import SECONDS_PER_YEAR
 from battsim.engine.world import DEFAULT_START, World
 from battsim.recordings.batch import BatchRun, record_run
@@ -24,7 +24,6 @@ from battsim.scenarios import (
     load_timeline,
     shipped_timelines,
 )
-from battsim.scenarios.random_events import outage_draws
 from battsim.service.cli import app
 from battsim.timeparse import parse_duration
 
@@ -197,19 +196,6 @@ def test_random_battery_failures_strike_only_the_target_sites_and_repeat_with_th
     assert {battery[:7] for _, battery, _ in first} <= {"BKK_DC1", "HKT_DC1"}
     assert failures(seed=4) == first
     assert failures(seed=5) != first
-
-
-def regional_draws(site, seed: int, years: float) -> list[tuple[float, float]]:
-    """A site's default random outages (its region's rate) for ``years``: (start s, duration s) from its own stream."""
-    rng = entity_rng(seed, site.site_id, "random:grid_outage:0")
-    draws = outage_draws(rng, SECONDS_PER_YEAR / site.outages_per_year, 30 * 60, 90 * 60)
-    outages, now_s = [], 0.0
-    for up_s, down_s in draws:
-        now_s += up_s
-        if now_s >= years * SECONDS_PER_YEAR:
-            return outages
-        outages.append((now_s, down_s))
-        now_s += down_s
 
 
 def test_random_outages_follow_the_regional_rate_and_last_30_to_90_minutes():
