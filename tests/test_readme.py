@@ -45,7 +45,7 @@ RUNNABLE = {"sh": "shell", "bash": "shell", "console": "shell", "python": "pytho
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 MARKER = re.compile(r"^<!--\s*(illustration|readme-test)\s*:?\s*(.*?)\s*-->\s*$")
 SPAN_ENV = "BATTSIM_README_SPAN"
-DEFAULT_SPAN_DAYS = "0.5"  # keeps the whole README under a minute on 2 cores
+DEFAULT_SPAN_DAYS = "0.5"  # half a virtual day per shortened run: the whole README in about three minutes
 BLOCK_TIMEOUT_S = 240
 
 
