@@ -61,6 +61,8 @@ def serve(data_dir: Path, **app_options):
             server.should_exit = True
             thread.join(WAIT_S)
             sock.close()
+            # A server left running would go on simulating in this process and slow every later test down.
+            assert not thread.is_alive(), f"the server did not stop within {WAIT_S:.0f} s"
 
 
 def receive(ws, timeout: float = WAIT_S) -> dict:
