@@ -331,7 +331,7 @@ def test_docs_and_openapi_are_served(server):
 
 
 def test_openapi_describes_the_answer_of_every_operation(server):
-    """Every operation documents its 200 answer's fields (typed answer models), /metrics aside (Prometheus text)."""
+    """Every operation documents its 200 answer's fields (typed answer models); /metrics says it is Prometheus text."""
     spec = server.http.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
     operations = [(path, method, operation) for path, methods in spec["paths"].items()
@@ -341,6 +341,8 @@ def test_openapi_describes_the_answer_of_every_operation(server):
         answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
         name = (answer.get("items") or answer)["$ref"].rsplit("/", 1)[-1]
         assert schemas[name]["properties"], (method, path, name)
+    metrics = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert metrics == {"text/plain": {"schema": {"type": "string"}}}
     status = schemas["SimulationStatus"]["properties"]
     assert {"is_running", "batteries_count", "interval_seconds", "readings_generated", "sim_time", "seq"} <= set(status)
     assert "ISO 8601" in status["sim_time"]["description"]

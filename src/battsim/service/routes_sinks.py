@@ -95,7 +95,9 @@ def sinks(sessions: LiveSessions) -> dict:
             "sinks": [] if attached is None else attached.sinks.status()}
 
 
-@router.get("/metrics", summary="Prometheus metrics of the live simulation and its sinks")
+@router.get("/metrics", summary="Prometheus metrics of the live simulation and its sinks", response_class=Response,
+            responses={200: {"description": "The Prometheus text exposition format (version 0.0.4)",
+                             "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}})
 def metrics(sessions: LiveSessions) -> Response:
     def sources():
         attached = _attached(sessions)
