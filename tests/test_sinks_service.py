@@ -84,6 +84,18 @@ def test_a_live_session_feeds_its_sinks_and_metrics(tmp_path, webhook, broker):
     assert len(webhook.rows()) == delivered and delivered + dropped == recorded and delivered >= 72
 
 
+def test_the_sinks_carry_the_default_sessions_telemetry_only(tmp_path, webhook):
+    with serve(tmp_path / "recordings", sinks=[WebhookConfig(url=webhook.url, batch_rows=24)]) as server:
+        named = {**START_BODY, "preset": "thailand-9x24"}  # nine sites; the default session's one is BKK_DC1
+        assert server.http.post("/api/v1/sessions/lab/simulation/start", json=named).status_code == 200
+        assert server.http.post("/api/v1/simulation/start", json=START_BODY).status_code == 200
+        wait_until(lambda: server.http.get("/api/v1/sessions/lab/simulation/status").json()["readings_generated"]
+                   >= 216 * 12 and len(webhook.rows()) >= 72)
+        assert server.http.post("/api/v1/sessions/lab/simulation/stop").status_code == 200
+        assert server.http.post("/api/v1/simulation/stop").status_code == 200
+    assert {row["battery_id"][:7] for row in webhook.rows()} == {"BKK_DC1"}
+
+
 def test_metrics_before_any_simulation(tmp_path):
     with serve(tmp_path / "recordings") as server:
         metrics = families(server.http.get("/metrics").text)

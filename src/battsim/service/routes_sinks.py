@@ -57,8 +57,11 @@ class SessionSinks:
 
 
 def sinks_attachment(configs: Sequence[SinkConfig]) -> Attach:
-    """What create_app gives every session: its sinks (``configs``, possibly none) and its metrics."""
-    return lambda session: SessionSinks(session, configs)
+    """What create_app gives every session: its metrics, and the configured sinks (``configs``, possibly none) for
+    the default session only. The sinks are one MQTT client id and topic prefix, one webhook, one table: a named
+    session's telemetry would mix into the default's there (and its MQTT client would push the other off the
+    broker, which allows one connection per client id)."""
+    return lambda session: SessionSinks(session, configs if session.slot == DEFAULT_SLOT else ())
 
 
 def _attached(sessions: Sessions) -> SessionSinks | None:
