@@ -417,9 +417,10 @@ class LiveSession:
         self.wake()
         self.publish_status()
 
-    def install_timeline(self, text_or_name: str) -> Timeline:
-        """Schedule a timeline's events from now on (TimelineError if it is invalid for this fleet)."""
-        return self._install(resolve_timeline(text_or_name))
+    def install_timeline(self, timeline: Timeline | str) -> Timeline:
+        """Schedule a timeline's events from now on: a parsed one, or its text or shipped name (TimelineError if it
+        is invalid for this fleet)."""
+        return self._install(timeline if isinstance(timeline, Timeline) else resolve_timeline(timeline))
 
     def _install(self, timeline: Timeline) -> Timeline:
         timeline.install(self.world, self.scenarios)

@@ -223,10 +223,15 @@ async def get_timeline(sessions: LiveSessions):
 async def post_timeline(request: TimelineRequest, sessions: LiveSessions):
     session = running_session(sessions)
     now = session.sim_now
-    # Checked off the event loop (a long repeat takes a while to expand), installed on it.
-    timeline = await asyncio.to_thread(timeline_of, request, session.fleet, now)
+
+    def checked() -> Timeline:
+        timeline = timeline_of(request, session.fleet, now)
+        # A form installs as its TOML text would (source "timeline"), like a timeline sent as text.
+        return timeline if request.form is None else resolve_timeline(timeline.text)
+
+    # Parsed and checked off the event loop (a long repeat takes a while to expand), installed on it as parsed.
     try:
-        installed = session.install_timeline(timeline.text if request.form is not None else request.timeline)
+        installed = session.install_timeline(await asyncio.to_thread(checked))
     except TimelineError as error:
         raise invalid(("timeline",), str(error)) from None
     return {"status": "installed", "source": installed.source, "events": installed.describe()}
