@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 import battsim
+from battsim.engine.fleet import national_telecom
 from battsim.scenarios import load_timeline, shipped_timelines
 
 ONE_DAY = dict(preset="single-string", days=1, timeline="daily-outage", seed=7, interval_s=300)
@@ -45,6 +46,13 @@ def test_a_different_seed_gives_different_readings():
 def test_bad_arguments_name_the_argument(arguments, named):
     with pytest.raises(ValueError, match=f"^{named}: "):
         battsim.simulate(**arguments)
+
+
+def test_a_fleet_too_big_for_one_recording_is_refused_before_anything_runs(tmp_path):
+    out = tmp_path / "big.duckdb"
+    with pytest.raises(ValueError, match=r"^fleet: 66,536 jars, and one recording holds at most 60,000; .*--workers"):
+        battsim.simulate(fleet=national_telecom(6000), days=0.01, out=out)
+    assert not out.exists()
 
 
 def test_load_timeline_takes_the_shipped_names_like_the_cli():

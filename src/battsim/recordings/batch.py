@@ -23,6 +23,7 @@ from battsim.recordings.format import NotARecordingError, RecordingBusyError, ve
 from battsim.recordings.outputs import discard, replace_file, staging_path, wal_path
 from battsim.recordings.recorder import Recorder, RecordingExistsError, RunInfo
 from battsim.recordings.run_config import RunConfig, ShardPlace, TimelineText
+from battsim.recordings.schema import MAX_RECORDING_JARS
 from battsim.scenarios import SCENARIO_NAMES, Scenarios, Timeline
 
 # How much virtual time the world advances between progress reports.
@@ -112,6 +113,9 @@ def record_run(run: BatchRun, progress: Callable[[float, int], None] | None = No
     If the run fails or is interrupted, what was flushed is kept, marked incomplete (see
     :func:`keep_partial`). An I/O failure is raised as :class:`RecordingWriteError`.
     """
+    if run.fleet.jar_count > MAX_RECORDING_JARS:
+        raise ValueError(f"fleet: {run.fleet.jar_count:,} jars, and one recording holds at most {MAX_RECORDING_JARS:,}; "
+                         "record it as a shard set (battsim run --workers N, or battsim.scale.runner.ShardedRun)")
     if run.out.exists() and not run.overwrite:
         raise RecordingExistsError(f"{run.out} exists; pass --overwrite to replace it")
     fleet = build_fleet(run.fleet, run.seed)

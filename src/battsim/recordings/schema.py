@@ -55,6 +55,11 @@ from battsim.recordings.views import VIEW_DESCRIPTIONS, view_statements
 FORMAT_VERSION = 2
 
 
+# Jars and sites are keyed by USMALLINT (battery_key, site_key): at most 65,535 in one recording, less room
+# for the jars that replace failed ones during a run. A bigger fleet is recorded as a shard set of parts.
+MAX_RECORDING_JARS = 60_000
+
+
 class Column(NamedTuple):
     name: str
     sql_type: str  # with its constraint, e.g. "VARCHAR UNIQUE"

@@ -16,11 +16,10 @@ import heapq
 from dataclasses import dataclass, replace
 
 from battsim.engine.fleet import FleetLayout, FleetSpec, SiteSpec
+from battsim.recordings.schema import MAX_RECORDING_JARS
 from battsim.scenarios.timeline import Timeline
 
-# The recording format keys jars by USMALLINT (recordings/schema.py): a part holds at most 65,535 jars,
-# less room for the jars that replace failed ones during the run.
-MAX_PART_JARS = 60_000
+MAX_PART_JARS = MAX_RECORDING_JARS  # a part is one recording
 # Parts of a few thousand jars keep the vectorised engine efficient (bench/bench_batch.py measures the
 # 1,944-jar fleet) while giving two workers many parts to balance.
 DEFAULT_PART_JARS = 4_096

@@ -21,7 +21,8 @@ from battsim.engine.fleet import PRESETS, FleetFileError, with_sites
 from battsim.engine.world import DEFAULT_BATCH_ROWS, DEFAULT_START
 from battsim.recordings.batch import BatchRun, RecordingWriteError, RunInterrupted, record_run
 from battsim.recordings.outputs import OutputError, check_out
-from battsim.scale.plan import DEFAULT_PART_JARS, MAX_PART_JARS, site_jars
+from battsim.recordings.schema import MAX_RECORDING_JARS
+from battsim.scale.plan import DEFAULT_PART_JARS
 from battsim.scenarios import CATALOGUE, load_timeline, shipped_timelines
 from battsim.scenarios.default_outages import with_random_outages
 from battsim.service.digest_cli import diff, hash_command
@@ -138,10 +139,9 @@ def run(
                              preset=preset_name, overwrite=overwrite, batch_rows=batch_rows, timelines=timelines,
                              alarms=alarms), workers, part_jars, engine, address, progress)
         return
-    jars = sum(site_jars(site) for site in spec.sites)
-    if jars > MAX_PART_JARS:  # the recording keys jars by USMALLINT: more would wrap
-        fail("--workers", f"the fleet has {jars:,} jars and one recording holds at most {MAX_PART_JARS:,}; give "
-             "--workers N to record it as a shard set")
+    if spec.jar_count > MAX_RECORDING_JARS:
+        fail("--workers", f"the fleet has {spec.jar_count:,} jars and one recording holds at most "
+             f"{MAX_RECORDING_JARS:,}; give --workers N to record it as a shard set")
     try:
         check_out(out, overwrite, inputs=[p for p in [fleet, model_file, *(Path(t) for t in timeline or [])]
                                           if p and p.exists()])
