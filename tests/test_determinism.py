@@ -15,9 +15,9 @@ def test_same_seed_same_readings_other_seed_other_readings(tmp_path):
 
 
 def test_flush_size_changes_nothing(tmp_path):
-    make_recording(tmp_path / "big.duckdb", preset="single-string", days=1, seed=5, batch_rows=100_000)
-    make_recording(tmp_path / "small.duckdb", preset="single-string", days=1, seed=5, batch_rows=24 * 7)
-    make_recording(tmp_path / "one.duckdb", preset="single-string", days=1, seed=5, batch_rows=1)
+    make_recording(tmp_path / "big.duckdb", preset="single-string", days=0.25, seed=5, batch_rows=100_000)
+    make_recording(tmp_path / "small.duckdb", preset="single-string", days=0.25, seed=5, batch_rows=24 * 7)
+    make_recording(tmp_path / "one.duckdb", preset="single-string", days=0.25, seed=5, batch_rows=1)
     expected = content_hash(tmp_path / "big.duckdb")
     assert content_hash(tmp_path / "small.duckdb") == expected
     assert content_hash(tmp_path / "one.duckdb") == expected
