@@ -64,7 +64,9 @@ MAX_NESTING = 16
 # Date-times a timeline may name: from the recordings' epoch to well past any run's end.
 EARLIEST_YEAR, LATEST_YEAR = 1970, 2199
 # Repeats: at most hourly, so an event cannot flood the simulation; each is expanded over at most the
-# longest run, so a rule that never matches again (FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30) ends.
+# longest run. A rule that never matches (FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30) does end, but only once dateutil
+# has walked period by period to the year 9999 (it checks UNTIL on matches only): 4.7 s for that daily rule,
+# about 270 s for FREQ=HOURLY;BYSETPOS=2. Refusing such rules when a timeline is read is still to do.
 REPEAT_FREQUENCIES = ("HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 MAX_REPEAT_INTERVAL = 1_000
 REPEAT_HORIZON = timedelta(seconds=MAX_DURATION_S)
