@@ -29,6 +29,7 @@ most, INTERVAL 1-1000) and is expanded over at most 100 years from its first occ
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterator
@@ -64,12 +65,17 @@ MAX_NESTING = 16
 # Date-times a timeline may name: from the recordings' epoch to well past any run's end.
 EARLIEST_YEAR, LATEST_YEAR = 1970, 2199
 # Repeats: at most hourly, so an event cannot flood the simulation; each is expanded over at most the
-# longest run. A rule that never matches (FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30) does end, but only once dateutil
-# has walked period by period to the year 9999 (it checks UNTIL on matches only): 4.7 s for that daily rule,
-# about 270 s for FREQ=HOURLY;BYSETPOS=2. Refusing such rules when a timeline is read is still to do.
+# longest run.
 REPEAT_FREQUENCIES = ("HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 MAX_REPEAT_INTERVAL = 1_000
 REPEAT_HORIZON = timedelta(seconds=MAX_DURATION_S)
+# A rule that never matches (FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30, FREQ=HOURLY;BYSETPOS=2) would be walked by
+# dateutil period after period to the year 9999, since it checks UNTIL on matches only: 4.7 s for that daily
+# rule, 267 s for that hourly one, on the loop that paces a live simulation. So a rule is first probed from its
+# start's month, day and time in a year this close to 9999, where the walk ends soon: 30 years hold every
+# weekday of every date and several leap days (the weekday cycle is 28 years), and 30 of the rule's periods.
+PROBE_YEARS = 30
+_PERIOD_YEARS = {"HOURLY": 1 / 8766, "DAILY": 1 / 365.25, "WEEKLY": 7 / 365.25, "MONTHLY": 1 / 12, "YEARLY": 1.0}
 # An HVAC that fails more often than hourly is no scenario anyone models, and would flood the events.
 MIN_HVAC_MTBF_S = 3_600.0
 
@@ -151,8 +157,10 @@ class EventEntry(_Entry):
     @field_validator("repeat")
     @classmethod
     def _rule(cls, value):
-        if value is not None:
-            rule_text(value)
+        if value is not None and not matches_ever(rule_text(value), datetime(2026, 1, 1)):
+            raise ValueError(f"{_shown(value)} never matches (no occurrence in {PROBE_YEARS} years from 1 January, "
+                             "midnight): check BYMONTHDAY against BYMONTH's days, and BYSETPOS against what one "
+                             "period holds")
         return value
 
     @field_validator("until")
@@ -275,6 +283,21 @@ def rule_text(repeat: str) -> str:
     return text
 
 
+def matches_ever(text: str, start: datetime) -> bool:
+    """Whether a checked RRULE started at ``start`` (naive local time) matches at all, decided in bounded time: the
+    probe starts at ``start``'s month, day and time PROBE_YEARS (or 30 of its periods) before dateutil's end."""
+    parts = _rule_parts(text)
+    span = _PERIOD_YEARS[parts["FREQ"].upper()] * int(parts.get("INTERVAL", "1")) * PROBE_YEARS
+    year = datetime.max.year - min(max(PROBE_YEARS, math.ceil(span)), datetime.max.year - EARLIEST_YEAR)
+    while True:
+        try:
+            probe_start = start.replace(year=year)
+            break
+        except ValueError:  # 29 February: the nearest leap year before
+            year -= 1
+    return next(iter(rrulestr(text, dtstart=probe_start).replace(count=None)), None) is not None
+
+
 def rule_parts(repeat: str) -> dict[str, str]:
     """The checked RRULE of a ``repeat`` value as its KEY=VALUE parts, keys upper-cased ("daily": {"FREQ": "DAILY"})."""
     return _rule_parts(rule_text(repeat))
@@ -312,6 +335,8 @@ class ScheduledEvent:
             until = min(until, _aware(self.entry.until, zone, end_of_day=True).astimezone(zone).replace(tzinfo=None))
         # COUNT is counted here, so that UNTIL (which dateutil will not combine with it) caps every rule.
         count = _rule_parts(text).get("COUNT")
+        if not matches_ever(text, start):  # it never does: dateutil would walk to the year 9999 to say so
+            return
         rule = rrulestr(text, dtstart=start).replace(until=until, count=None)
         for index, local in enumerate(rule):
             if count is not None and index >= int(count):
